@@ -1,0 +1,1 @@
+"""Datasets: where text comes from (sources), how it becomes tokens (tokenizers, corpus)."""

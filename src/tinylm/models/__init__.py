@@ -1,0 +1,5 @@
+"""The model zoo: linear, mlp, attention, transformer — all sequence models with one interface."""
+
+from tinylm.models.registry import MODELS, build_model, make_config
+
+__all__ = ["MODELS", "build_model", "make_config"]

@@ -1,0 +1,124 @@
+"""What every model shares: the config fields, parameter and FLOP counting, and the sequence-model contract.
+
+Contract: `forward(idx)` takes token ids of shape (B, T) and returns logits of shape (B, T, V); the logits at
+position t depend only on tokens at positions <= t, and on at most `context_length` of them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tinylm.errors import UsageError
+
+
+@dataclass
+class LMConfig:
+    """Fields every model config has."""
+
+    vocab_size: int = 65
+    """Number of token types (set from the dataset's tokenizer)."""
+    context_length: int = 64
+    """Most tokens a prediction may look at (the current one included)."""
+    dropout: float = 0.0
+    """Dropout probability in training."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise UsageError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every invalid value, as messages that say what to change."""
+        out = []
+        if self.vocab_size < 2:
+            out.append(f"model.vocab_size must be at least 2 (got {self.vocab_size})")
+        if self.context_length < 1:
+            out.append(f"model.context_length must be at least 1 (got {self.context_length})")
+        if not 0 <= self.dropout < 1:
+            out.append(f"model.dropout must be in [0, 1) (got {self.dropout})")
+        return out
+
+
+class LanguageModel(nn.Module):
+    """Base class: counting and the few facts the trainer and evaluator need about a model."""
+
+    config: LMConfig
+    #: True for models that restart a window of fixed size at every position (linear, MLP).
+    fixed_window: bool = False
+
+    @property
+    def context_length(self) -> int:
+        """Most tokens one prediction can see."""
+        return self.config.context_length
+
+    @property
+    def train_skip(self) -> int:
+        """Leading positions of a training sequence that are fed but not scored (window models: k - 1)."""
+        return self.context_length - 1 if self.fixed_window else 0
+
+    def default_seq_len(self) -> int:
+        """Scored positions per training sequence by default."""
+        return 256 if self.fixed_window else self.context_length
+
+    def num_params(self) -> int:
+        """Trainable parameters, each shared (tied) tensor counted once."""
+        seen, total = set(), 0
+        for p in self.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+        return total
+
+    def param_breakdown(self) -> OrderedDict[str, int]:
+        """Parameters per top-level module (tied tensors listed under the first module that owns them)."""
+        seen, out = set(), OrderedDict()
+        for name, p in self.named_parameters():
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            top = name.split(".")[0]
+            out[top] = out.get(top, 0) + p.numel()
+        return out
+
+    def matmul_flops_per_token(self, seq_len: int | None = None) -> float:
+        """Forward matmul FLOPs per token (2*m*n*k per matmul) at sequence length `seq_len`."""
+        raise NotImplementedError
+
+    def other_flops_per_token(self) -> float:
+        """Forward arithmetic outside matmuls that the implementation really does (e.g. lookup-and-add sums)."""
+        return 0.0
+
+    def flops_per_token(self, training: bool = False, seq_len: int | None = None) -> float:
+        """Analytic FLOPs per token.
+
+        Convention: matmuls count 2*m*n*k (attention scores and weighted sums included, over the full sequence of
+        `seq_len` tokens, default the context length); embedding lookups count 0; lookup-and-add sums count one
+        FLOP per addition; norms, activations and biases are not counted. Training = 3 x forward.
+        """
+        forward = self.matmul_flops_per_token(seq_len) + self.other_flops_per_token()
+        return 3.0 * forward if training else forward
+
+    def describe(self) -> str:
+        """One line: name, parameters and FLOPs per token."""
+        return (
+            f"{type(self).__name__}: {self.num_params():,} params, "
+            f"{self.flops_per_token():,.0f} forward FLOPs/token at context {self.context_length}"
+        )
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """Small normal init for linear layers and embeddings, zero biases (GPT-2 style)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()

@@ -1,0 +1,1 @@
+"""Training, evaluation and checkpoints: one of each for every model."""
