@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -267,18 +267,169 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 @dataclass
 class RunConfig:
-    """Everything that defines one training run; saved resolved as the run's config.yaml."""
+    """Everything that defines one training run; saved resolved as the run's config.yaml.
+
+    `model` holds the model's field values (validated for names and types); the model config itself is built
+    once the dataset's vocabulary size is known (`model_config`).
+    """
 
     model_name: str
-    model: Any
+    model: dict[str, Any]
     train: TrainConfig
     data: DataConfig
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def model_config(self, vocab_size: int) -> Any:
+        """The model's config dataclass for a vocabulary of `vocab_size` (validated)."""
+        from tinylm.models.registry import make_config
+
+        return make_config(self.model_name, {**self.model, "vocab_size": vocab_size})
 
     def to_dict(self) -> dict[str, Any]:
         """The config as saved in config.yaml."""
         return {
-            "model": {"name": self.model_name, **to_dict(self.model)},
+            "model": {"name": self.model_name, **self.model},
             "train": to_dict(self.train),
             "data": to_dict(self.data),
         }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config.yaml") -> RunConfig:
+        """Inverse of `to_dict` (as read back from a run's config.yaml)."""
+        from tinylm.models.registry import check_name, config_class
+
+        if not isinstance(values, dict) or set(values) != {"model", "train", "data"}:
+            raise UsageError(f"{where} must have exactly the sections model, train and data")
+        model = dict(values["model"] or {})
+        name = check_name(str(model.pop("name", "")))
+        allowed = field_names(config_class(name))
+        for key in model:
+            if key not in allowed:
+                raise unknown_key_error(key, allowed, f"{where} model")
+        return cls(name, model, from_dict(TrainConfig, values["train"], f"{where} train"),
+                   from_dict(DataConfig, values["data"], f"{where} data"))
+
+
+TOP_KEYS = ["training", "models", "data", "ablations", "profiles"]
+DATA_KEYS = ["type", "path", "max_vocab", "source"]
+PROFILE_KEYS = ["description", "datasets", "ablations", "training", "models", "flop_budgets"]
+
+
+def load_suite_file(path: str | Path | None = None) -> dict[str, Any]:
+    """Read a suite YAML (default: configs/default.yaml) and check its top-level keys."""
+    path = Path(path) if path else default_config_path()
+    raw = read_yaml(path)
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise unknown_key_error(str(key), TOP_KEYS, f"{path}")
+    raw["_path"] = str(path)
+    return raw
+
+
+def _section(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}.{key} must be a mapping")
+    return value
+
+
+def _split_model_train(
+    name: str, values: dict[str, Any], where: str, model_out: dict[str, Any], train_out: dict[str, Any]
+) -> dict[str, Any]:
+    """Sort `models.<name>` keys into model fields and train fields; returns `by_dataset` (if any)."""
+    from tinylm.models.registry import config_class
+
+    model_keys = [k for k in field_names(config_class(name)) if k != "vocab_size"]
+    train_keys = field_names(TrainConfig)
+    by_dataset = {}
+    for key, value in values.items():
+        if key in model_keys:
+            model_out[key] = value
+        elif key in train_keys:
+            train_out[key] = value
+        elif key == "by_dataset":
+            by_dataset = value or {}
+        else:
+            raise unknown_key_error(str(key), model_keys + train_keys + ["by_dataset"], where)
+    return by_dataset
+
+
+def data_config(raw: dict[str, Any], dataset: str) -> DataConfig:
+    """The DataConfig for a dataset name from the suite file's `data:` section (or the registry)."""
+    from tinylm.data.sources import DATASETS, canonical_name
+
+    where = f"{raw.get('_path', 'config')} data"
+    entries = _section(raw, "data", raw.get("_path", "config"))
+    entry = entries.get(dataset)
+    if entry is None:
+        entry = entries.get(canonical_name(dataset), {})
+    if not isinstance(entry, dict):
+        raise UsageError(f"{where}.{dataset} must be a mapping")
+    for key in entry:
+        if key not in DATA_KEYS:
+            raise unknown_key_error(str(key), DATA_KEYS, f"{where}.{dataset}")
+    source = entry.get("source")
+    name = canonical_name(source or dataset) if (source or entry.get("path") is None) else dataset
+    if entry.get("path") is None and name not in DATASETS:
+        raise UsageError(f"dataset '{dataset}' in {where} needs a path or a registered source")
+    values = {"name": name, "level": entry.get("type"), "path": entry.get("path"), "max_vocab": entry.get("max_vocab")}
+    return from_dict(DataConfig, values, f"{where}.{dataset}")
+
+
+def resolve_run(
+    model: str,
+    dataset: str = "tinyshakespeare",
+    *,
+    raw: dict[str, Any] | None = None,
+    profile: str | None = None,
+    model_values: dict[str, Any] | None = None,
+    train_values: dict[str, Any] | None = None,
+    data: DataConfig | None = None,
+    sets: list[str] | None = None,
+) -> RunConfig:
+    """Resolve one run's config by the layering in the module docstring."""
+    from tinylm.models.registry import check_name, config_class
+
+    check_name(model)
+    raw = raw if raw is not None else load_suite_file()
+    where = raw.get("_path", "config")
+    m: dict[str, Any] = {}
+    t: dict[str, Any] = dict(_section(raw, "training", where))
+    for key in t:
+        if key not in field_names(TrainConfig):
+            raise unknown_key_error(str(key), field_names(TrainConfig), f"{where} training")
+    data_cfg = data or data_config(raw, dataset)
+    layers = [(_section(raw, "models", where).get(model) or {}, f"{where} models.{model}")]
+    if profile is not None:
+        profiles = _section(raw, "profiles", where)
+        if profile not in profiles:
+            raise UsageError(f"unknown profile '{profile}'{suggest(profile, list(profiles))}; "
+                             f"choose one of: {', '.join(profiles)}")
+        prof = profiles[profile] or {}
+        for key in prof:
+            if key not in PROFILE_KEYS:
+                raise unknown_key_error(str(key), PROFILE_KEYS, f"{where} profiles.{profile}")
+        layers.append((dict(_section(prof, "training", where)), f"{where} profiles.{profile}.training"))
+        layers.append((_section(prof, "models", where).get(model) or {}, f"{where} profiles.{profile}.models.{model}"))
+    for values, label in layers:
+        if not isinstance(values, dict):
+            raise UsageError(f"{label} must be a mapping")
+        by_dataset = _split_model_train(model, values, label, m, t)
+        for ds_key, ds_values in (by_dataset or {}).items():
+            if ds_key in (dataset, data_cfg.name):
+                _split_model_train(model, ds_values or {}, f"{label}.by_dataset.{ds_key}", m, t)
+    m.update(model_values or {})
+    t.update({k: v for k, v in (train_values or {}).items() if v is not None})
+    over = parse_overrides(sets)
+    m.update(over["model"])
+    t.update(over["train"])
+    if over["data"]:
+        data_values = {**to_dict(data_cfg), **over["data"]}
+        data_cfg = from_dict(DataConfig, data_values, "--set data")
+    allowed = [k for k in field_names(config_class(model)) if k != "vocab_size"]
+    for key in m:
+        if key not in allowed:
+            raise unknown_key_error(key, allowed, f"model '{model}'")
+    # Types and ranges of the model fields are checked now (the vocabulary is filled in once the data is loaded).
+    full = to_dict(from_dict(config_class(model), {**m, "vocab_size": 2}, f"model '{model}'"))
+    full.pop("vocab_size")
+    return RunConfig(model, full, from_dict(TrainConfig, t, "training config"), data_cfg)

@@ -1,0 +1,1 @@
+"""Text generation: sampling (pure functions) and the interactive prompt."""

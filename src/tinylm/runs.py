@@ -1,0 +1,194 @@
+"""Run directories: naming, locking, finding and loading them.
+
+results/runs/<run-id>/
+    config.yaml        fully resolved config (model, train, data)
+    tokenizer.json     the tokenizer
+    model.safetensors  weights that were best on valid
+    last/              resume state (checkpoint.safetensors: weights, optimizer, step, RNG)
+    history.jsonl      one line per evaluation
+    metrics.json       final numbers and status
+    samples.txt        a short generated sample
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tinylm.config import RunConfig
+from tinylm.data.tokenizers import Tokenizer, load_tokenizer
+from tinylm.errors import TinyLMError, UsageError
+from tinylm.models.base import LanguageModel
+from tinylm.models.registry import build_model
+from tinylm.train.checkpoint import load_tensors, read_json
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def results_dir(path: str | Path | None = None) -> Path:
+    """The results directory: the argument, else $TINYLM_RESULTS_DIR, else ./results."""
+    return Path(path or os.environ.get("TINYLM_RESULTS_DIR") or "results")
+
+
+def config_digest(cfg: RunConfig) -> str:
+    """A short digest of the resolved config: equal configs, equal digests."""
+    d = cfg.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_id(cfg: RunConfig) -> str:
+    """Default run name: <dataset>-<model>-<digest>."""
+    return f"{cfg.data.name}-{cfg.model_name}-{config_digest(cfg)}"
+
+
+def check_run_name(name: str) -> str:
+    """A run name must be one plain path component (no '/', '..' or absolute paths)."""
+    if not RUN_NAME.match(name) or ".." in name:
+        raise UsageError(
+            f"--run-name '{name}' is not a plain name; use letters, digits, '.', '_' and '-' only (no '/' or '..')"
+        )
+    return name
+
+
+class RunLock:
+    """An exclusive lock on a run directory; the OS releases it when the process dies."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(self.fd)
+            self.fd = None
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise TinyLMError(
+                    f"run directory {self.path.parent} is in use by another training process; wait for it to end "
+                    "or choose another --run-name"
+                ) from None
+            raise
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, str(os.getpid()).encode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """The resolved config saved with a run."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise TinyLMError(f"{run_dir} is not a run directory (no config.yaml); pass a folder under results/runs/")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise TinyLMError(f"{path} is corrupted ({type(e).__name__}); train the run again") from None
+    return RunConfig.from_dict(data, str(path))
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """metrics.json of a run, or None if it has none."""
+    path = run_dir / "metrics.json"
+    return read_json(path) if path.is_file() else None
+
+
+@dataclass
+class LoadedRun:
+    """A trained model ready for evaluation or generation."""
+
+    run_dir: Path
+    config: RunConfig
+    tokenizer: Tokenizer
+    model: LanguageModel
+
+
+def load_weights(model: LanguageModel, path: Path, run_dir: Path, model_name: str) -> None:
+    """Load safetensors weights into `model`, with a clear error if they do not fit."""
+    tensors, _ = load_tensors(path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    extra = [k for k in tensors if k not in expected]
+    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or extra or wrong:
+        detail = (missing or extra or wrong)[0]
+        raise TinyLMError(
+            f"{path} does not fit the {model_name} model of {run_dir / 'config.yaml'} "
+            f"({'missing' if missing else 'unexpected' if extra else 'wrong shape for'} tensor '{detail}'); "
+            "the weights belong to another model or config: train the run again"
+        )
+    model.load_state_dict(tensors, strict=True)
+
+
+def load_run(run_dir: str | Path, weights: str = "model.safetensors") -> LoadedRun:
+    """Load a run directory's config, tokenizer and best weights (no pickle anywhere)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TinyLMError(f"run directory {run_dir} does not exist; list runs with `tinylm runs`")
+    for stray in ("model.pt", "model.bin", "pytorch_model.bin", "model.pth"):
+        if (run_dir / stray).exists() and not (run_dir / weights).exists():
+            raise TinyLMError(
+                f"{run_dir / stray} is a pickle-based checkpoint, which tinylm never loads (it can run code); "
+                "only model.safetensors is used"
+            )
+    cfg = read_config(run_dir)
+    tok = load_tokenizer(run_dir / "tokenizer.json")
+    model = build_model(cfg.model_name, cfg.model_config(tok.vocab_size))
+    path = run_dir / weights
+    if not path.is_file():
+        raise TinyLMError(f"{path} does not exist; the run has no trained weights yet (train or resume it)")
+    load_weights(model, path, run_dir, cfg.model_name)
+    model.eval()
+    return LoadedRun(run_dir, cfg, tok, model)
+
+
+def list_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(run dir, metrics) of every run under root/runs that has readable metrics."""
+    out = []
+    for d in sorted((root / "runs").glob("*")):
+        try:
+            m = read_metrics(d) if d.is_dir() else None
+        except TinyLMError:
+            continue
+        if m:
+            out.append((d, m))
+    return out
+
+
+def best_run(root: Path, model: str, dataset: str) -> Path:
+    """The completed run of `model` on `dataset` with the best valid loss."""
+    from tinylm.data.sources import canonical_name
+
+    try:
+        dataset = canonical_name(dataset)
+    except UsageError:
+        pass
+    runs = [
+        (m.get("best_valid_loss", float("inf")), d)
+        for d, m in list_runs(root)
+        if m.get("model") == model and m.get("dataset") == dataset and m.get("status") in ("complete", "stopped_early")
+        and (d / "model.safetensors").is_file()
+    ]
+    if not runs:
+        raise TinyLMError(
+            f"no trained {model} run on {dataset} under {root / 'runs'}; train one first: "
+            f"tinylm train --model {model} --dataset {dataset} --quick"
+        )
+    return min(runs)[1]

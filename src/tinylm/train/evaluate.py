@@ -1,0 +1,145 @@
+"""One evaluation protocol for every model: each token of a split scored exactly once.
+
+Windows of W tokens advance by a stride S <= W. The first window scores all its positions; every later window
+scores only its last S positions, the ones no earlier window scored:
+
+    tokens   t0 t1 t2 t3 t4 t5 t6 t7 t8 t9 ...
+    window 1 [t0 ................ t7]            scores t1..t8 (targets of positions 0..7)
+    window 2             [t4 ................ t11]  scores t9..t12 (its last S = 4 positions)
+
+Token t0 has no context and is never scored, so a split of N tokens yields N - 1 scores. Attention models use
+W = context length, so every scored token sees at least W - S preceding tokens (all of them near the start).
+Fixed-window models (linear, MLP) use W = S + k - 1, so every token sees its full k-token window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from tinylm.models.base import LanguageModel
+
+
+@dataclass
+class EvalResult:
+    """Summed log-likelihood over the scored tokens of a split."""
+
+    total_logprob: float
+    tokens: int
+    stride: int
+    window: int
+
+    @property
+    def loglik(self) -> float:
+        """Mean log p per token (nats, negative)."""
+        return self.total_logprob / self.tokens
+
+    @property
+    def loss(self) -> float:
+        """Mean negative log-likelihood (nats/token)."""
+        return -self.loglik
+
+    @property
+    def perplexity(self) -> float:
+        """exp(-loglik)."""
+        return math.exp(min(-self.loglik, 700.0))
+
+    @property
+    def bits(self) -> float:
+        """-loglik / ln 2 (bits per token)."""
+        return -self.loglik / math.log(2)
+
+    def as_dict(self, prefix: str) -> dict[str, float | int]:
+        """Metrics named `<prefix>_loss`, `_loglik`, `_perplexity`, `_bits`, `_tokens`."""
+        return {
+            f"{prefix}_loss": self.loss,
+            f"{prefix}_loglik": self.loglik,
+            f"{prefix}_perplexity": self.perplexity,
+            f"{prefix}_bits": self.bits,
+            f"{prefix}_tokens": self.tokens,
+        }
+
+
+def protocol_window(model: LanguageModel, stride: int | None = None) -> tuple[int, int]:
+    """(window W, stride S) of the protocol for `model`."""
+    if model.fixed_window:
+        s = stride or 512
+        return s + model.context_length - 1, s
+    w = model.context_length
+    s = stride or max(1, w // 2)
+    if not 1 <= s <= w:
+        raise ValueError(f"stride must be in [1, {w}] (got {s})")
+    return w, s
+
+
+def window_plan(n: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """(start a, length L, first scored position) of every window over a split of n tokens.
+
+    Window (a, L, f) feeds tokens a..a+L-1 and scores the targets a+f+1 .. a+L.
+    """
+    plan, a = [], 0
+    while True:
+        length = min(window, n - 1 - a)
+        if length <= 0:
+            break
+        first = 0 if a == 0 else window - stride
+        if first < length:
+            plan.append((a, length, first))
+        if a + window >= n - 1:
+            break
+        a += stride
+    return plan
+
+
+@torch.inference_mode()
+def evaluate(
+    model: LanguageModel,
+    tokens: torch.Tensor,
+    batch_size: int = 32,
+    stride: int | None = None,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+) -> EvalResult:
+    """Score every token of `tokens` (1-D LongTensor) but the first, exactly once.
+
+    Args:
+        model: any registered model.
+        tokens: the split, shape (N,).
+        batch_size: windows per forward pass.
+        stride: S of the protocol (default: half the context for attention models, 512 for window models).
+        device: where the model lives.
+        autocast_dtype: run the forward pass under autocast (e.g. torch.bfloat16).
+
+    Returns:
+        The summed log-likelihood and the number of scored tokens (N - 1).
+    """
+    was_training = model.training
+    model.eval()
+    window, stride = protocol_window(model, stride)
+    plan = window_plan(len(tokens), window, stride)
+    total = torch.zeros((), dtype=torch.float64)
+    scored = 0
+    device = torch.device(device)
+    # Windows of the same length are batched; at most the last one is shorter.
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for a, length, first in plan:
+        groups.setdefault(length, []).append((a, first))
+    for length, items in groups.items():
+        offsets = torch.arange(length + 1)
+        for i in range(0, len(items), batch_size):
+            chunk = items[i : i + batch_size]
+            starts = torch.tensor([a for a, _ in chunk])
+            seq = tokens[starts[:, None] + offsets].to(device)  # (b, L+1)
+            x, y = seq[:, :-1], seq[:, 1:]
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = model(x)  # (b, L, V)
+            logp = -F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (b, L)
+            firsts = torch.tensor([f for _, f in chunk], device=device)
+            mask = torch.arange(length, device=device)[None, :] >= firsts[:, None]  # (b, L)
+            total += logp[mask].double().sum().cpu()
+            scored += int(mask.sum())
+    model.train(was_training)
+    return EvalResult(float(total), scored, stride, window)

@@ -1,0 +1,35 @@
+"""AdamW with weight decay on the weight matrices of linear layers only."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from tinylm.config import TrainConfig
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: nn.Linear weights (decayed) and everything else — biases, norms, embeddings (not decayed).
+
+    Embeddings are not decayed because most of their rows are rarely seen (decay would shrink them towards zero
+    between visits); a tied head shares the token embedding and follows it.
+    """
+    decay = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    embed = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    seen, with_decay, without = set(), [], []
+    for p in model.parameters():
+        if id(p) in seen or not p.requires_grad:
+            continue
+        seen.add(id(p))
+        (with_decay if id(p) in decay and id(p) not in embed else without).append(p)
+    return [{"params": with_decay, "weight_decay": weight_decay}, {"params": without, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, fused where this torch supports it on `device` (CPU included since torch 2.4)."""
+    kwargs = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    if "fused" in inspect.signature(torch.optim.AdamW).parameters and device.type in ("cpu", "cuda"):
+        kwargs["fused"] = True
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), **kwargs)
