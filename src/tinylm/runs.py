@@ -123,7 +123,7 @@ class LoadedRun:
 def load_weights(model: LanguageModel, path: Path, run_dir: Path, model_name: str) -> None:
     """Load safetensors weights into `model`, with a clear error if they do not fit."""
     tensors, _ = load_tensors(path)
-    expected = model.state_dict()
+    expected = model.weights()
     missing = [k for k in expected if k not in tensors]
     extra = [k for k in tensors if k not in expected]
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
@@ -134,7 +134,7 @@ def load_weights(model: LanguageModel, path: Path, run_dir: Path, model_name: st
             f"({'missing' if missing else 'unexpected' if extra else 'wrong shape for'} tensor '{detail}'); "
             "the weights belong to another model or config: train the run again"
         )
-    model.load_state_dict(tensors, strict=True)
+    model.load_weights(tensors)
 
 
 def load_run(run_dir: str | Path, weights: str = "model.safetensors") -> LoadedRun:

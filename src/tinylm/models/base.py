@@ -84,6 +84,30 @@ class LanguageModel(nn.Module):
             out[top] = out.get(top, 0) + p.numel()
         return out
 
+    def tied_aliases(self) -> dict[str, str]:
+        """{alias: source} for parameters that share one tensor (e.g. a head tied to the token embedding)."""
+        first: dict[int, str] = {}
+        out = {}
+        for name, p in self.named_parameters(remove_duplicate=False):
+            if id(p) in first:
+                out[name] = first[id(p)]
+            else:
+                first[id(p)] = name
+        return out
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The state dict with each tied tensor stored once (what safetensors files hold)."""
+        aliases = self.tied_aliases()
+        return {k: v for k, v in self.state_dict().items() if k not in aliases}
+
+    def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Inverse of `weights()` (strict: every tensor must be present with its shape)."""
+        tensors = dict(tensors)
+        for alias, source in self.tied_aliases().items():
+            if alias not in tensors and source in tensors:
+                tensors[alias] = tensors[source]
+        self.load_state_dict(tensors, strict=True)
+
     def matmul_flops_per_token(self, seq_len: int | None = None) -> float:
         """Forward matmul FLOPs per token (2*m*n*k per matmul) at sequence length `seq_len`."""
         raise NotImplementedError

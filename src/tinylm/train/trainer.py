@@ -161,7 +161,7 @@ class Trainer:
     def save_last(self) -> None:
         """Write the resume state as one safetensors file (atomic)."""
         opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors = {f"model.{k}": v for k, v in self.model.weights().items()}
         tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.batch"] = self.batch_rng.get_state()
@@ -175,7 +175,7 @@ class Trainer:
         tensors, meta = load_tensors(self._path("last") / "checkpoint.safetensors")
         model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
-            self.model.load_state_dict(model_sd, strict=True)
+            self.model.load_weights(model_sd)
             optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
             self.state = TrainState(**meta["state"])
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
@@ -289,7 +289,7 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
         if s.best_valid is None or result.loss < s.best_valid:
             s.best_valid, s.best_step, s.bad_evals = result.loss, s.step, 0
-            save_tensors(self._path("model.safetensors"), self.model.state_dict(),
+            save_tensors(self._path("model.safetensors"), self.model.weights(),
                          {"step": s.step, "valid_loss": result.loss})
         else:
             s.bad_evals += 1

@@ -1,0 +1,451 @@
+"""The `tinylm` command: one entry point, subcommands mapped to plain functions.
+
+    tinylm data download|info   get and describe datasets
+    tinylm models               list models with parameters and FLOPs/token
+    tinylm train                train one run
+    tinylm suite                train the runs of a profile (skipping completed ones)
+    tinylm eval                 score a run on a split with the common protocol
+    tinylm generate / chat      sample text from a run
+    tinylm report               tables and figures from all runs
+    tinylm bench                speed figures of this machine
+    tinylm runs                 list run directories
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from tinylm.errors import TinyLMError, UsageError
+
+MODEL_NAMES = ["linear", "mlp", "attention", "transformer"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line and exits with status 2."""
+
+    def error(self, message: str) -> None:  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# shared options
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where datasets are stored (default ./data or $TINYLM_DATA_DIR)")
+    p.add_argument("--mirror", help="local folder with the dataset files (default $TINYLM_DATA_MIRROR)")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    add_data_options(p)
+    p.add_argument("--config", help="suite YAML (default configs/default.yaml)")
+    p.add_argument("--results-dir", help="where runs are written (default ./results or $TINYLM_RESULTS_DIR)")
+    p.add_argument("--epochs", type=_number, help="budget: passes over the training tokens")
+    p.add_argument("--max-steps", type=int, help="budget: optimizer steps")
+    p.add_argument("--max-tokens", type=int, help="budget: training tokens")
+    p.add_argument("--max-flops", type=_number, help="budget: training FLOPs")
+    p.add_argument("--max-time", type=_number, help="budget: seconds of training")
+    p.add_argument("--batch-size", type=int, help="sequences per step")
+    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=_number, help="peak learning rate")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--device", help="auto | cpu | cuda | mps")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="fp32 or bf16 autocast (auto: best here)")
+    p.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.n_layers=6 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+BUDGETS = ("epochs", "max_steps", "max_tokens", "max_flops", "max_time")
+
+
+def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """Training values given on the command line, and `--set` resets: a budget given there replaces the file's."""
+    keys = [*BUDGETS, "batch_size", "learning_rate", "seed", "device", "precision", "compile"]
+    values = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    resets = [f"train.{k}=null" for k in BUDGETS if k not in values] if any(k in values for k in BUDGETS) else []
+    return values, resets
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# subcommands
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from tinylm.data import sources
+
+    if args.action == "download":
+        names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
+        for name in names:
+            fetched = sources.fetch_dataset(name, args.data_dir, args.mirror, quiet=args.quiet)
+            for _, (path, origin) in fetched.items():
+                print(f"{path}  ok (sha256 verified; from {origin})")
+        return 0
+    from tinylm.config import DataConfig
+    from tinylm.data.corpus import load_corpus
+
+    names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
+    for name in names:
+        spec = sources.DATASETS[sources.canonical_name(name)]
+        corpus = load_corpus(DataConfig(name=spec.name, max_vocab=args.max_vocab), args.data_dir, args.mirror)
+        root = sources.data_dir(args.data_dir)
+        print(f"{spec.name}: {spec.description}")
+        for split, remote in spec.files.items():
+            print(f"  file {root / remote.relpath} ({remote.size:,} bytes, sha256 {remote.sha256[:12]}…) "
+                  f"from {corpus.origins.get(split, corpus.origins.get('train', '?'))}")
+        counts = " / ".join(f"{len(corpus.splits[s]):,}" for s in sources.SPLITS)
+        unit = "characters" if spec.level == "char" else "tokens"
+        print(f"  {spec.level} level; train / valid / test {unit}: {counts}; vocabulary {corpus.tokenizer.vocab_size:,}"
+              f"{' (from cache)' if corpus.from_cache else ''}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tinylm.config import load_suite_file, resolve_run
+    from tinylm.data.sources import DATASETS, canonical_name
+    from tinylm.models.registry import MODELS, build_model
+
+    raw = load_suite_file(args.config)
+    dataset = canonical_name(args.dataset)
+    vocab = {"tinyshakespeare": 65, "ptb": 10000, "wikitext2": 33278}[dataset] if dataset in DATASETS else 65
+    names = [args.model] if args.model else list(MODELS)
+    print(f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}  config ({dataset}, V={vocab})")
+    for name in names:
+        cfg = resolve_run(name, dataset, raw=raw, sets=args.set)
+        model = build_model(name, cfg.model_config(vocab))
+        shown = {k: v for k, v in cfg.model.items() if k not in ("max_params", "bias")}
+        print(f"{name:<12} {model.num_params():>12,} {model.flops_per_token():>16,.0f} "
+              f"{model.flops_per_token(training=True):>18,.0f}  {shown}")
+        if args.breakdown:
+            for part, n in model.param_breakdown().items():
+                print(f"{'':<14}{part:<20} {n:>12,}")
+    return 0
+
+
+def _resolve_from_args(args: argparse.Namespace, model: str, raw: dict[str, Any], profile: str | None):
+    from tinylm.config import DataConfig, resolve_run
+
+    values, sets = train_values(args)
+    data = None
+    if getattr(args, "data", None):
+        data = DataConfig(name=Path(args.data).stem or "text", level=args.level, path=str(args.data))
+    return resolve_run(model, args.dataset, raw=raw, profile=profile, train_values=values, data=data,
+                       sets=sets + list(args.set or []))
+
+
+def _print_result(metrics: dict[str, Any], run_dir: Path, what: str) -> None:
+    tl, ppl, tps = metrics.get("test_loglik"), metrics.get("test_perplexity"), metrics.get("tokens_per_second")
+    quality = "no test score" if tl is None else f"test LL {tl:.4f} nats/token, ppl {ppl:.2f}"
+    speed = f"{tps:,.0f} tok/s" if tps else "-"
+    print(
+        f"{what:<8} {metrics['model']:<11} {metrics['dataset']:<16} {quality}, {metrics.get('params', 0):,} params, "
+        f"{metrics.get('train_flops', 0):.2e} FLOPs, {speed}, {metrics.get('train_seconds', 0):.0f} s -> {run_dir}"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tinylm.config import load_suite_file
+    from tinylm.runs import read_config, results_dir
+    from tinylm.train.trainer import config_diff, train_run
+
+    results = results_dir(args.results_dir)
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = read_config(run_dir)
+        asked = None
+        if any([args.model, args.data, args.set, args.profile, args.quick]) or train_values(args)[0]:
+            raw = load_suite_file(args.config)
+            asked = _resolve_from_args(args, args.model or saved.model_name, raw, _profile(args))
+            if asked.to_dict() != saved.to_dict():
+                raise UsageError(f"--resume {run_dir}: the config given differs from the saved one "
+                                 f"({config_diff(saved.to_dict(), asked.to_dict())}); drop those options to resume")
+        metrics, run_dir, what = train_run(saved, run_dir.parent.parent, run_name=run_dir.name, resume=True,
+                                           quiet=args.quiet, data_dir=args.data_dir, mirror=args.mirror)
+        _print_result(metrics, run_dir, what)
+        return 0
+    raw = load_suite_file(args.config)
+    models = MODEL_NAMES if args.model == "all" else [args.model or "transformer"]
+    for model in models:
+        cfg = _resolve_from_args(args, model, raw, _profile(args))
+        metrics, run_dir, what = train_run(cfg, results, run_name=args.run_name if len(models) == 1 else None,
+                                           quiet=args.quiet, data_dir=args.data_dir, mirror=args.mirror,
+                                           force=args.force)
+        _print_result(metrics, run_dir, what)
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> str | None:
+    return "quick" if getattr(args, "quick", False) else getattr(args, "profile", None)
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from tinylm.config import load_suite_file
+    from tinylm.experiments.suite import plan
+    from tinylm.runs import results_dir
+    from tinylm.train.trainer import train_run
+
+    raw = load_suite_file(args.config)
+    profile = "quick" if args.quick else args.profile
+    axes = {}
+    for flag, model, key in (("context_lengths", "linear", "context_length"), ("hidden_sizes", "mlp", "hidden_dim"),
+                             ("heads", "attention", "n_heads"), ("layers", "transformer", "n_layers")):
+        if getattr(args, flag):
+            axes[model] = {key: getattr(args, flag)}
+    only = None
+    if args.only or (args.model and args.model != "all"):
+        only = args.only or [args.model]
+    values, sets = train_values(args)
+    runs = plan(raw, profile, only=only, datasets=args.dataset, axes=axes or None, train_values=values,
+                sets=sets + list(args.set or []))
+    results = results_dir(args.results_dir)
+    print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
+    for i, run in enumerate(runs, 1):
+        metrics, run_dir, what = train_run(run.config, results, quiet=args.quiet, data_dir=args.data_dir,
+                                           mirror=args.mirror)
+        _print_result(metrics, run_dir, f"[{i}/{len(runs)}] {what}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from tinylm.config import DataConfig
+    from tinylm.data.corpus import load_corpus
+    from tinylm.device import pick_device
+    from tinylm.runs import load_run
+    from tinylm.train.evaluate import evaluate
+
+    run = load_run(args.run_dir)
+    corpus = load_corpus(DataConfig(**vars(run.config.data)), args.data_dir, args.mirror, quiet=True)
+    if corpus.tokenizer.tokens != run.tokenizer.tokens:
+        raise TinyLMError(f"the tokenizer of {args.run_dir} does not match the dataset's; the data has changed")
+    device = pick_device(args.device)
+    run.model.to(device)
+    result = evaluate(run.model, corpus.tensor(args.split), batch_size=64, stride=args.stride, device=device)
+    out = {"run": str(args.run_dir), "split": args.split, **result.as_dict(args.split), "stride": result.stride,
+           "window": result.window}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.split}: loglik {result.loglik:.4f} nats/token, perplexity {result.perplexity:.3f}, "
+              f"{result.bits:.4f} bits/token over {result.tokens:,} tokens (the first token of the split has no "
+              f"context and is not scored; window {result.window}, stride {result.stride})")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tinylm.generate.interactive import check_sampling, generate_text, resolve_run_dir
+    from tinylm.runs import load_run
+
+    check_sampling(args.temperature, args.top_k, args.top_p, args.length)
+    run = load_run(resolve_run_dir(args.run_dir, args.model, args.dataset, args.results_dir))
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1}")
+        seed = None if args.seed is None else args.seed + i
+        generate_text(run, args.prompt, args.length, args.temperature, args.top_k, args.top_p, seed,
+                      use_cache=not args.no_cache, out=sys.stdout, warn=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from tinylm.generate.interactive import Chat, check_sampling
+
+    check_sampling(args.temperature, args.top_k, args.top_p, args.length)
+    chat = Chat(args.run_dir, args.model, args.dataset, args.results_dir, temperature=args.temperature,
+                top_k=args.top_k, top_p=args.top_p, length=args.length)
+    return chat.loop()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tinylm.experiments.report import write_report
+    from tinylm.runs import results_dir
+
+    paths = write_report(results_dir(args.results_dir), update_readme=args.update_readme, readme=args.readme,
+                         figures=not args.no_figures)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tinylm.bench import run_bench
+    from tinylm.runs import results_dir
+
+    run_bench(results_dir(args.results_dir), quick=args.quick, data_dir=args.data_dir, mirror=args.mirror,
+              only=args.only, precision=args.precision, repeats=args.repeats)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from tinylm.runs import list_runs, results_dir
+
+    rows = list_runs(results_dir(args.results_dir))
+    if not rows:
+        print("no runs yet; train one with: tinylm train --quick")
+    for d, m in rows:
+        tl = m.get("test_loglik")
+        print(f"{d.name:<44} {m.get('status', '?'):<13} test LL {'-' if tl is None else f'{tl:.4f}'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="tinylm", description="A lab bench for tiny language models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    p = sub.add_parser("data", help="download or describe datasets")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    dsub.required = True
+    for action, text in (("download", "fetch and verify dataset files"), ("info", "files, token counts, vocabulary")):
+        q = dsub.add_parser(action, help=text)
+        q.add_argument("name", nargs="?", default="all", help="tinyshakespeare | ptb | wikitext2 | all")
+        add_data_options(q)
+        q.add_argument("--quiet", action="store_true")
+        if action == "info":
+            q.add_argument("--max-vocab", type=int, help="cap the word vocabulary")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("models", help="list models with parameters and FLOPs per token")
+    p.add_argument("--dataset", default="tinyshakespeare")
+    p.add_argument("--model", choices=MODEL_NAMES)
+    p.add_argument("--config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--breakdown", action="store_true", help="parameters per module")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train one model (or --model all)")
+    p.add_argument("--model", choices=MODEL_NAMES + ["all"], help="default: transformer")
+    p.add_argument("--dataset", default="tinyshakespeare", help="tinyshakespeare | ptb | wikitext2")
+    p.add_argument("--data", help="a user text file (split 80/10/10) or a folder with train/valid/test.txt")
+    p.add_argument("--level", choices=["char", "word"], help="tokenization of --data")
+    p.add_argument("--profile", help="take budgets from a profile of the suite file (quick, full, ...)")
+    p.add_argument("--quick", action="store_true", help="the quick profile: minutes on a laptop CPU")
+    p.add_argument("--run-name", help="name of the run directory (default <dataset>-<model>-<config digest>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="train again even if a complete run exists")
+    add_run_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("suite", help="train every run of a profile, skipping completed runs")
+    p.add_argument("--profile", default="full", help="quick | full | isoflop (default full)")
+    p.add_argument("--quick", action="store_true", help="same as --profile quick")
+    p.add_argument("--only", nargs="+", choices=MODEL_NAMES, help="only these models")
+    p.add_argument("--model", choices=MODEL_NAMES + ["all"], help="only this model (all: every model)")
+    p.add_argument("--dataset", nargs="+", help="only (or also) these datasets")
+    p.add_argument("--context-lengths", nargs="+", type=int, help="linear ablation values")
+    p.add_argument("--hidden-sizes", nargs="+", type=int, help="MLP ablation values")
+    p.add_argument("--heads", nargs="+", type=int, help="attention ablation values")
+    p.add_argument("--layers", nargs="+", type=int, help="transformer ablation values")
+    add_run_options(p)
+    p.set_defaults(func=cmd_suite)
+
+    p = sub.add_parser("eval", help="score a run on a split (every token once)")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["test", "valid", "train"], default="test")
+    p.add_argument("--stride", type=int, help="protocol stride (default: half the context; 512 for window models)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_data_options(p)
+    p.set_defaults(func=cmd_eval)
+
+    for name, func, text in (("generate", cmd_generate, "sample text from a trained run"),
+                             ("chat", cmd_chat, "interactive prompt")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_dir", nargs="?", help="a run directory (or use --model/--dataset)")
+        p.add_argument("--model", choices=MODEL_NAMES, help="use the best run of this model")
+        p.add_argument("--dataset", default="tinyshakespeare")
+        p.add_argument("--results-dir")
+        p.add_argument("--temperature", type=_number, default=0.8, help="0 = greedy (default 0.8)")
+        p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens")
+        p.add_argument("--top-p", type=_number, default=None, help="nucleus sampling mass in (0, 1]")
+        p.add_argument("--length", type=int, default=200, help="tokens to generate (characters or words)")
+        if name == "generate":
+            p.add_argument("--prompt", default="", help="text to continue (default: the model's start token)")
+            p.add_argument("--seed", type=int, help="seed for a reproducible sample")
+            p.add_argument("--num-samples", type=_positive_int, default=1)
+            p.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("report", help="tables and figures from every run")
+    p.add_argument("--results-dir")
+    p.add_argument("--update-readme", action="store_true", help="rewrite the README's results section")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--no-figures", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("bench", help="measure this machine: matmul peak, training, evaluation, generation")
+    p.add_argument("--results-dir")
+    p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
+    p.add_argument("--only", nargs="+", choices=MODEL_NAMES)
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto", "both"], default="fp32")
+    p.add_argument("--repeats", type=int, default=5)
+    add_data_options(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("runs", help="list run directories")
+    p.add_argument("--results-dir")
+    p.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user mistakes print one line and exit non-zero."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from tinylm.train.trainer import Interrupted
+
+    try:
+        return args.func(args)
+    except Interrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        print(f"resume with: tinylm train --resume {_resume_dir(e)}", file=sys.stderr)
+        return e.exit_code
+    except TinyLMError as e:
+        print(f"tinylm {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os._exit(0)
+    except OSError as e:
+        what = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or str(e)
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"tinylm {args.command}: error: {what}{where}; free space or fix permissions and run again "
+              "(files already written are intact)", file=sys.stderr)
+        return 1
+
+
+def _resume_dir(e: Exception) -> str:
+    text = str(e)
+    marker = "saved in "
+    return str(Path(text.split(marker, 1)[1]).parent) if marker in text else "RUN_DIR"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

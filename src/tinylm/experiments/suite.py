@@ -1,0 +1,89 @@
+"""Plan and run the experiment suite of a profile: which model, dataset and ablation value to train."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tinylm.config import RunConfig, resolve_run
+from tinylm.data.sources import canonical_name
+from tinylm.errors import UsageError
+from tinylm.models.registry import MODELS, check_name
+
+
+@dataclass
+class SuiteRun:
+    """One planned run and what it varies."""
+
+    config: RunConfig
+    label: str
+
+
+def profile_datasets(raw: dict[str, Any], profile: str) -> dict[str, list[str]]:
+    """{dataset: [models]} of a profile."""
+    prof = (raw.get("profiles") or {}).get(profile)
+    if prof is None:
+        raise UsageError(f"unknown profile '{profile}'; choose one of: {', '.join(raw.get('profiles') or {})}")
+    datasets = prof.get("datasets") or {"tinyshakespeare": list(MODELS)}
+    if isinstance(datasets, list):
+        datasets = {d: list(MODELS) for d in datasets}
+    out = {}
+    for ds, models in datasets.items():
+        models = list(MODELS) if models in (None, "all") else list(models)
+        for m in models:
+            check_name(m)
+        out[ds] = models
+    return out
+
+
+def plan(
+    raw: dict[str, Any],
+    profile: str,
+    only: list[str] | None = None,
+    datasets: list[str] | None = None,
+    axes: dict[str, list[Any]] | None = None,
+    train_values: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> list[SuiteRun]:
+    """Every run of a profile, in order: dataset, model, ablation value (or FLOP budget).
+
+    Args:
+        raw: the suite file (load_suite_file).
+        profile: quick | full | isoflop | any profile of the file.
+        only: restrict to these models.
+        datasets: restrict to (or, for datasets outside the profile, add) these datasets.
+        axes: ablation values per model that replace the file's (e.g. {"linear": {"context_length": [16, 32]}}).
+        train_values: command-line training values (e.g. {"epochs": 1}).
+        sets: `--set` overrides applied to every run.
+    """
+    prof = raw["profiles"][profile] if profile in (raw.get("profiles") or {}) else None
+    by_dataset = profile_datasets(raw, profile)
+    if datasets:
+        wanted = [canonical_name(d) for d in datasets]
+        by_dataset = {d: by_dataset.get(d, list(MODELS)) for d in wanted}
+    ablate = bool(prof.get("ablations")) if prof else False
+    ablations = dict(raw.get("ablations") or {})
+    for model, axis in (axes or {}).items():
+        ablations[model] = axis
+        ablate = True
+    budgets = prof.get("flop_budgets") if prof else None
+    runs: list[SuiteRun] = []
+    for ds, models in by_dataset.items():
+        for model in models:
+            if only and model not in only:
+                continue
+            variants: list[tuple[dict[str, Any], list[str], str]] = [({}, [], "default")]
+            if ablate and ablations.get(model):
+                (name, values), = ablations[model].items()
+                variants = [({name: v}, [], f"{name}={v}") for v in values]
+            if budgets:
+                variants = [
+                    (mv, s + ["train.epochs=null", "train.max_tokens=null", f"train.max_flops={float(b)}"],
+                     f"{label} flops={float(b):.0e}")
+                    for mv, s, label in variants for b in budgets
+                ]
+            for model_values, extra_sets, label in variants:
+                cfg = resolve_run(model, ds, raw=raw, profile=profile if prof else None, model_values=model_values,
+                                  train_values=train_values, sets=list(sets or []) + extra_sets)
+                runs.append(SuiteRun(cfg, f"{ds} {model} {label}"))
+    return runs
