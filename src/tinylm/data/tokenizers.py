@@ -129,7 +129,7 @@ class WordTokenizer(Tokenizer):
     def build(cls, train_text: str, max_vocab: int | None = None) -> WordTokenizer:
         """Vocabulary from training tokens, most frequent first (ties alphabetical); <eos> and <unk> included.
 
-        With `max_vocab`, the `max_vocab - 1` most frequent types are kept and the rest map to <unk>.
+        With `max_vocab`, <eos>, <unk> and the `max_vocab - 2` most frequent words are kept; the rest map to <unk>.
         """
         counts = Counter()
         for line in train_text.split("\n"):
@@ -137,8 +137,8 @@ class WordTokenizer(Tokenizer):
         counts[EOS] = train_text.count("\n")
         ordered = sorted(counts, key=lambda t: (-counts[t], t))
         if max_vocab is not None and len(ordered) > max_vocab:
-            kept = [t for t in ordered if t != UNK][: max_vocab - 1]
-            ordered = sorted(kept + [UNK], key=lambda t: (-counts[t], t))
+            kept = [t for t in ordered if t not in (UNK, EOS)][: max_vocab - 2]
+            ordered = sorted(kept + [EOS, UNK], key=lambda t: (-counts[t], t))
         elif UNK not in counts:
             ordered.append(UNK)
         return cls(ordered)

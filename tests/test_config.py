@@ -1,0 +1,72 @@
+"""Config loading: layering, strict keys with suggestions, types, YAML errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinylm.config import TrainConfig, from_dict, load_suite_file, parse_overrides, read_yaml, resolve_run
+from tinylm.errors import UsageError
+
+
+def test_default_suite_resolves_every_model_and_dataset():
+    raw = load_suite_file()
+    for model in ("linear", "mlp", "attention", "transformer"):
+        for ds in ("tinyshakespeare", "ptb", "wikitext2"):
+            cfg = resolve_run(model, ds, raw=raw)
+            assert cfg.train.has_budget()
+            assert cfg.data.name == ds
+
+
+def test_layering_model_then_dataset_then_profile_then_cli():
+    raw = {
+        "training": {"learning_rate": 0.1, "batch_size": 8},
+        "models": {"mlp": {"learning_rate": 0.2, "hidden_dim": 64, "epochs": 1,
+                           "by_dataset": {"ptb": {"hidden_dim": 32}}}},
+        "profiles": {"p": {"models": {"mlp": {"batch_size": 4}}}},
+    }
+    cfg = resolve_run("mlp", "ptb", raw=raw, profile="p", train_values={"seed": 7}, sets=["model.n_hidden=2"])
+    assert cfg.train.learning_rate == 0.2 and cfg.train.batch_size == 4 and cfg.train.seed == 7
+    assert cfg.model["hidden_dim"] == 32 and cfg.model["n_hidden"] == 2
+    assert resolve_run("mlp", "tinyshakespeare", raw=raw).model["hidden_dim"] == 64
+
+
+def test_misspelled_key_suggests_the_closest():
+    raw = {"models": {"transformer": {"n_layer": 3}}}
+    with pytest.raises(UsageError, match=r"unknown key 'n_layer'.*did you mean 'n_layers'"):
+        resolve_run("transformer", "tinyshakespeare", raw=raw)
+    with pytest.raises(UsageError, match="did you mean 'learning_rate'"):
+        resolve_run("transformer", raw={"training": {"learning_rat": 1}})
+
+
+def test_wrong_types_and_ranges_are_rejected():
+    with pytest.raises(UsageError, match="batch_size must be an integer"):
+        from_dict(TrainConfig, {"batch_size": "many"}, "train")
+    with pytest.raises(UsageError, match="learning_rate must be positive"):
+        from_dict(TrainConfig, {"learning_rate": -1}, "train")
+    with pytest.raises(UsageError, match="n_heads=3 must divide"):
+        resolve_run("transformer", raw={}, sets=["model.n_heads=3"])
+    with pytest.raises(UsageError, match=r"dropout must be in \[0, 1\)"):
+        resolve_run("mlp", raw={}, sets=["model.dropout=1.0"])
+    assert from_dict(TrainConfig, {"learning_rate": "3e-4", "epochs": 2}, "t").learning_rate == 3e-4
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  seed: [1, 2\n  lr: 3\n")
+    with pytest.raises(UsageError, match=r"not valid YAML at line \d+, column \d+"):
+        read_yaml(bad)
+
+
+def test_overrides_parse_values_and_reject_bad_keys():
+    assert parse_overrides(["model.n_layers=6", "train.learning_rate=3e-4"])["model"] == {"n_layers": 6}
+    with pytest.raises(UsageError, match="SECTION.KEY=VALUE"):
+        parse_overrides(["n_layers"])
+    with pytest.raises(UsageError, match="must start with model., train. or data."):
+        parse_overrides(["foo.bar=1"])
+
+
+def test_unknown_profile_and_model():
+    with pytest.raises(UsageError, match="unknown profile 'quik'.*did you mean 'quick'"):
+        resolve_run("mlp", raw=load_suite_file(), profile="quik")
+    with pytest.raises(UsageError, match="unknown model 'gpt'"):
+        resolve_run("gpt", raw={})

@@ -1,0 +1,177 @@
+"""The trainer and the evaluation protocol: exact scoring, complete run directories, resume, locks, divergence."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from tinylm.config import DataConfig, resolve_run
+from tinylm.errors import TinyLMError
+from tinylm.models import build_model
+from tinylm.runs import RunLock, load_run
+from tinylm.train import trainer as trainer_mod
+from tinylm.train.evaluate import evaluate, protocol_window
+from tinylm.train.trainer import Interrupted, train_run
+
+TINY_MODELS = {
+    "linear": ["model.context_length=4"],
+    "mlp": ["model.context_length=4", "model.embed_dim=8", "model.hidden_dim=32", "model.n_hidden=2"],
+    "attention": ["model.context_length=16", "model.embed_dim=32", "model.n_heads=2", "model.n_layers=1"],
+    "transformer": ["model.context_length=16", "model.embed_dim=32", "model.n_heads=2", "model.n_layers=2"],
+}
+
+
+def tiny_config(model, text_file, steps=30, extra=()):
+    data = DataConfig(name="tiny", level="char", path=str(text_file))
+    sets = TINY_MODELS[model] + ["train.eval_interval=10", "train.eval_tokens=200", "train.warmup_steps=5",
+                                 "train.batch_size=8", "train.seq_len=16", "train.early_stopping_patience=0",
+                                 *extra]
+    return resolve_run(model, raw={}, data=data, train_values={"max_steps": steps}, sets=sets)
+
+
+# -- the protocol ------------------------------------------------------------------------------------------------
+
+
+def naive_total(model, tokens, stride):
+    """Sum of log p(token_j | its context), one token at a time, with the context the protocol promises."""
+    window, stride = protocol_window(model, stride)
+    total = 0.0
+    for j in range(1, len(tokens)):
+        if model.fixed_window:
+            start = max(0, j - model.context_length)
+        else:  # the window that scores j starts at m*S, m = ceil((j - W) / S)
+            start = 0 if j <= window else -(-(j - window) // stride) * stride
+        logits = model(tokens[start:j][None])[0, -1]
+        total += F.log_softmax(logits.double(), -1)[tokens[j]].item()
+    return total
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp", "attention", "transformer"])
+@pytest.mark.parametrize("n, stride, batch", [(37, 3, 2), (50, None, 4), (16, 8, 1)])
+def test_protocol_equals_naive_token_by_token(name, n, stride, batch):
+    torch.manual_seed(0)
+    cfg = {"linear": {"context_length": 4}, "mlp": {"context_length": 4, "embed_dim": 4, "hidden_dim": 8},
+           "attention": {"context_length": 8, "embed_dim": 8, "n_heads": 2, "n_layers": 1},
+           "transformer": {"context_length": 8, "embed_dim": 8, "n_heads": 2, "n_layers": 1}}[name]
+    model = build_model(name, {**cfg, "vocab_size": 7}).eval()
+    if name == "linear":
+        torch.nn.init.normal_(model.table.weight)
+    tokens = torch.randint(0, 7, (n,))
+    if model.fixed_window and stride is not None:
+        stride = stride + 1
+    result = evaluate(model, tokens, batch_size=batch, stride=stride)
+    assert result.tokens == n - 1
+    assert result.total_logprob == pytest.approx(naive_total(model, tokens, stride), rel=1e-5, abs=1e-5)
+
+
+# -- training runs -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["linear", "mlp", "attention", "transformer"])
+def test_one_short_run_per_model_leaves_a_complete_run_directory(model, tiny_text_file, tmp_path):
+    cfg = tiny_config(model, tiny_text_file, steps=20)
+    metrics, run_dir, what = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    assert what == "trained"
+    for name in ("config.yaml", "tokenizer.json", "model.safetensors", "last/checkpoint.safetensors",
+                 "history.jsonl", "metrics.json", "samples.txt"):
+        assert (run_dir / name).is_file(), name
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("model", "dataset", "params", "context_length", "tokens_trained", "train_flops", "train_seconds",
+                "best_valid_loss", "test_loss", "test_loglik", "test_perplexity", "test_bits", "device",
+                "torch_version", "git_commit", "status"):
+        assert key in saved, key
+    assert saved["status"] == "complete" and saved["test_loglik"] == pytest.approx(-saved["test_loss"])
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [0, 10, 20]
+    assert history[-1]["flops"] == pytest.approx(saved["train_flops"])
+    assert saved["train_flops"] > 0
+    # a second identical request is skipped, not retrained
+    assert train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")[2] == "skipped"
+    # the saved run loads back and scores the same test log-likelihood
+    run = load_run(run_dir)
+    assert run.config.to_dict() == cfg.to_dict()
+
+
+def test_best_valid_weights_are_the_ones_saved_and_tested(tiny_text_file, tmp_path):
+    cfg = tiny_config("transformer", tiny_text_file, steps=30)
+    metrics, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    best = min(history, key=lambda h: h["valid_loss"])
+    assert metrics["best_step"] == best["step"] and metrics["best_valid_loss"] == pytest.approx(best["valid_loss"])
+
+
+def test_resume_after_interruption_reaches_the_same_weights(tiny_text_file, tmp_path, monkeypatch):
+    cfg = tiny_config("transformer", tiny_text_file, steps=40, extra=["model.dropout=0.1"])
+    straight, straight_dir, _ = train_run(cfg, tmp_path / "a", quiet=True, data_dir=tmp_path / "d")
+
+    original = trainer_mod.Trainer.train_step
+
+    def interrupt_at_17(self, lr):
+        if self.state.step == 17:
+            self.signal = signal.SIGINT
+        return original(self, lr)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupt_at_17)
+    with pytest.raises(Interrupted) as info:
+        train_run(cfg, tmp_path / "b", quiet=True, data_dir=tmp_path / "d")
+    assert info.value.exit_code == 130
+    run_dir = tmp_path / "b" / "runs" / straight_dir.name
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)
+    resumed, _, what = train_run(cfg, tmp_path / "b", quiet=True, data_dir=tmp_path / "d")
+    assert what == "resumed"
+    a, b = load_file(straight_dir / "model.safetensors"), load_file(run_dir / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    last_a = load_file(straight_dir / "last" / "checkpoint.safetensors")
+    last_b = load_file(run_dir / "last" / "checkpoint.safetensors")
+    assert all(torch.equal(last_a[k], last_b[k]) for k in last_a if k.startswith("model."))
+    for key in ("test_loss", "best_valid_loss", "best_step", "tokens_trained", "train_flops", "steps"):
+        assert resumed[key] == straight[key], key
+    hist_a = [json.loads(x)["valid_loss"] for x in (straight_dir / "history.jsonl").read_text().splitlines()]
+    hist_b = [json.loads(x)["valid_loss"] for x in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert hist_a == hist_b
+
+
+def test_a_second_training_on_the_same_run_directory_is_refused(tiny_text_file, tmp_path):
+    cfg = tiny_config("linear", tiny_text_file, steps=5)
+    from tinylm.runs import run_id
+
+    run_dir = tmp_path / "results" / "runs" / run_id(cfg)
+    with RunLock(run_dir):
+        with pytest.raises(TinyLMError, match="in use by another training process"):
+            train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    # released: now it trains
+    assert train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")[2] == "trained"
+
+
+def test_divergence_stops_with_a_clear_message(tiny_text_file, tmp_path):
+    cfg = tiny_config("mlp", tiny_text_file, steps=200, extra=["train.learning_rate=1000", "train.gradient_clip=0",
+                                                              "train.warmup_steps=0"])
+    with pytest.raises(TinyLMError, match=r"diverged at step \d+ .*lower train.learning_rate"):
+        train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    run_dir = next((tmp_path / "results" / "runs").iterdir())
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
+    assert (run_dir / "model.safetensors").is_file()
+
+
+def test_context_longer_than_validation_split_is_refused(tmp_path):
+    f = tmp_path / "small.txt"
+    f.write_text("abcdefgh" * 40)  # valid split: 32 characters
+    cfg = resolve_run("transformer", raw={}, data=DataConfig(name="s", level="char", path=str(f)),
+                      train_values={"max_steps": 1}, sets=["model.context_length=64"])
+    with pytest.raises(TinyLMError, match="longer than the validation split"):
+        train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_changed_config_under_the_same_run_name_is_refused(tiny_text_file, tmp_path):
+    train_run(tiny_config("linear", tiny_text_file, steps=5), tmp_path / "r", run_name="x", quiet=True,
+              data_dir=tmp_path / "d")
+    with pytest.raises(TinyLMError, match=r"different config \(train.max_steps: 5 -> 6"):
+        train_run(tiny_config("linear", tiny_text_file, steps=6), tmp_path / "r", run_name="x", quiet=True,
+                  data_dir=tmp_path / "d")
