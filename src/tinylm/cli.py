@@ -190,7 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = _resolve_from_args(args, model, raw, _profile(args))
         metrics, run_dir, what = train_run(cfg, results, run_name=args.run_name if len(models) == 1 else None,
                                            quiet=args.quiet, data_dir=args.data_dir, mirror=args.mirror,
-                                           force=args.force)
+                                           force=args.force, profile=_profile(args))
         _print_result(metrics, run_dir, what)
     return 0
 
@@ -222,7 +222,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
     for i, run in enumerate(runs, 1):
         metrics, run_dir, what = train_run(run.config, results, quiet=args.quiet, data_dir=args.data_dir,
-                                           mirror=args.mirror)
+                                           mirror=args.mirror, profile=profile)
         _print_result(metrics, run_dir, f"[{i}/{len(runs)}] {what}")
     return 0
 

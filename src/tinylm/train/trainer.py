@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,11 +125,11 @@ class Trainer:
         run_dir: Path,
         corpus: Corpus,
         quiet: bool = False,
-        log: Callable[[str], None] = print,
+        profile: str | None = None,
     ):
         if not cfg.train.has_budget():
             raise TinyLMError("no training budget: set --epochs, --max-steps, --max-tokens, --max-flops or --max-time")
-        self.cfg, self.run_dir, self.corpus, self.quiet, self.log = cfg, run_dir, corpus, quiet, log
+        self.cfg, self.run_dir, self.corpus, self.quiet, self.profile = cfg, run_dir, corpus, quiet, profile
         self.device = pick_device(cfg.train.device)
         if self.device.type == "cpu":
             use_all_cores()
@@ -224,6 +223,7 @@ class Trainer:
             "torch_version": torch.__version__,
             "git_commit": git_commit(),
             "status": status,
+            "profile": self.profile,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         metrics.update(extra or {})
@@ -376,10 +376,18 @@ class Trainer:
             load_weights(self.model, self._path("model.safetensors"), self.run_dir, self.cfg.model_name)
         valid = self.evaluate(self.valid_tokens)
         test = self.evaluate(self.test_tokens)
-        extra = {**valid.as_dict("valid"), **test.as_dict("test"), "eval_stride": test.stride,
+        extra = {**valid.as_dict("valid"), **test.as_dict("test"), "unigram_test_loglik": self.unigram_test_loglik(),
+                 "eval_stride": test.stride,
                  "eval_window": test.window, "eval_note": "every token but the first of each split scored once"}
         self.write_samples()
         return self.write_metrics(status, extra)
+
+    def unigram_test_loglik(self) -> float:
+        """Baseline: mean log p of the scored test tokens under add-one-smoothed train-split unigram counts."""
+        V = self.corpus.tokenizer.vocab_size
+        counts = torch.bincount(self.train_tokens, minlength=V).double() + 1.0
+        logp = torch.log(counts / counts.sum())
+        return float(logp[self.test_tokens[1:]].mean())
 
     def write_samples(self) -> None:
         from tinylm.generate.sampling import generate_ids
@@ -426,8 +434,12 @@ def train_run(
     data_dir: str | Path | None = None,
     mirror: str | Path | None = None,
     force: bool = False,
+    profile: str | None = None,
 ) -> tuple[dict[str, Any], Path, str]:
-    """Train (or resume, or skip if complete) one run; returns (metrics, run dir, what happened)."""
+    """Train (or resume, or skip if complete) one run; returns (metrics, run dir, what happened).
+
+    `profile` only labels the run in metrics.json (e.g. "quick"), so reports can say where numbers come from.
+    """
     run_dir = prepare_run_dir(cfg, results, run_name)
     metrics = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else None
     if metrics and metrics.get("status") in ("complete", "stopped_early") and not force:
@@ -437,7 +449,7 @@ def train_run(
     resume = resume or (has_last and metrics is not None and metrics.get("status") in ("interrupted", "running"))
     if resume and not has_last:
         raise TinyLMError(f"{run_dir} has no resume state (last/checkpoint.safetensors); start the run again")
-    trainer = Trainer(cfg, run_dir, corpus, quiet=quiet)  # validates everything before the first write
+    trainer = Trainer(cfg, run_dir, corpus, quiet=quiet, profile=profile)  # validates before the first write
     with RunLock(run_dir):
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         corpus.tokenizer.save(run_dir / "tokenizer.json")

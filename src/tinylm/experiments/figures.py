@@ -1,0 +1,159 @@
+"""Figures of the report: architecture comparison, loss vs FLOPs, ablations, per-run training curves."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+if TYPE_CHECKING:
+    from tinylm.experiments.report import Run
+
+COLORS = {"linear": "#1f77b4", "mlp": "#ff7f0e", "attention": "#2ca02c", "transformer": "#d62728"}
+MARKERS = {"tinyshakespeare": "o", "ptb": "s", "wikitext2": "^"}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _curve(run: Run, x: str) -> tuple[list[float], list[float]]:
+    rows = [h for h in run.history if h.get("valid_loss") is not None and h.get(x)]
+    return [h[x] for h in rows], [-h["valid_loss"] for h in rows]
+
+
+def architecture_comparison(runs: list[Run], out: Path) -> Path:
+    from tinylm.experiments.report import best_runs
+
+    best = best_runs(runs)
+    main_ds = "tinyshakespeare" if any(d == "tinyshakespeare" for d, _ in best) else sorted(best)[0][0]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    ax = axes[0, 0]
+    for (ds, model), r in best.items():
+        if ds == main_ds:
+            xs, ys = _curve(r, "tokens")
+            ax.plot(xs, ys, color=COLORS.get(model), label=model)
+    ax.set(title=f"Training curves of the best run per architecture ({main_ds})", xlabel="training tokens",
+           ylabel="valid log-likelihood (nats/token)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+
+    ax = axes[0, 1]
+    models = [m for (ds, m) in best if ds == main_ds]
+    values = [best[(main_ds, m)].metrics["test_loglik"] for m in models]
+    bars = ax.bar(models, values, color=[COLORS.get(m) for m in models])
+    for bar, v in zip(bars, values):
+        ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="top",
+                    xytext=(0, -4), textcoords="offset points", color="white", fontsize=9)
+    ax.set(title=f"Best test log-likelihood per architecture ({main_ds})", ylabel="test log-likelihood (nats/token)")
+    ax.grid(alpha=0.3, axis="y")
+
+    ax = axes[1, 0]
+    for r in runs:
+        ax.scatter(r.metrics["train_flops"], r.metrics["test_loglik"], color=COLORS.get(r.model),
+                   marker=MARKERS.get(r.dataset, "o"), alpha=0.8)
+    for model, color in COLORS.items():
+        ax.scatter([], [], color=color, label=model)
+    for ds, marker in MARKERS.items():
+        if any(r.dataset == ds for r in runs):
+            ax.scatter([], [], color="grey", marker=marker, label=ds)
+    ax.set_xscale("log")
+    ax.set(title="Test log-likelihood vs training compute (every run)", xlabel="training FLOPs (log scale)",
+           ylabel="test log-likelihood (nats/token)")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+
+    ax = axes[1, 1]
+    ax.axis("off")
+    lines = [f"{'model':<12}{'dataset':<16}{'params':>10}{'test LL':>9}{'ppl':>9}{'FLOPs':>10}"]
+    for (ds, model), r in sorted(best.items()):
+        m = r.metrics
+        lines.append(f"{model:<12}{ds:<16}{m['params']:>10,}{m['test_loglik']:>9.3f}{m['test_perplexity']:>9.2f}"
+                     f"{m['train_flops']:>10.1e}")
+    ax.text(0.0, 1.0, "Summary (best on valid)\n\n" + "\n".join(lines), family="monospace", fontsize=9, va="top")
+    fig.tight_layout()
+    return _save(fig, out / "architecture_comparison.png")
+
+
+def flops_trajectory(runs: list[Run], out: Path) -> Path:
+    datasets = sorted({r.dataset for r in runs})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.8), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        seen = set()
+        for r in runs:
+            if r.dataset != ds:
+                continue
+            xs, ys = _curve(r, "flops")
+            label = r.model if r.model not in seen else None
+            seen.add(r.model)
+            ax.plot(xs, ys, color=COLORS.get(r.model), alpha=0.75, label=label)
+        ax.set_xscale("log")
+        ax.set(title=f"Valid log-likelihood vs training FLOPs ({ds})", xlabel="cumulative training FLOPs (log scale)",
+               ylabel="valid log-likelihood (nats/token)")
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return _save(fig, out / "flops_trajectory.png")
+
+
+def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
+    groups: dict[tuple[str, str], dict[float, Run]] = defaultdict(dict)
+    for r in runs:
+        key = axes_by_model.get(r.model)
+        value = r.config.get("model", {}).get(key) if key else None
+        if value is None:
+            continue
+        best = groups[(r.dataset, r.model)].get(value)
+        if best is None or r.metrics["best_valid_loss"] < best.metrics["best_valid_loss"]:
+            groups[(r.dataset, r.model)][value] = r
+    paths = []
+    for (ds, model), by_value in sorted(groups.items()):
+        if len(by_value) < 2:
+            continue
+        key = axes_by_model[model]
+        xs = sorted(by_value)
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        ax.plot(xs, [by_value[x].metrics["test_loglik"] for x in xs], "o-", color=COLORS.get(model), label="test")
+        ax.plot(xs, [-by_value[x].metrics["best_valid_loss"] for x in xs], "s--", color=COLORS.get(model),
+                alpha=0.5, label="valid (best)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set(title=f"{model} on {ds}: log-likelihood vs {key}", xlabel=key.replace("_", " "),
+               ylabel="log-likelihood (nats/token)")
+        ax.legend(loc="best")
+        ax.grid(alpha=0.3)
+        paths.append(_save(fig, out / f"ablation_{model}_{key}_{ds}.png"))
+    return paths
+
+
+def run_curves(runs: list[Run], out: Path) -> list[Path]:
+    paths = []
+    for r in runs:
+        rows = [h for h in r.history if h.get("valid_loss") is not None]
+        if not rows:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        train = [(h["tokens"], h["train_loss"]) for h in rows if h.get("train_loss") is not None]
+        if train:
+            ax.plot(*zip(*train), color="grey", label="train (mean since last eval)")
+        ax.plot([h["tokens"] for h in rows], [h["valid_loss"] for h in rows], color=COLORS.get(r.model),
+                label="valid subset")
+        ax.set(title=r.path.name, xlabel="training tokens", ylabel="loss (nats/token)")
+        ax.legend(loc="upper right")
+        ax.grid(alpha=0.3)
+        paths.append(_save(fig, out / "runs" / f"{r.path.name}.png"))
+    return paths
+
+
+def draw_all(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
+    """Every figure; returns their paths."""
+    return [architecture_comparison(runs, out), flops_trajectory(runs, out), *ablations(runs, axes_by_model, out),
+            *run_curves(runs, out)]

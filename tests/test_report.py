@@ -1,0 +1,80 @@
+"""The report on a synthetic set of run directories: tables match the metrics files; figures and README."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tinylm.errors import TinyLMError
+from tinylm.experiments.report import README_END, README_START, write_report
+
+
+def fake_run(root, name, model, dataset, test_ll, valid_loss, model_cfg, status="complete"):
+    d = root / "runs" / name
+    d.mkdir(parents=True)
+    metrics = {
+        "model": model, "dataset": dataset, "params": 1000 + len(name), "context_length": 64,
+        "tokens_trained": 10_000, "train_flops": 1e12 * (1 + len(name) % 3), "train_seconds": 12.5,
+        "tokens_per_second": 800.0, "best_valid_loss": valid_loss, "test_loss": -test_ll, "test_loglik": test_ll,
+        "test_perplexity": 2.718281828 ** -test_ll, "test_bits": -test_ll / 0.693147, "status": status,
+        "device": "cpu: test", "torch_version": "x", "unigram_test_loglik": -3.3, "profile": "quick",
+    }
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    (d / "config.yaml").write_text(yaml.safe_dump({"model": {"name": model, **model_cfg}, "train": {}, "data": {}}))
+    rows = [{"step": s, "tokens": s * 100, "flops": s * 1e10, "train_loss": 3 - s / 100, "valid_loss": 3 - s / 90}
+            for s in range(0, 101, 20)]
+    (d / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return metrics
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    fake_run(root, "ts-linear-a", "linear", "tinyshakespeare", -2.41, 2.30, {"context_length": 16})
+    fake_run(root, "ts-linear-b", "linear", "tinyshakespeare", -2.35, 2.20, {"context_length": 64})
+    fake_run(root, "ts-mlp", "mlp", "tinyshakespeare", -2.03, 1.90, {"hidden_dim": 256})
+    fake_run(root, "ts-att", "attention", "tinyshakespeare", -2.01, 1.85, {"n_heads": 4})
+    fake_run(root, "ts-gpt-2", "transformer", "tinyshakespeare", -1.80, 1.60, {"n_layers": 2})
+    fake_run(root, "ts-gpt-4", "transformer", "tinyshakespeare", -1.70, 1.55, {"n_layers": 4})
+    fake_run(root, "ptb-gpt", "transformer", "ptb", -4.50, 4.40, {"n_layers": 4})
+    fake_run(root, "ts-gpt-running", "transformer", "tinyshakespeare", -1.0, 0.5, {"n_layers": 6}, status="running")
+    return root
+
+
+def test_report_tables_match_the_metrics_files(results, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\noutro\n")
+    paths = write_report(results, update_readme=True, readme=readme)
+    md = (results / "RESULTS.md").read_text()
+    # best-on-valid per architecture x dataset, with the numbers of the metrics files
+    assert "| transformer | -4.500 (ppl 90.02) | -1.700 (ppl 5.47) |" in md
+    assert "| linear |  | -2.350 (ppl 10.49) |" in md
+    assert "| tinyshakespeare | linear | context_length=16 | quick | 1,011 | -2.4100 |" in md
+    assert "ts-gpt-running" not in md and "-1.0000" not in md  # unfinished runs never count
+    data = json.loads((results / "results.json").read_text())
+    assert {r["run"] for r in data["runs"]} == {"ts-linear-a", "ts-linear-b", "ts-mlp", "ts-att", "ts-gpt-2",
+                                                "ts-gpt-4", "ptb-gpt"}
+    assert data["best"]["tinyshakespeare/transformer"] == "ts-gpt-4"
+    for name in ("architecture_comparison.png", "flops_trajectory.png",
+                 "ablation_transformer_n_layers_tinyshakespeare.png", "ablation_linear_context_length_tinyshakespeare.png",
+                 "runs/ts-mlp.png"):
+        path = results / "figures" / name
+        assert path in paths and path.stat().st_size > 10_000, name
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
+    assert "| transformer | -4.500 (ppl 90.02) | -1.700 (ppl 5.47) |" in text and "Profile: quick" in text
+
+
+def test_report_without_runs_says_what_to_do(tmp_path):
+    with pytest.raises(TinyLMError, match="no finished runs.*tinylm suite"):
+        write_report(tmp_path / "empty")
+
+
+def test_readme_without_markers_is_refused(results, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+    with pytest.raises(TinyLMError, match="lacks the results markers"):
+        write_report(results, update_readme=True, readme=readme, figures=False)
+    assert readme.read_text() == "no markers\n"
