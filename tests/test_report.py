@@ -58,7 +58,8 @@ def test_report_tables_match_the_metrics_files(results, tmp_path):
                                                 "ts-gpt-4", "ptb-gpt"}
     assert data["best"]["tinyshakespeare/transformer"] == "ts-gpt-4"
     for name in ("architecture_comparison.png", "flops_trajectory.png",
-                 "ablation_transformer_n_layers_tinyshakespeare.png", "ablation_linear_context_length_tinyshakespeare.png",
+                 "ablation_transformer_n_layers_tinyshakespeare.png",
+                 "ablation_linear_context_length_tinyshakespeare.png",
                  "runs/ts-mlp.png"):
         path = results / "figures" / name
         assert path in paths and path.stat().st_size > 10_000, name

@@ -130,7 +130,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     dataset = canonical_name(args.dataset)
     vocab = {"tinyshakespeare": 65, "ptb": 10000, "wikitext2": 33278}[dataset] if dataset in DATASETS else 65
     names = [args.model] if args.model else list(MODELS)
-    print(f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}  config ({dataset}, V={vocab})")
+    header = f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}"
+    print(f"{header}  config ({dataset}, V={vocab})")
     for name in names:
         cfg = resolve_run(name, dataset, raw=raw, sets=args.set)
         model = build_model(name, cfg.model_config(vocab))
@@ -173,13 +174,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         saved = read_config(run_dir)
-        asked = None
-        if any([args.model, args.data, args.set, args.profile, args.quick]) or train_values(args)[0]:
-            raw = load_suite_file(args.config)
-            asked = _resolve_from_args(args, args.model or saved.model_name, raw, _profile(args))
-            if asked.to_dict() != saved.to_dict():
-                raise UsageError(f"--resume {run_dir}: the config given differs from the saved one "
-                                 f"({config_diff(saved.to_dict(), asked.to_dict())}); drop those options to resume")
+        if args.model or args.data or args.profile or args.quick or args.config:
+            raise UsageError("--resume takes the saved config; drop --model, --data, --profile, --quick and --config")
+        asked = _overlay(saved, args)
+        if asked.to_dict() != saved.to_dict():
+            raise UsageError(f"--resume {run_dir}: the config given differs from the saved one "
+                             f"({config_diff(saved.to_dict(), asked.to_dict())}); drop those options to resume")
         metrics, run_dir, what = train_run(saved, run_dir.parent.parent, run_name=run_dir.name, resume=True,
                                            quiet=args.quiet, data_dir=args.data_dir, mirror=args.mirror)
         _print_result(metrics, run_dir, what)
@@ -193,6 +193,19 @@ def cmd_train(args: argparse.Namespace) -> int:
                                            force=args.force, profile=_profile(args))
         _print_result(metrics, run_dir, what)
     return 0
+
+
+def _overlay(saved: Any, args: argparse.Namespace) -> Any:
+    """The saved config with the command line's training values and --set overrides applied on top."""
+    from tinylm.config import RunConfig, parse_overrides
+
+    values, resets = train_values(args)
+    over = parse_overrides(resets + list(args.set or []))
+    d = saved.to_dict()
+    d["model"].update(over["model"])
+    d["train"].update({**values, **over["train"]})
+    d["data"].update(over["data"])
+    return RunConfig.from_dict(d, "the command line")
 
 
 def _profile(args: argparse.Namespace) -> str | None:
@@ -423,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except Interrupted as e:
         print(f"\n{e}", file=sys.stderr)
-        print(f"resume with: tinylm train --resume {_resume_dir(e)}", file=sys.stderr)
+        print(f"resume with: tinylm train --resume {e.run_dir}", file=sys.stderr)
         return e.exit_code
     except TinyLMError as e:
         print(f"tinylm {args.command}: error: {e}", file=sys.stderr)
@@ -439,12 +452,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tinylm {args.command}: error: {what}{where}; free space or fix permissions and run again "
               "(files already written are intact)", file=sys.stderr)
         return 1
-
-
-def _resume_dir(e: Exception) -> str:
-    text = str(e)
-    marker = "saved in "
-    return str(Path(text.split(marker, 1)[1]).parent) if marker in text else "RUN_DIR"
 
 
 if __name__ == "__main__":

@@ -135,7 +135,8 @@ def markdown_tables(runs: list[Run], axes: dict[str, str]) -> str:
         cells = []
         for ds in datasets:
             r = best.get((ds, model))
-            cells.append("" if r is None else f"{r.metrics['test_loglik']:.3f} (ppl {r.metrics['test_perplexity']:.2f})")
+            m = r.metrics if r is not None else None
+            cells.append("" if m is None else f"{m['test_loglik']:.3f} (ppl {m['test_perplexity']:.2f})")
         if any(cells):
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
     unigram = {ds: next((r.metrics.get("unigram_test_loglik") for r in runs if r.dataset == ds), None)

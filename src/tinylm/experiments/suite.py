@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tinylm.config import RunConfig, resolve_run
+from tinylm.config import RunConfig, resolve_run, suggest
 from tinylm.data.sources import canonical_name
 from tinylm.errors import UsageError
 from tinylm.models.registry import MODELS, check_name
@@ -23,7 +23,8 @@ def profile_datasets(raw: dict[str, Any], profile: str) -> dict[str, list[str]]:
     """{dataset: [models]} of a profile."""
     prof = (raw.get("profiles") or {}).get(profile)
     if prof is None:
-        raise UsageError(f"unknown profile '{profile}'; choose one of: {', '.join(raw.get('profiles') or {})}")
+        names = list(raw.get("profiles") or {})
+        raise UsageError(f"unknown profile '{profile}'{suggest(profile, names)}; choose one of: {', '.join(names)}")
     datasets = prof.get("datasets") or {"tinyshakespeare": list(MODELS)}
     if isinstance(datasets, list):
         datasets = {d: list(MODELS) for d in datasets}

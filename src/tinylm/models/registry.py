@@ -9,7 +9,7 @@ from tinylm.errors import UsageError
 from tinylm.models.attention import AttentionConfig, AttentionLM
 from tinylm.models.base import LanguageModel, LMConfig
 from tinylm.models.linear import LinearConfig, LinearLM
-from tinylm.models.mlp import MLPConfig, MLPLM
+from tinylm.models.mlp import MLPLM, MLPConfig
 from tinylm.models.transformer import TransformerConfig, TransformerLM
 
 MODELS: dict[str, tuple[type[LMConfig], type[LanguageModel]]] = {

@@ -19,7 +19,6 @@ from safetensors.torch import load_file, save_file
 
 from tinylm.errors import TinyLMError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

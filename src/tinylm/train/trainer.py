@@ -26,7 +26,7 @@ from tqdm import tqdm
 from tinylm.config import RunConfig
 from tinylm.data.corpus import Corpus, load_corpus, sample_batch
 from tinylm.device import device_name, pick_device, pick_dtype, use_all_cores
-from tinylm.errors import TinyLMError
+from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
 from tinylm.runs import RunLock, check_run_name, read_config, read_metrics, run_id
@@ -63,9 +63,10 @@ class TrainState:
 class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after saving its state."""
 
-    def __init__(self, message: str, exit_code: int):
+    def __init__(self, message: str, exit_code: int, run_dir: Path):
         super().__init__(message)
         self.exit_code = exit_code
+        self.run_dir = run_dir
 
 
 def git_commit() -> str | None:
@@ -128,7 +129,7 @@ class Trainer:
         profile: str | None = None,
     ):
         if not cfg.train.has_budget():
-            raise TinyLMError("no training budget: set --epochs, --max-steps, --max-tokens, --max-flops or --max-time")
+            raise UsageError("no training budget: set --epochs, --max-steps, --max-tokens, --max-flops or --max-time")
         self.cfg, self.run_dir, self.corpus, self.quiet, self.profile = cfg, run_dir, corpus, quiet, profile
         self.device = pick_device(cfg.train.device)
         if self.device.type == "cpu":
@@ -327,7 +328,7 @@ class Trainer:
                     code = EXIT_CODES.get(self.signal, 130)
                     self.write_metrics("interrupted")
                     raise Interrupted(f"interrupted at step {s.step}; the state is saved in {self._path('last')}",
-                                      code)
+                                      code, self.run_dir)
                 lr = learning_rate(s.step, self.progress(), t.learning_rate, t.warmup_steps, t.min_lr_ratio,
                                    t.scheduler)
                 at_end = self.done()

@@ -1,0 +1,185 @@
+"""Every user mistake gets one clear line on stderr, a non-zero exit (2 for usage errors), no traceback, and
+leaves every file that existed before byte-identical. Each case runs the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tinylm.config import DataConfig, resolve_run
+from tinylm.train.trainer import train_run
+
+from .conftest import REPO, TINY_TEXT
+
+TINY_SETS = ["model.context_length=16", "model.embed_dim=16", "model.n_heads=2", "model.n_layers=1",
+             "train.eval_interval=5", "train.eval_tokens=100", "train.batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A workspace: a text file, a trained run and damaged copies of it, bad data files and configs."""
+    root = tmp_path_factory.mktemp("ws")
+    (root / "tiny.txt").write_text(TINY_TEXT)
+    cfg = resolve_run("transformer", raw={}, data=DataConfig(name="tiny", level="char", path=str(root / "tiny.txt")),
+                      train_values={"max_steps": 5}, sets=TINY_SETS)
+    _, good, _ = train_run(cfg, root / "results", run_name="good", quiet=True, data_dir=root / "data")
+    runs = root / "results" / "runs"
+    for name, damage in {
+        "no-weights": lambda d: (d / "model.safetensors").unlink(),
+        "no-tokenizer": lambda d: (d / "tokenizer.json").unlink(),
+        "truncated": lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]),
+        "other-model": lambda d: save_file({"table.weight": torch.zeros(3, 3)}, str(d / "model.safetensors")),
+        "pickled": lambda d: ((d / "model.safetensors").unlink(), torch.save({"x": 1}, d / "model.pt")),
+    }.items():
+        shutil.copytree(good, runs / name, ignore=shutil.ignore_patterns(".lock"))
+        damage(runs / name)
+    (root / "empty.txt").write_text("")
+    (root / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 200)
+    (root / "short.txt").write_text("abc")
+    bad = root / "baddata" / "tinyshakespeare"
+    bad.mkdir(parents=True)
+    (bad / "input.txt").write_text((REPO / "README.md").read_text()[:5000])
+    (root / "typo.yaml").write_text("models:\n  transformer:\n    n_layer: 3\n")
+    (root / "broken.yaml").write_text("training:\n  seed: [1, 2\n  batch_size: 3\n")
+    (root / "afile").write_text("not a folder")
+    return root
+
+
+D = "--data tiny.txt --level char --max-steps 1 --quiet"
+CASES = {
+    # unknown names
+    "unknown model": ("train --model gpt", 2, r"invalid choice: 'gpt'"),
+    "unknown dataset": ("train --dataset imagenet --max-steps 1", 2, r"unknown dataset 'imagenet'; choose one of"),
+    "unknown profile": ("suite --profile quik", 2, r"unknown profile 'quik'.*did you mean 'quick'"),
+    "unknown subcommand": ("frobnicate", 2, r"invalid choice: 'frobnicate'"),
+    "unknown option": ("train --frobnicate", 2, r"unrecognized arguments: --frobnicate"),
+    # config files and values
+    "misspelled yaml key": (f"train --config typo.yaml {D}", 2, r"unknown key 'n_layer'.*did you mean 'n_layers'"),
+    "yaml syntax": (f"train --config broken.yaml {D}", 2, r"not valid YAML at line 3, column \d+"),
+    "wrong type": (f"train {D} --set train.batch_size=many", 2, r"batch_size must be an integer"),
+    "negative lr": (f"train {D} --lr=-1", 2, r"learning_rate must be positive"),
+    "zero lr": (f"train {D} --lr 0", 2, r"learning_rate must be positive"),
+    "batch size 0": (f"train {D} --batch-size 0", 2, r"batch_size must be at least 1"),
+    "dropout 1": (f"train {D} --set model.dropout=1", 2, r"dropout must be in \[0, 1\)"),
+    "heads do not divide": (f"train {D} --set model.n_heads=5", 2, r"n_heads=5 must divide model.embed_dim=128"),
+    "bad --set": (f"train {D} --set n_layers", 2, r"--set expects SECTION.KEY=VALUE"),
+    "context longer than valid": (f"train {D} --set model.context_length=100000", 1,
+                                  r"longer than the validation split"),
+    "no budget": ("train --model mlp --data tiny.txt --level char --set train.epochs=null", 2,
+                  r"no training budget: set --epochs"),
+    # data files
+    "empty data file": ("train --data empty.txt --level char --max-steps 1", 1, r"empty.txt is empty"),
+    "not utf-8": ("train --data latin1.txt --level char --max-steps 1", 1, r"latin1.txt is not UTF-8"),
+    "too short to split": ("train --data short.txt --level char --max-steps 1", 1, r"too short to split"),
+    "missing data file": ("train --data nope.txt --level char --max-steps 1", 2, r"nope.txt does not exist"),
+    "user file without level": ("train --data tiny.txt --max-steps 1", 2, r"needs --level char or --level word"),
+    "checksum fails": ("data info tinyshakespeare --data-dir baddata", 1, r"fails its checksum.*delete it"),
+    "missing mirror": ("data download tinyshakespeare --mirror /nonexistent/mirror", 2,
+                       r"mirror directory /nonexistent/mirror does not exist"),
+    # run directories
+    "run dir missing": ("eval results/runs/nope", 1, r"does not exist"),
+    "no weights": ("generate results/runs/no-weights", 1, r"model.safetensors does not exist"),
+    "no tokenizer": ("generate results/runs/no-tokenizer", 1, r"tokenizer.json does not exist"),
+    "truncated weights": ("generate results/runs/truncated", 1, r"truncated or corrupted"),
+    "weights of another model": ("generate results/runs/other-model", 1, r"belong to another model"),
+    "pickle checkpoint": ("generate results/runs/pickled", 1, r"pickle-based checkpoint.*never loads"),
+    "resume with other config": ("train --resume results/runs/good --set train.learning_rate=0.5", 2,
+                                 r"differs from the saved one \(train.learning_rate: 0.001 -> 0.5\)"),
+    "resume a folder that is no run": ("train --resume results", 1, r"not a run directory"),
+    # names that would escape the results directory
+    "run name with slash": (f"train {D} --run-name a/b", 2, r"--run-name 'a/b' is not a plain name"),
+    "run name dotdot": (f"train {D} --run-name ..", 2, r"--run-name '..' is not a plain name"),
+    "run name absolute": (f"train {D} --run-name /tmp/x", 2, r"is not a plain name"),
+    # generation
+    "negative length": ("generate results/runs/good --length -1", 2, r"--length must be >= 0"),
+    "negative temperature": ("generate results/runs/good --temperature -0.5", 2, r"--temperature must be >= 0"),
+    "top-p zero": ("generate results/runs/good --top-p 0", 2, r"--top-p must be in \(0, 1\]"),
+    "top-p above one": ("generate results/runs/good --top-p 1.5", 2, r"--top-p must be in \(0, 1\]"),
+    "negative top-k": ("generate results/runs/good --top-k -3", 2, r"--top-k must be >= 0"),
+    "unknown prompt": ("generate results/runs/good --prompt §§§", 1, r"no characters this model knows"),
+    "no such trained model": ("generate --model mlp --dataset ptb", 1, r"no trained mlp run on ptb"),
+    # places that cannot be written
+    "results dir under a file": (f"train {D} --results-dir afile/results", 1, r"afile"),
+}
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(case, ws):
+    args, code, pattern = CASES[case]
+    env = {k: v for k, v in os.environ.items() if k not in ("TINYLM_DATA_MIRROR", "TINYLM_DATA_DIR")}
+    env.update(HOME=str(ws), TINYLM_RESULTS_DIR=str(ws / "results"), TINYLM_DATA_DIR=str(ws / "data"),
+               TINYLM_DOWNLOAD_BASE="http://127.0.0.1:9", TINYLM_NO_TREEBANK="1")
+    before = snapshot(ws)
+    out = subprocess.run([sys.executable, "-m", "tinylm.cli", *args.split()], cwd=ws, env=env, capture_output=True,
+                         text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == code, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    after = snapshot(ws)
+    assert {k: v for k, v in after.items() if k in before} == before
+
+
+def test_full_disk_at_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from tinylm.train import checkpoint
+
+    (tmp_path / "t.txt").write_text(TINY_TEXT)
+    cfg = resolve_run("transformer", raw={}, data=DataConfig(name="t", level="char", path=str(tmp_path / "t.txt")),
+                      train_values={"max_steps": 12}, sets=TINY_SETS)
+    real = checkpoint.save_file
+    calls = {"n": 0}
+
+    def fill_disk_later(tensors, filename, metadata=None):
+        calls["n"] += 1
+        if calls["n"] > 4:  # the first checkpoints succeed, then the disk is full
+            Path(filename).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(checkpoint, "save_file", fill_disk_later)
+    with pytest.raises(OSError):
+        train_run(cfg, tmp_path / "results", run_name="r", quiet=True, data_dir=tmp_path / "d")
+    run_dir = tmp_path / "results" / "runs" / "r"
+    monkeypatch.setattr(checkpoint, "save_file", real)
+    tensors, meta = checkpoint.load_tensors(run_dir / "last" / "checkpoint.safetensors")  # intact and loadable
+    assert meta["state"]["step"] in (0, 5, 10)
+    assert not list(run_dir.rglob("*.tmp"))  # no partial files left behind
+    resumed, _, what = train_run(cfg, tmp_path / "results", run_name="r", quiet=True, data_dir=tmp_path / "d")
+    assert what == "resumed" and resumed["status"] == "complete"
+
+
+def test_no_unsafe_loaders_in_the_source():
+    src = REPO / "src" / "tinylm"
+    offenders = []
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        for pattern in (r"torch\.load\(", r"\bimport pickle\b", r"allow_pickle\s*=\s*True", r"yaml\.load\(",
+                        r"yaml\.unsafe_load", r"(?<![\w.])eval\(", r"(?<![\w.])exec\("):
+            if re.search(pattern, text):
+                offenders.append(f"{path.name}: {pattern}")
+        for match in re.finditer(r"np\.load\(([^)]*)\)", text):
+            if "allow_pickle=False" not in match.group(1):
+                offenders.append(f"{path.name}: np.load without allow_pickle=False")
+    assert offenders == []
+
+
+def test_metrics_of_a_finished_run_are_valid_json(ws):
+    metrics = json.loads((ws / "results" / "runs" / "good" / "metrics.json").read_text())
+    assert metrics["status"] == "complete"
