@@ -307,7 +307,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tinylm.runs import results_dir
 
     run_bench(results_dir(args.results_dir), quick=args.quick, data_dir=args.data_dir, mirror=args.mirror,
-              only=args.only, precision=args.precision, repeats=args.repeats)
+              only=args.only, precision=args.precision, repeats=args.repeats, device=args.device)
     return 0
 
 
@@ -417,6 +417,7 @@ def build_parser() -> Parser:
     p.add_argument("--only", nargs="+", choices=MODEL_NAMES)
     p.add_argument("--precision", choices=["fp32", "bf16", "auto", "both"], default="fp32")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="auto")
     add_data_options(p)
     p.set_defaults(func=cmd_bench)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from tinylm.errors import TinyLMError
 
+#: Seconds to wait between writing a temporary file and renaming it (tests use it to kill a process mid-write).
+FAULT_DELAY = float(os.environ.get("TINYLM_FAULT_WRITE_DELAY", "0") or 0)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -30,6 +33,8 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         write(tmp)
+        if FAULT_DELAY:  # fault injection for the kill-during-write tests
+            time.sleep(FAULT_DELAY)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -308,7 +308,7 @@ class Trainer:
         if resume:
             self.load_last()
             s = self.state
-        elif not (self.run_dir / "model.safetensors").exists():
+        else:  # a fresh start (also after a kill before the first checkpoint): no stale history lines
             self._path("history.jsonl").unlink(missing_ok=True)
         handlers = {}
         try:
@@ -452,6 +452,8 @@ def train_run(
         raise TinyLMError(f"{run_dir} has no resume state (last/checkpoint.safetensors); start the run again")
     trainer = Trainer(cfg, run_dir, corpus, quiet=quiet, profile=profile)  # validates before the first write
     with RunLock(run_dir):
+        for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("last/.*.tmp")]:
+            stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         corpus.tokenizer.save(run_dir / "tokenizer.json")
         return trainer.run(resume=resume and not force), run_dir, "resumed" if resume and not force else "trained"

@@ -1,0 +1,209 @@
+"""`tinylm bench`: speed of this machine for every reference model, measured in one run, as JSON.
+
+Throughput is reported against the fp32 matmul peak that the same run measures, so numbers from different
+machines compare as ratios. Training throughput uses the trainer's own step on random tokens (speed does not
+depend on the text); warm-up steps are excluded and each figure is the median of several repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import socket
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tinylm.config import DataConfig, load_suite_file, resolve_run
+from tinylm.data.corpus import Corpus, load_corpus
+from tinylm.data.tokenizers import CharTokenizer, WordTokenizer
+from tinylm.device import cpu_count, cpu_name, device_name, pick_device, use_all_cores
+from tinylm.errors import TinyLMError
+from tinylm.generate.sampling import generate_ids
+from tinylm.models.registry import MODELS, build_model
+from tinylm.train.checkpoint import atomic_write_json
+from tinylm.train.evaluate import evaluate
+from tinylm.train.trainer import Trainer
+
+VOCAB = {"tinyshakespeare": 65, "ptb": 10_000, "wikitext2": 33_278}
+TEST_TOKENS = {"tinyshakespeare": 111_540, "ptb": 82_430, "wikitext2": 245_569}
+
+
+def _median_spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def matmul_peak(device: torch.device, repeats: int) -> dict[str, Any]:
+    """fp32 GFLOP/s of square matmuls of 1024 and 2048 (median of repeats)."""
+    out = {}
+    for n in (1024, 2048):
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        for _ in range(2):
+            a @ b
+        rates = []
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(3):
+                a @ b
+            _sync(device)
+            rates.append(3 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
+        out[str(n)] = _median_spread(rates)
+    out["peak_gflops"] = max(v["median"] for v in out.values())
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def random_corpus(dataset: str, n_train: int = 400_000) -> Corpus:
+    """A corpus of random tokens with the vocabulary size of `dataset`."""
+    V = VOCAB[dataset]
+    tok = CharTokenizer([chr(32 + i) for i in range(V)]) if V < 200 else WordTokenizer([f"w{i}" for i in range(V)])
+    rng = np.random.default_rng(0)
+    splits = {s: rng.integers(0, V, n, dtype=np.int32) for s, n in
+              (("train", n_train), ("valid", 20_000), ("test", TEST_TOKENS[dataset]))}
+    return Corpus(dataset, tok, splits)
+
+
+def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: int, peak: float,
+                device: str) -> dict[str, Any]:
+    """Tokens/s, achieved FLOP/s and model FLOPs utilisation of the trainer's step."""
+    cfg = resolve_run(model, dataset, raw=load_suite_file(), train_values={"max_steps": 10**9, "precision": precision,
+                                                                         "device": device})
+    trainer = Trainer(cfg, Path("/nonexistent"), random_corpus(dataset), quiet=True)
+    for _ in range(3):  # warm-up
+        trainer.train_step(1e-4)
+    rates = []
+    for _ in range(repeats):
+        _sync(trainer.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(1e-4)
+        _sync(trainer.device)
+        rates.append(steps * trainer.plan.tokens_per_step / (time.perf_counter() - start))
+    tps = statistics.median(rates)
+    flops_per_token = trainer.plan.flops_per_step / trainer.plan.tokens_per_step
+    return {
+        "model": model, "dataset": dataset, "precision": precision, "params": trainer.model.num_params(),
+        "batch_size": cfg.train.batch_size, "seq_len": trainer.plan.seq_len,
+        "context_length": trainer.model.context_length,
+        "train_flops_per_token": flops_per_token, "tokens_per_second": _median_spread(rates),
+        "achieved_gflops": tps * flops_per_token / 1e9, "mfu": tps * flops_per_token / 1e9 / peak,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def eval_speed(dataset: str, repeats: int, device: torch.device) -> dict[str, Any]:
+    """Full test-split evaluation of the reference transformer (tokens/s and seconds)."""
+    cfg = resolve_run("transformer", dataset, raw=load_suite_file())
+    model = build_model("transformer", cfg.model_config(VOCAB[dataset])).to(device)
+    tokens = torch.randint(0, VOCAB[dataset], (TEST_TOKENS[dataset],))
+    evaluate(model, tokens[:5000], batch_size=64, device=device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        evaluate(model, tokens, batch_size=64, device=device)
+        times.append(time.perf_counter() - start)
+    return {"dataset": dataset, "tokens": len(tokens) - 1, "seconds": _median_spread(times),
+            "tokens_per_second": (len(tokens) - 1) / statistics.median(times)}
+
+
+def generation_speed(repeats: int, device: torch.device, length: int = 384) -> dict[str, Any]:
+    """Tokens/s of the reference transformer (context 128) with and without the KV cache."""
+    cfg = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file())
+    model = build_model("transformer", cfg.model_config(65)).to(device).eval()
+    out: dict[str, Any] = {"context_length": model.context_length, "tokens": length}
+    for cached in (True, False):
+        list(generate_ids(model, [0], 20, seed=0, use_cache=cached, device=device))
+        rates = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            list(generate_ids(model, [0], length, seed=0, use_cache=cached, device=device))
+            rates.append(length / (time.perf_counter() - start))
+        out["cached" if cached else "uncached"] = _median_spread(rates)
+    out["speedup"] = out["cached"]["median"] / out["uncached"]["median"]
+    return out
+
+
+def cache_load_speed(data_dir: str | None, mirror: str | None, repeats: int) -> dict[str, Any]:
+    """Seconds to load tokenized WikiText-2 (else Tiny Shakespeare) from the on-disk cache."""
+    for name in ("wikitext2", "tinyshakespeare"):
+        try:
+            load_corpus(DataConfig(name=name), data_dir, mirror, quiet=True)
+        except TinyLMError:
+            continue
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            corpus = load_corpus(DataConfig(name=name), data_dir, mirror, quiet=True)
+            times.append(time.perf_counter() - start)
+        return {"dataset": name, "from_cache": corpus.from_cache, "seconds": _median_spread(times)}
+    return {"dataset": None, "note": "no dataset available (set TINYLM_DATA_MIRROR)"}
+
+
+def run_bench(
+    results: Path,
+    quick: bool = False,
+    data_dir: str | None = None,
+    mirror: str | None = None,
+    only: list[str] | None = None,
+    precision: str = "fp32",
+    repeats: int = 5,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Measure everything, print a table, write results/bench/<host>-<date>.json; returns the report."""
+    dev = pick_device(device)
+    threads = use_all_cores() if dev.type == "cpu" else torch.get_num_threads()
+    repeats = 2 if quick else repeats
+    steps = 3 if quick else 10
+    report: dict[str, Any] = {
+        "machine": {"host": socket.gethostname(), "cpu": cpu_name(), "cores": cpu_count(), "threads": threads,
+                    "device": device_name(dev), "torch_version": torch.__version__,
+                    "python": platform.python_version()},
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "quick": quick,
+    }
+    print(f"machine: {report['machine']['device']}, torch {torch.__version__}")
+    peak = matmul_peak(dev, repeats)
+    report["matmul_fp32"] = peak
+    print(f"fp32 matmul peak: {peak['peak_gflops']:.0f} GFLOP/s (1024: {peak['1024']['median']:.0f}, "
+          f"2048: {peak['2048']['median']:.0f})")
+    precisions = ["fp32", "bf16"] if precision == "both" else [precision]
+    report["training"] = []
+    print(f"{'model':<12}{'dataset':<16}{'prec':<6}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}{'RSS MB':>8}")
+    for model, dataset in [(m, "tinyshakespeare") for m in MODELS] + [("transformer", "ptb")]:
+        if only and model not in only:
+            continue
+        for prec in precisions:
+            r = train_speed(model, dataset, prec, steps, repeats, peak["peak_gflops"], device)
+            report["training"].append(r)
+            print(f"{model:<12}{dataset:<16}{prec:<6}{r['tokens_per_second']['median']:>10,.0f}"
+                  f"{r['achieved_gflops']:>9.1f}{r['mfu']:>7.1%}{r['max_rss_mb']:>8.0f}")
+    report["evaluation"] = eval_speed("tinyshakespeare", repeats, dev)
+    e = report["evaluation"]
+    print(f"evaluation (transformer, full test split): {e['seconds']['median']:.1f} s, "
+          f"{e['tokens_per_second']:,.0f} tokens/s")
+    report["generation"] = generation_speed(repeats, dev, 128 if quick else 384)
+    g = report["generation"]
+    print(f"generation (transformer, context 128): cached {g['cached']['median']:,.0f} tok/s, uncached "
+          f"{g['uncached']['median']:,.0f} tok/s, speed-up {g['speedup']:.1f}x")
+    report["cache_load"] = cache_load_speed(data_dir, mirror, repeats)
+    c = report["cache_load"]
+    if c.get("dataset"):
+        print(f"loading tokenized {c['dataset']} from cache: {c['seconds']['median']:.3f} s")
+    out = results / "bench" / f"{socket.gethostname()}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    atomic_write_json(out, report)
+    print(f"wrote {out}")
+    return report
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(run_bench(Path("results"), quick=True), indent=2))
