@@ -184,3 +184,15 @@ def test_npz_cache_never_uses_pickle(mirror, data_dir):
     with np.load(cache / "tokens.npz", allow_pickle=False) as npz:
         assert np.array_equal(npz["test"], c.splits["test"])
     assert corpus_mod.CACHE_VERSION >= 1
+
+
+def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path, monkeypatch):
+    def interrupted(url, dest, *args):
+        dest.write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sources, "_download", interrupted)
+    monkeypatch.delenv("TINYLM_DATA_MIRROR", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        sources.fetch_dataset("tinyshakespeare", tmp_path / "d", quiet=True)
+    assert list((tmp_path / "d" / "tinyshakespeare").iterdir()) == []
