@@ -49,11 +49,19 @@ def architecture_comparison(runs: list[Run], out: Path) -> Path:
     ax = axes[0, 1]
     models = [m for (ds, m) in best if ds == main_ds]
     values = [best[(main_ds, m)].metrics["test_loglik"] for m in models]
-    bars = ax.bar(models, values, color=[COLORS.get(m) for m in models])
-    for bar, v in zip(bars, values):
-        ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="top",
-                    xytext=(0, -4), textcoords="offset points", color="white", fontsize=9)
-    ax.set(title=f"Best test log-likelihood per architecture ({main_ds})", ylabel="test log-likelihood (nats/token)")
+    unigram = next((best[(main_ds, m)].metrics.get("unigram_test_loglik") for m in models), None)
+    base = unigram if unigram is not None else min(values) - 0.5
+    ax.bar(models, [v - base for v in values], bottom=base, color=[COLORS.get(m) for m in models])
+    for i, v in enumerate(values):
+        ax.annotate(f"{v:.3f}", (i, v), ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")
+    if unigram is not None:
+        ax.axhline(unigram, color="grey", ls="--", lw=1)
+        ax.annotate(f"unigram baseline {unigram:.3f}", (0.01, unigram), xycoords=("axes fraction", "data"),
+                    va="bottom", color="grey", fontsize=8, xytext=(0, 2), textcoords="offset points",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    ax.set_ylim(base - 0.05, max(values) + 0.15)
+    ax.set(title=f"Best test log-likelihood per architecture ({main_ds}; higher is better)",
+           ylabel="test log-likelihood (nats/token)")
     ax.grid(alpha=0.3, axis="y")
 
     ax = axes[1, 0]

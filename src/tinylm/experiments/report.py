@@ -160,7 +160,10 @@ def markdown_tables(runs: list[Run], axes: dict[str, str]) -> str:
     devices = sorted({f"{r.metrics.get('device')}, torch {r.metrics.get('torch_version')}" for r in runs})
     lines += ["", "Measured on: " + "; ".join(devices) + ".",
               "Test log-likelihood: every test token but the first scored exactly once by the same sliding-window "
-              "protocol for every model; the best run is chosen on the validation split."]
+              "protocol for every model; the best run is chosen on the validation split.",
+              "FLOPs are analytic (2·m·n·k per matmul, training = 3× forward). The `linear` model is a lookup-and-add: "
+              "its FLOPs are the additions it really does, so it is nearly free per token — compare it on quality "
+              "per parameter rather than per FLOP."]
     return "\n".join(lines) + "\n"
 
 
