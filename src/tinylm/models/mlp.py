@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinylm.models.base import LanguageModel, LMConfig, init_weights
+from tinylm.models.base import Dropout, LanguageModel, LMConfig, init_weights
 
 
 @dataclass
@@ -53,7 +53,7 @@ class MLPLM(LanguageModel):
         layers: list[nn.Module] = []
         width = c.context_length * c.embed_dim
         for _ in range(c.n_hidden):
-            layers += [nn.Linear(width, c.hidden_dim, bias=c.bias), nn.GELU(), nn.Dropout(c.dropout)]
+            layers += [nn.Linear(width, c.hidden_dim, bias=c.bias), nn.GELU(), Dropout(c.dropout)]
             width = c.hidden_dim
         self.hidden = nn.Sequential(*layers)
         self.head = nn.Linear(width, c.vocab_size, bias=c.bias)

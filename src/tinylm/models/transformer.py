@@ -22,7 +22,7 @@ class TransformerConfig(AttentionConfig):
     ffn_ratio: int = 4
     """Feed-forward width as a multiple of embed_dim."""
     dropout: float = 0.1
-    """Dropout on embeddings, attention weights and residual branches."""
+    """Dropout on embeddings and residual branches."""
 
     def problems(self) -> list[str]:
         out = super().problems()

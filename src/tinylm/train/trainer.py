@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,8 +318,10 @@ class Trainer:
         except ValueError:  # not the main thread: no signal handling
             pass
         status = "complete"
+        tty = sys.stderr.isatty()  # into a log file: one refresh every 30 s, not every step
         bar = tqdm(total=self.plan.total_steps, initial=s.step, disable=self.quiet, dynamic_ncols=True,
-                   desc=f"{self.cfg.model_name}/{self.cfg.data.name}", unit="step", leave=False)
+                   desc=f"{self.cfg.model_name}/{self.cfg.data.name}", unit="step", leave=False,
+                   mininterval=0.1 if tty else 30.0)
         try:
             self.write_metrics("running")
             last_valid = self.history[-1]["valid_loss"] if self.history else None
