@@ -49,8 +49,8 @@ def test_report_tables_match_the_metrics_files(results, tmp_path):
     paths = write_report(results, update_readme=True, readme=readme)
     md = (results / "RESULTS.md").read_text()
     # best-on-valid per architecture x dataset, with the numbers of the metrics files
-    assert "| transformer | -4.500 (ppl 90.02) | -1.700 (ppl 5.47) |" in md
-    assert "| linear |  | -2.350 (ppl 10.49) |" in md
+    assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in md
+    assert "| linear | -2.350 (ppl 10.49) |  |" in md
     assert "| tinyshakespeare | linear | context_length=16 | quick | 1,011 | -2.4100 |" in md
     assert "ts-gpt-running" not in md and "-1.0000" not in md  # unfinished runs never count
     data = json.loads((results / "results.json").read_text())
@@ -65,7 +65,7 @@ def test_report_tables_match_the_metrics_files(results, tmp_path):
         assert path in paths and path.stat().st_size > 10_000, name
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
-    assert "| transformer | -4.500 (ppl 90.02) | -1.700 (ppl 5.47) |" in text and "Profile: quick" in text
+    assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in text and "Profile: quick" in text
 
 
 def test_report_without_runs_says_what_to_do(tmp_path):

@@ -446,8 +446,11 @@ def train_run(
     """
     run_dir = prepare_run_dir(cfg, results, run_name)
     metrics = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else None
-    if metrics and metrics.get("status") in ("complete", "stopped_early") and not force:
+    finished = metrics is not None and metrics.get("status") in ("complete", "stopped_early")
+    if finished and not force and (run_dir / "model.safetensors").is_file():
         return metrics, run_dir, "skipped"
+    # A finished run without weights (results committed without them) is trained again, here.
+    force = force or finished
     corpus = load_corpus(cfg.data, data_dir, mirror, quiet=quiet)
     has_last = (run_dir / "last" / "checkpoint.safetensors").is_file()
     resume = resume or (has_last and metrics is not None and metrics.get("status") in ("interrupted", "running"))
