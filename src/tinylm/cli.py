@@ -118,6 +118,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         unit = "characters" if spec.level == "char" else "tokens"
         print(f"  {spec.level} level; train / valid / test {unit}: {counts}; vocabulary {corpus.tokenizer.vocab_size:,}"
               f"{' (from cache)' if corpus.from_cache else ''}")
+        unk = corpus.tokenizer.unk_id
+        if unk is not None:
+            mapped = " / ".join(f"{int((corpus.splits[s] == unk).sum()):,}" for s in sources.SPLITS)
+            print(f"  <unk> tokens in train / valid / test: {mapped}")
     return 0
 
 

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from tinylm.experiments.report import Run
 
 COLORS = {"linear": "#1f77b4", "mlp": "#ff7f0e", "attention": "#2ca02c", "transformer": "#d62728"}
-MARKERS = {"tinyshakespeare": "o", "ptb": "s", "wikitext2": "^"}
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -66,23 +65,23 @@ def architecture_comparison(runs: list[Run], out: Path) -> Path:
 
     ax = axes[1, 0]
     for r in runs:
-        ax.scatter(r.metrics["train_flops"], r.metrics["test_loglik"], color=COLORS.get(r.model),
-                   marker=MARKERS.get(r.dataset, "o"), alpha=0.8)
+        if r.dataset == main_ds:
+            ax.scatter(r.metrics["train_flops"], r.metrics["test_loglik"], color=COLORS.get(r.model), alpha=0.8)
     for model, color in COLORS.items():
-        ax.scatter([], [], color=color, label=model)
-    for ds, marker in MARKERS.items():
-        if any(r.dataset == ds for r in runs):
-            ax.scatter([], [], color="grey", marker=marker, label=ds)
+        if any(r.model == model and r.dataset == main_ds for r in runs):
+            ax.scatter([], [], color=color, label=model)
     ax.set_xscale("log")
-    ax.set(title="Test log-likelihood vs training compute (every run)", xlabel="training FLOPs (log scale)",
-           ylabel="test log-likelihood (nats/token)")
-    ax.legend(loc="best", fontsize=8)
+    ax.set(title=f"Test log-likelihood vs training compute (every {main_ds} run)",
+           xlabel="training FLOPs (log scale)", ylabel="test log-likelihood (nats/token)")
+    ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")
 
     ax = axes[1, 1]
     ax.axis("off")
     lines = [f"{'model':<12}{'dataset':<16}{'params':>10}{'test LL':>9}{'ppl':>9}{'FLOPs':>10}"]
-    for (ds, model), r in sorted(best.items()):
+    from tinylm.experiments.report import ORDER, dataset_key
+
+    for (ds, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), ORDER.get(kv[0][1], 99))):
         m = r.metrics
         lines.append(f"{model:<12}{ds:<16}{m['params']:>10,}{m['test_loglik']:>9.3f}{m['test_perplexity']:>9.2f}"
                      f"{m['train_flops']:>10.1e}")
