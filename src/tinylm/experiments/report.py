@@ -154,7 +154,12 @@ def markdown_tables(runs: list[Run], axes: dict[str, str]) -> str:
               "| dataset | model | setting | profile | params | test LL | test ppl | bits | tokens | train FLOPs | "
               "train time | tokens/s |",
               "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in runs:
+
+    def setting(r: Run) -> tuple:
+        value = r.config.get("model", {}).get(axes.get(r.model, ""))
+        return (dataset_key(r.dataset), ORDER.get(r.model, 99), value if isinstance(value, (int, float)) else 0)
+
+    for r in sorted(runs, key=setting):
         row = _row(r, axes)
         tps = row["tokens_per_second"]
         lines.append(
