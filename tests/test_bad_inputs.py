@@ -103,12 +103,21 @@ CASES = {
     "run name absolute": (f"train {D} --run-name /tmp/x", 2, r"is not a plain name"),
     # generation
     "negative length": ("generate results/runs/good --length -1", 2, r"--length must be >= 0"),
-    "negative temperature": ("generate results/runs/good --temperature -0.5", 2, r"--temperature must be >= 0"),
+    "negative temperature": ("generate results/runs/good --temperature -0.5", 2, r"--temperature must be a finite number >= 0"),
     "top-p zero": ("generate results/runs/good --top-p 0", 2, r"--top-p must be in \(0, 1\]"),
     "top-p above one": ("generate results/runs/good --top-p 1.5", 2, r"--top-p must be in \(0, 1\]"),
     "negative top-k": ("generate results/runs/good --top-k -3", 2, r"--top-k must be >= 0"),
     "unknown prompt": ("generate results/runs/good --prompt §§§", 1, r"no characters this model knows"),
     "no such trained model": ("generate --model mlp --dataset ptb", 1, r"no trained mlp run on ptb"),
+    # found in review: each of these used to end in a traceback or a hang
+    "stride zero": ("eval results/runs/good --stride 0", 2, r"--stride must be at least 1"),
+    "stride beyond the context": ("eval results/runs/good --stride 100000", 2, r"at most the context length 16"),
+    "nan budget": (f"train {D} --set train.epochs=.nan", 2, r"train.epochs must be a finite number"),
+    "infinite flops": ("train --data tiny.txt --level char --max-flops inf", 2, r"max_flops must be a finite"),
+    "huge seed": (f"train {D} --seed 99999999999999999999999", 2, r"train.seed must be in"),
+    "nan temperature": ("generate results/runs/good --temperature nan", 2, r"--temperature must be a finite"),
+    "level with a registered dataset": ("train --dataset ptb --level char --max-steps 1", 2,
+                                        r"--level applies to --data files only"),
     # places that cannot be written
     "results dir under a file": (f"train {D} --results-dir afile/results", 1, r"afile"),
 }

@@ -178,3 +178,38 @@ def test_changed_config_under_the_same_run_name_is_refused(tiny_text_file, tmp_p
     with pytest.raises(TinyLMError, match=r"different config \(train.max_steps: 5 -> 6"):
         train_run(tiny_config("linear", tiny_text_file, steps=6), tmp_path / "r", run_name="x", quiet=True,
                   data_dir=tmp_path / "d")
+
+
+def test_early_stop_survives_a_kill_during_the_final_evaluation(tiny_text_file, tmp_path, monkeypatch):
+    """Regression (review): the early-stop decision was not saved, so a resumed run trained past it."""
+    cfg = tiny_config("mlp", tiny_text_file, steps=40)
+    original_eval, original_finish = trainer_mod.Trainer.eval_and_log, trainer_mod.Trainer.finish
+    monkeypatch.setattr(trainer_mod.Trainer, "eval_and_log",
+                        lambda self, lr: original_eval(self, lr) or self.state.step == 10)
+    monkeypatch.setattr(trainer_mod.Trainer, "finish", lambda self, status: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
+    monkeypatch.setattr(trainer_mod.Trainer, "finish", original_finish)
+    metrics, _, what = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
+    assert what == "resumed" and metrics["steps"] == 10 and metrics["status"] == "stopped_early"
+
+
+def test_resume_by_a_relative_path_from_inside_the_runs_folder(tiny_text_file, tmp_path, monkeypatch):
+    """Regression (review): --resume rebuilt the path as <parent>/runs/<name>."""
+    from tinylm.cli import main
+
+    cfg = tiny_config("linear", tiny_text_file, steps=20)
+    original = trainer_mod.Trainer.train_step
+
+    def interrupt(self, lr):
+        if self.state.step == 7:
+            self.signal = signal.SIGTERM
+        return original(self, lr)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupt)
+    with pytest.raises(Interrupted):
+        train_run(cfg, tmp_path / "results", run_name="rel", quiet=True, data_dir=tmp_path / "d")
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)
+    monkeypatch.chdir(tmp_path / "results" / "runs")
+    assert main(["train", "--resume", "rel", "--quiet", "--device", "cpu", "--data-dir", str(tmp_path / "d")]) == 0
+    assert json.loads((tmp_path / "results" / "runs" / "rel" / "metrics.json").read_text())["status"] == "complete"

@@ -42,6 +42,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _at_least_one(text: str) -> int:
+    value = _positive_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -154,7 +161,10 @@ def _resolve_from_args(args: argparse.Namespace, model: str, raw: dict[str, Any]
     values, sets = train_values(args)
     data = None
     if getattr(args, "data", None):
-        data = DataConfig(name=Path(args.data).stem or "text", level=args.level, path=str(args.data))
+        path = Path(args.data).resolve()
+        data = DataConfig(name=path.stem or "text", level=args.level, path=str(path))
+    elif getattr(args, "level", None):
+        raise UsageError("--level applies to --data files only; registered datasets have a fixed level")
     return resolve_run(model, args.dataset, raw=raw, profile=profile, train_values=values, data=data,
                        sets=sets + list(args.set or []))
 
@@ -172,7 +182,7 @@ def _print_result(metrics: dict[str, Any], run_dir: Path, what: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tinylm.config import load_suite_file
     from tinylm.runs import read_config, results_dir
-    from tinylm.train.trainer import config_diff, train_run
+    from tinylm.train.trainer import config_diff, identity, train_run
 
     results = results_dir(args.results_dir)
     if args.resume:
@@ -180,12 +190,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = read_config(run_dir)
         if args.model or args.data or args.profile or args.quick or args.config:
             raise UsageError("--resume takes the saved config; drop --model, --data, --profile, --quick and --config")
-        asked = _overlay(saved, args)
-        if asked.to_dict() != saved.to_dict():
+        asked = _overlay(saved, args)  # --device and --compile may change; anything else would be another run
+        if identity(asked) != identity(saved):
             raise UsageError(f"--resume {run_dir}: the config given differs from the saved one "
-                             f"({config_diff(saved.to_dict(), asked.to_dict())}); drop those options to resume")
-        metrics, run_dir, what = train_run(saved, run_dir.parent.parent, run_name=run_dir.name, resume=True,
-                                           quiet=args.quiet, data_dir=args.data_dir, mirror=args.mirror)
+                             f"({config_diff(identity(saved), identity(asked))}); drop those options to resume")
+        metrics, run_dir, what = train_run(asked, run_dir.parent, resume=True, quiet=args.quiet,
+                                           data_dir=args.data_dir, mirror=args.mirror, run_dir=run_dir)
         _print_result(metrics, run_dir, what)
         return 0
     raw = load_suite_file(args.config)
@@ -275,7 +285,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from tinylm.generate.interactive import check_sampling, generate_text, resolve_run_dir
     from tinylm.runs import load_run
 
-    check_sampling(args.temperature, args.top_k, args.top_p, args.length)
+    check_sampling(args.temperature, args.top_k, args.top_p, args.length, args.seed)
     run = load_run(resolve_run_dir(args.run_dir, args.model, args.dataset, args.results_dir))
     for i in range(args.num_samples):
         if args.num_samples > 1:
@@ -420,7 +430,7 @@ def build_parser() -> Parser:
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
     p.add_argument("--only", nargs="+", choices=MODEL_NAMES)
     p.add_argument("--precision", choices=["fp32", "bf16", "auto", "both"], default="fp32")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=_at_least_one, default=5)
     p.add_argument("--device", default="auto")
     add_data_options(p)
     p.set_defaults(func=cmd_bench)

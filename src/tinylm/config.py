@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -70,6 +71,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"train.{f.name} must be a finite number (got {value})")
+        if not 0 <= self.seed < 2**63:
+            problems.append(f"train.seed must be in [0, 2^63) (got {self.seed})")
+        if problems:
+            raise UsageError("; ".join(problems))
         for name in ("epochs", "max_steps", "max_tokens", "max_flops", "max_time"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -299,6 +308,8 @@ class RunConfig:
 
         if not isinstance(values, dict) or set(values) != {"model", "train", "data"}:
             raise UsageError(f"{where} must have exactly the sections model, train and data")
+        if not isinstance(values["model"] or {}, dict):
+            raise UsageError(f"{where} model must be a mapping")
         model = dict(values["model"] or {})
         name = check_name(str(model.pop("name", "")))
         allowed = field_names(config_class(name))
@@ -348,6 +359,8 @@ def _split_model_train(
             train_out[key] = value
         elif key == "by_dataset":
             by_dataset = value or {}
+            if not isinstance(by_dataset, dict) or not all(isinstance(v, dict) for v in by_dataset.values()):
+                raise UsageError(f"{where}.by_dataset must map dataset names to mappings of keys to values")
         else:
             raise unknown_key_error(str(key), model_keys + train_keys + ["by_dataset"], where)
     return by_dataset
@@ -405,6 +418,8 @@ def resolve_run(
             raise UsageError(f"unknown profile '{profile}'{suggest(profile, list(profiles))}; "
                              f"choose one of: {', '.join(profiles)}")
         prof = profiles[profile] or {}
+        if not isinstance(prof, dict):
+            raise UsageError(f"{where} profiles.{profile} must be a mapping")
         for key in prof:
             if key not in PROFILE_KEYS:
                 raise unknown_key_error(str(key), PROFILE_KEYS, f"{where} profiles.{profile}")

@@ -167,7 +167,7 @@ def list_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
             m = read_metrics(d) if d.is_dir() else None
         except TinyLMError:
             continue
-        if m:
+        if isinstance(m, dict) and m:
             out.append((d, m))
     return out
 
@@ -181,7 +181,7 @@ def best_run(root: Path, model: str, dataset: str) -> Path:
     except UsageError:
         pass
     runs = [
-        (m.get("best_valid_loss", float("inf")), d)
+        (m.get("valid_loss", m.get("best_valid_loss", float("inf"))), d)
         for d, m in list_runs(root)
         if m.get("model") == model and m.get("dataset") == dataset and m.get("status") in ("complete", "stopped_early")
         and (d / "model.safetensors").is_file()

@@ -25,6 +25,8 @@ def profile_datasets(raw: dict[str, Any], profile: str) -> dict[str, list[str]]:
     if prof is None:
         names = list(raw.get("profiles") or {})
         raise UsageError(f"unknown profile '{profile}'{suggest(profile, names)}; choose one of: {', '.join(names)}")
+    if not isinstance(prof, dict):
+        raise UsageError(f"profiles.{profile} must be a mapping (datasets, ablations, training, models, ...)")
     datasets = prof.get("datasets") or {"tinyshakespeare": list(MODELS)}
     if isinstance(datasets, list):
         datasets = {d: list(MODELS) for d in datasets}
@@ -68,6 +70,9 @@ def plan(
         ablations[model] = axis
         ablate = True
     budgets = prof.get("flop_budgets") if prof else None
+    if budgets is not None and not (isinstance(budgets, list)
+                                    and all(isinstance(b, (int, float)) and b > 0 for b in budgets)):
+        raise UsageError(f"profiles.{profile}.flop_budgets must be a list of positive numbers, e.g. [1.0e+12]")
     runs: list[SuiteRun] = []
     for ds, models in by_dataset.items():
         for model in models:
@@ -75,7 +80,10 @@ def plan(
                 continue
             variants: list[tuple[dict[str, Any], list[str], str]] = [({}, [], "default")]
             if ablate and ablations.get(model):
-                (name, values), = ablations[model].items()
+                axis = ablations[model]
+                if not (isinstance(axis, dict) and len(axis) == 1 and isinstance(next(iter(axis.values())), list)):
+                    raise UsageError(f"ablations.{model} must be one key with a list of values, e.g. n_layers: [2, 4]")
+                (name, values), = axis.items()
                 variants = [({name: v}, [], f"{name}={v}") for v in values]
             if budgets:
                 variants = [
@@ -85,6 +93,6 @@ def plan(
                 ]
             for model_values, extra_sets, label in variants:
                 cfg = resolve_run(model, ds, raw=raw, profile=profile if prof else None, model_values=model_values,
-                                  train_values=train_values, sets=list(sets or []) + extra_sets)
+                                  train_values=train_values, sets=extra_sets + list(sets or []))
                 runs.append(SuiteRun(cfg, f"{ds} {model} {label}"))
     return runs

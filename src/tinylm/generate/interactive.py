@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,10 +14,14 @@ from tinylm.generate.sampling import generate_ids
 from tinylm.runs import LoadedRun, best_run, load_run, results_dir
 
 
-def check_sampling(temperature: float, top_k: int | None, top_p: float | None, length: int) -> None:
+def check_sampling(
+    temperature: float, top_k: int | None, top_p: float | None, length: int, seed: int | None = None
+) -> None:
     """Reject sampling settings that make no sense, with what to use instead."""
-    if temperature < 0:
-        raise UsageError(f"--temperature must be >= 0 (got {temperature}); 0 is greedy")
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise UsageError(f"--temperature must be a finite number >= 0 (got {temperature}); 0 is greedy")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be in [0, 2^63) (got {seed})")
     if top_k is not None and top_k < 0:
         raise UsageError(f"--top-k must be >= 0 (got {top_k}); 0 keeps every token")
     if top_p is not None and not 0 < top_p <= 1:
@@ -132,7 +137,7 @@ class Chat:
         name, _, value = line.strip().partition(" ")
         value = value.strip()
         setters = {
-            "temp": ("temp X (a number >= 0, e.g. temp 0.5)", float, lambda v: v >= 0, "temperature"),
+            "temp": ("temp X (a number >= 0, e.g. temp 0.5)", float, lambda v: 0 <= v < math.inf, "temperature"),
             "topk": ("topk N (an integer >= 0; 0 keeps every token)", int, lambda v: v >= 0, "top_k"),
             "topp": ("topp P (a number in (0, 1])", float, lambda v: 0 < v <= 1, "top_p"),
             "length": ("length N (an integer >= 0)", int, lambda v: v >= 0, "length"),

@@ -37,7 +37,7 @@ def sample(
     if temperature < 0:
         raise ValueError("temperature must be >= 0")
     logits = logits.float()
-    if temperature == 0:
+    if temperature < 1e-6:  # below this, exp() overflows: the limit is greedy anyway
         return logits.argmax(dim=-1)
     logits = logits / temperature
     if top_k:

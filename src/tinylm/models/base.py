@@ -144,7 +144,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float):
         super().__init__()
-        self.threshold = round(p * 256)
+        self.threshold = min(255, round(p * 256))
         self.scale = 256 / (256 - self.threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

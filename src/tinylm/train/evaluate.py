@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tinylm.errors import UsageError
 from tinylm.models.base import LanguageModel
 
 
@@ -65,13 +66,15 @@ class EvalResult:
 
 def protocol_window(model: LanguageModel, stride: int | None = None) -> tuple[int, int]:
     """(window W, stride S) of the protocol for `model`."""
+    if stride is not None and stride < 1:
+        raise UsageError(f"--stride must be at least 1 (got {stride})")
     if model.fixed_window:
         s = stride or 512
         return s + model.context_length - 1, s
     w = model.context_length
     s = stride or max(1, w // 2)
-    if not 1 <= s <= w:
-        raise ValueError(f"stride must be in [1, {w}] (got {s})")
+    if s > w:
+        raise UsageError(f"--stride must be at most the context length {w} (got {s})")
     return w, s
 
 
@@ -119,6 +122,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     window, stride = protocol_window(model, stride)
+    # Keep the logits of one batch under ~2^25 floats (128 MB), whatever the vocabulary.
+    batch_size = max(1, min(batch_size, (1 << 25) // (window * model.config.vocab_size)))
     plan = window_plan(len(tokens), window, stride)
     total = torch.zeros((), dtype=torch.float64)
     scored = 0

@@ -59,6 +59,7 @@ class TrainState:
     bad_evals: int = 0
     loss_sum: float = 0.0
     loss_count: int = 0
+    stopped_early: bool = False
 
 
 class Interrupted(Exception):
@@ -179,13 +180,13 @@ class Trainer:
             self.model.load_weights(model_sd)
             optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
             self.state = TrainState(**meta["state"])
+            torch.set_rng_state(tensors["rng.torch"])
+            self.batch_rng.set_state(tensors["rng.batch"])
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
             raise TinyLMError(
                 f"{self._path('last')} does not fit this run's model ({str(e).splitlines()[0][:100]}); "
                 "the checkpoint belongs to another config: start a new run"
             ) from None
-        torch.set_rng_state(tensors["rng.torch"])
-        self.batch_rng.set_state(tensors["rng.batch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.history = []
@@ -309,8 +310,9 @@ class Trainer:
         if resume:
             self.load_last()
             s = self.state
-        else:  # a fresh start (also after a kill before the first checkpoint): no stale history lines
-            self._path("history.jsonl").unlink(missing_ok=True)
+        else:  # a fresh start (also after a kill before the first checkpoint): nothing of an earlier attempt
+            for stale in ("history.jsonl", "model.safetensors", "last/checkpoint.safetensors"):
+                self._path(stale).unlink(missing_ok=True)
         handlers = {}
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -334,12 +336,11 @@ class Trainer:
                                       code, self.run_dir)
                 lr = learning_rate(s.step, self.progress(), t.learning_rate, t.warmup_steps, t.min_lr_ratio,
                                    t.scheduler)
-                at_end = self.done()
+                at_end = self.done() or s.stopped_early
                 if s.step % t.eval_interval == 0 or at_end:
                     if not (self.history and self.history[-1]["step"] == s.step):
                         if self.eval_and_log(lr):
-                            status = "stopped_early"
-                            at_end = True
+                            s.stopped_early = at_end = True
                         last_valid = self.history[-1]["valid_loss"]
                         if not at_end:
                             self.save_last()
@@ -365,12 +366,14 @@ class Trainer:
                     bar.set_postfix_str(
                         f"loss {loss:.3f} valid {last_valid if last_valid is None else f'{last_valid:.3f}'} "
                         f"{s.tokens / max(s.seconds, 1e-9):,.0f} tok/s", refresh=False)
+            bar.close()
+            self.save_last()
+            # Handlers stay installed: a first Ctrl-C during the final evaluation lets it finish, a second exits.
+            return self.finish("stopped_early" if s.stopped_early else status)
         finally:
             bar.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-        self.save_last()
-        return self.finish(status)
 
     def finish(self, status: str) -> dict[str, Any]:
         """Score the best weights on the full valid and test splits; write samples and metrics."""
@@ -404,14 +407,21 @@ class Trainer:
         atomic_write_text(self._path("samples.txt"), tok.decode(ids) + "\n")
 
 
-def prepare_run_dir(cfg: RunConfig, results: Path, run_name: str | None) -> Path:
-    """The run directory for `cfg` (created); refuses a name in use by a different config."""
-    name = check_run_name(run_name) if run_name else run_id(cfg)
-    run_dir = results / "runs" / name
+def identity(cfg: RunConfig) -> dict[str, Any]:
+    """What makes two configs the same run: everything but where and how it executes (device, compile)."""
+    d = cfg.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
+    return d
+
+
+def prepare_run_dir(cfg: RunConfig, results: Path, run_name: str | None, run_dir: Path | None = None) -> Path:
+    """The run directory for `cfg`; refuses one that holds a different config."""
+    if run_dir is None:
+        run_dir = results / "runs" / (check_run_name(run_name) if run_name else run_id(cfg))
     if (run_dir / "config.yaml").is_file():
         saved = read_config(run_dir)
-        if saved.to_dict() != cfg.to_dict():
-            diff = config_diff(saved.to_dict(), cfg.to_dict())
+        if identity(saved) != identity(cfg):
+            diff = config_diff(identity(saved), identity(cfg))
             raise TinyLMError(
                 f"run directory {run_dir} holds a run with a different config ({diff}); choose another --run-name"
             )
@@ -439,12 +449,13 @@ def train_run(
     mirror: str | Path | None = None,
     force: bool = False,
     profile: str | None = None,
+    run_dir: Path | None = None,
 ) -> tuple[dict[str, Any], Path, str]:
     """Train (or resume, or skip if complete) one run; returns (metrics, run dir, what happened).
 
     `profile` only labels the run in metrics.json (e.g. "quick"), so reports can say where numbers come from.
     """
-    run_dir = prepare_run_dir(cfg, results, run_name)
+    run_dir = prepare_run_dir(cfg, results, run_name, run_dir)
     metrics = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else None
     finished = metrics is not None and metrics.get("status") in ("complete", "stopped_early")
     if finished and not force and (run_dir / "model.safetensors").is_file():
