@@ -103,7 +103,8 @@ CASES = {
     "run name absolute": (f"train {D} --run-name /tmp/x", 2, r"is not a plain name"),
     # generation
     "negative length": ("generate results/runs/good --length -1", 2, r"--length must be >= 0"),
-    "negative temperature": ("generate results/runs/good --temperature -0.5", 2, r"--temperature must be a finite number >= 0"),
+    "negative temperature": ("generate results/runs/good --temperature -0.5", 2,
+                             r"--temperature must be a finite number >= 0"),
     "top-p zero": ("generate results/runs/good --top-p 0", 2, r"--top-p must be in \(0, 1\]"),
     "top-p above one": ("generate results/runs/good --top-p 1.5", 2, r"--top-p must be in \(0, 1\]"),
     "negative top-k": ("generate results/runs/good --top-k -3", 2, r"--top-k must be >= 0"),

@@ -34,6 +34,19 @@ def tiny_config(model, text_file, steps=30, extra=()):
     return resolve_run(model, raw={}, data=data, train_values={"max_steps": steps}, sets=sets)
 
 
+def interrupt_at(monkeypatch, step, sig):
+    """Make the trainer receive `sig` just before training step `step`; returns the original train_step."""
+    original = trainer_mod.Trainer.train_step
+
+    def interrupted(self, lr):
+        if self.state.step == step:
+            self.signal = sig
+        return original(self, lr)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupted)
+    return original
+
+
 # -- the protocol ------------------------------------------------------------------------------------------------
 
 
@@ -112,14 +125,7 @@ def test_resume_after_interruption_reaches_the_same_weights(tiny_text_file, tmp_
     cfg = tiny_config("transformer", tiny_text_file, steps=40, extra=["model.dropout=0.1"])
     straight, straight_dir, _ = train_run(cfg, tmp_path / "a", quiet=True, data_dir=tmp_path / "d")
 
-    original = trainer_mod.Trainer.train_step
-
-    def interrupt_at_17(self, lr):
-        if self.state.step == 17:
-            self.signal = signal.SIGINT
-        return original(self, lr)
-
-    monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupt_at_17)
+    original = interrupt_at(monkeypatch, 17, signal.SIGINT)
     with pytest.raises(Interrupted) as info:
         train_run(cfg, tmp_path / "b", quiet=True, data_dir=tmp_path / "d")
     assert info.value.exit_code == 130
@@ -199,14 +205,7 @@ def test_resume_by_a_relative_path_from_inside_the_runs_folder(tiny_text_file, t
     from tinylm.cli import main
 
     cfg = tiny_config("linear", tiny_text_file, steps=20)
-    original = trainer_mod.Trainer.train_step
-
-    def interrupt(self, lr):
-        if self.state.step == 7:
-            self.signal = signal.SIGTERM
-        return original(self, lr)
-
-    monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupt)
+    original = interrupt_at(monkeypatch, 7, signal.SIGTERM)
     with pytest.raises(Interrupted):
         train_run(cfg, tmp_path / "results", run_name="rel", quiet=True, data_dir=tmp_path / "d")
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)

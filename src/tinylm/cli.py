@@ -181,8 +181,8 @@ def _print_result(metrics: dict[str, Any], run_dir: Path, what: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tinylm.config import load_suite_file
-    from tinylm.runs import read_config, results_dir
-    from tinylm.train.trainer import config_diff, identity, train_run
+    from tinylm.runs import identity, read_config, results_dir
+    from tinylm.train.trainer import config_diff, train_run
 
     results = results_dir(args.results_dir)
     if args.resume:

@@ -39,11 +39,16 @@ def results_dir(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("TINYLM_RESULTS_DIR") or "results")
 
 
-def config_digest(cfg: RunConfig) -> str:
-    """A short digest of the resolved config: equal configs, equal digests."""
+def identity(cfg: RunConfig) -> dict[str, Any]:
+    """What makes two configs the same run: everything but where and how it executes (device, compile)."""
     d = cfg.to_dict()
     d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+    return d
+
+
+def config_digest(cfg: RunConfig) -> str:
+    """A short digest of the run's identity: equal runs, equal digests."""
+    return hashlib.sha256(json.dumps(identity(cfg), sort_keys=True).encode()).hexdigest()[:8]
 
 
 def run_id(cfg: RunConfig) -> str:

@@ -30,7 +30,7 @@ from tinylm.device import device_name, pick_device, pick_dtype, use_all_cores
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
-from tinylm.runs import RunLock, check_run_name, read_config, read_metrics, run_id
+from tinylm.runs import RunLock, check_run_name, identity, read_config, read_metrics, run_id
 from tinylm.train.checkpoint import (
     atomic_write_json,
     atomic_write_text,
@@ -238,9 +238,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
 
     def evaluate(self, tokens: torch.Tensor) -> EvalResult:
-        with self.autocast():
-            return evaluate(self.model, tokens, batch_size=64, device=self.device,
-                            autocast_dtype=self.dtype)
+        return evaluate(self.model, tokens, batch_size=64, device=self.device, autocast_dtype=self.dtype)
 
     def progress(self) -> float:
         t, s = self.cfg.train, self.state
@@ -319,7 +317,6 @@ class Trainer:
                 handlers[sig] = signal.signal(sig, self._on_signal)
         except ValueError:  # not the main thread: no signal handling
             pass
-        status = "complete"
         tty = sys.stderr.isatty()  # into a log file: one refresh every 30 s, not every step
         bar = tqdm(total=self.plan.total_steps, initial=s.step, disable=self.quiet, dynamic_ncols=True,
                    desc=f"{self.cfg.model_name}/{self.cfg.data.name}", unit="step", leave=False,
@@ -366,10 +363,9 @@ class Trainer:
                     bar.set_postfix_str(
                         f"loss {loss:.3f} valid {last_valid if last_valid is None else f'{last_valid:.3f}'} "
                         f"{s.tokens / max(s.seconds, 1e-9):,.0f} tok/s", refresh=False)
-            bar.close()
             self.save_last()
             # Handlers stay installed: a first Ctrl-C during the final evaluation lets it finish, a second exits.
-            return self.finish("stopped_early" if s.stopped_early else status)
+            return self.finish("stopped_early" if s.stopped_early else "complete")
         finally:
             bar.close()
             for sig, handler in handlers.items():
@@ -405,13 +401,6 @@ class Trainer:
         ids = list(generate_ids(self.model, prompt, n, temperature=0.8, seed=self.cfg.train.seed,
                                 device=self.device))
         atomic_write_text(self._path("samples.txt"), tok.decode(ids) + "\n")
-
-
-def identity(cfg: RunConfig) -> dict[str, Any]:
-    """What makes two configs the same run: everything but where and how it executes (device, compile)."""
-    d = cfg.to_dict()
-    d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
-    return d
 
 
 def prepare_run_dir(cfg: RunConfig, results: Path, run_name: str | None, run_dir: Path | None = None) -> Path:
