@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import json
 
-from tinylm.bench import run_bench
+from tinylm.bench import precision_quality, run_bench, time_to_target
 
 
 def test_bench_writes_every_figure(tmp_path, capsys):
-    run_bench(tmp_path, quick=True, only=["attention"], repeats=1)
+    run_bench(tmp_path, quick=True, only=["attention"], repeats=1, precision="fp32")
     (path,) = (tmp_path / "bench").glob("*.json")
     report = json.loads(path.read_text())
-    assert report["matmul_fp32"]["peak_gflops"] > 0
-    assert {"cpu", "cores", "threads", "torch_version", "device"} <= set(report["machine"])
+    peak = report["matmul_fp32"]
+    assert peak["peak_gflops"] == max(peak["1024"]["max"], peak["2048"]["max"], peak["after_models"]["peak_gflops"])
+    assert {"cpu", "cores", "threads", "torch_version", "device", "bf16_native", "auto_precision"} <= set(
+        report["machine"])
     (row,) = report["training"]
-    assert row["model"] == "attention" and row["tokens_per_second"]["median"] > 0 and 0 < row["mfu"]
+    assert row["model"] == "attention" and row["tokens_per_second"]["median"] > 0
+    assert row["mfu"] == row["achieved_gflops"] / peak["peak_gflops"]
     assert {"median", "min", "max", "n"} <= set(row["tokens_per_second"])
     assert report["evaluation"]["tokens"] == 111_539
     assert {"cached", "uncached", "full_window", "speedup", "speedup_vs_full_window"} <= set(report["generation"])
-    assert "cache_load" in report
+    assert "cache_load" in report and "time_to_target" not in report  # quick: no 5-minute sprint
     assert "fp32 matmul peak" in capsys.readouterr().out
+
+
+def test_precision_comparison_trains_both_precisions_on_the_same_batches(mirror, data_dir):
+    q = precision_quality(2, str(data_dir), str(mirror), "cpu")
+    assert q["fp32"]["tokens"] == q["bf16"]["tokens"] > 0
+    assert q["valid_loss_difference"] == q["bf16"]["valid_loss"] - q["fp32"]["valid_loss"]
+    assert abs(q["valid_loss_difference"]) < 0.1  # two steps from the same start: the precisions barely differ
+    assert q["speedup"] > 0
+
+
+def test_time_to_target_scores_the_sprint_runs_snapshots_on_test(tmp_path, mirror, data_dir):
+    small = ["train.max_time=2", "model.n_layers=1", "model.embed_dim=32", "model.n_heads=2"]
+    out = time_to_target(-4.5, tmp_path, str(data_dir), str(mirror), "cpu", snapshot_every=0.5, sets=small)
+    rows = out["snapshots"]
+    assert len(rows) >= 2 and [r["step"] for r in rows] == sorted(r["step"] for r in rows)
+    assert out["best_snapshot_test_loglik"] == max(r["test_loglik"] for r in rows)
+    first = next((r for r in rows if r["test_loglik"] >= -4.5), None)
+    assert out["reached"] == (first is not None)
+    assert out["seconds_to_target"] == (first["seconds"] if first else None)
+    unreachable = time_to_target(0.0, tmp_path, str(data_dir), str(mirror), "cpu", snapshot_every=0.5, sets=small)
+    assert unreachable["reached"] is False and unreachable["seconds_to_target"] is None

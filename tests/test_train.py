@@ -212,3 +212,42 @@ def test_resume_by_a_relative_path_from_inside_the_runs_folder(tiny_text_file, t
     monkeypatch.chdir(tmp_path / "results" / "runs")
     assert main(["train", "--resume", "rel", "--quiet", "--device", "cpu", "--data-dir", str(tmp_path / "d")]) == 0
     assert json.loads((tmp_path / "results" / "runs" / "rel" / "metrics.json").read_text())["status"] == "complete"
+
+
+# -- snapshots (time-to-target benchmark) -------------------------------------------------------------------------
+
+
+def test_snapshots_are_saved_during_training_and_scored_after_the_fact(tmp_path, tiny_text_file, monkeypatch):
+    from tinylm.train.snapshots import score_snapshots, time_to
+
+    clock = iter(range(10**6))  # each perf_counter() call advances one "second": one step = one second of training
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: float(next(clock)))
+    cfg = tiny_config("transformer", tiny_text_file, steps=12)
+    _, run_dir, _ = train_run(cfg, tmp_path, run_name="snap", quiet=True, snapshot_every=3.0)
+    names = sorted(p.name for p in (run_dir / "snapshots").glob("*.safetensors"))
+    assert names == [f"step{s:08d}.safetensors" for s in (3, 6, 9, 12)]
+    rows = score_snapshots(run_dir, "test")
+    assert [r["step"] for r in rows] == [3, 6, 9, 12]
+    assert [r["seconds"] for r in rows] == [3.0, 6.0, 9.0, 12.0]
+    # Each snapshot holds the weights of its step: scoring the last one equals scoring the final weights.
+    run = load_run(run_dir)
+    run.model.load_weights(load_file(run_dir / "snapshots" / "step00000012.safetensors"))
+    from tinylm.data.corpus import load_corpus
+    corpus = load_corpus(cfg.data, use_cache=False)
+    assert rows[-1]["test_loglik"] == pytest.approx(evaluate(run.model, corpus.tensor("test")).loglik, abs=1e-6)
+    assert json.loads((run_dir / "snapshots.json").read_text())["snapshots"] == rows
+    best = max(r["test_loglik"] for r in rows)
+    first = time_to(rows, best)
+    assert first is not None and first["test_loglik"] == best
+    assert time_to(rows, best + 1.0) is None
+    # A fresh start of the same run clears the old snapshots.
+    train_run(cfg, tmp_path, run_name="snap", quiet=True, force=True)
+    assert not list((run_dir / "snapshots").glob("*.safetensors"))
+
+
+def test_scoring_a_run_without_snapshots_says_how_to_get_them(tmp_path, tiny_text_file):
+    from tinylm.train.snapshots import score_snapshots
+
+    _, run_dir, _ = train_run(tiny_config("linear", tiny_text_file, steps=3), tmp_path, run_name="plain", quiet=True)
+    with pytest.raises(TinyLMError, match="--snapshot-every"):
+        score_snapshots(run_dir)

@@ -12,6 +12,7 @@ import platform
 import resource
 import socket
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 from tinylm.config import DataConfig, load_suite_file, resolve_run
 from tinylm.data.corpus import Corpus, load_corpus
 from tinylm.data.tokenizers import CharTokenizer, WordTokenizer
-from tinylm.device import cpu_count, cpu_name, device_name, pick_device, use_all_cores
+from tinylm.device import bf16_native, cpu_count, cpu_name, device_name, pick_device, pick_dtype, use_all_cores
 from tinylm.errors import TinyLMError
 from tinylm.generate.sampling import generate_ids, sample
 from tinylm.models.registry import MODELS, build_model
@@ -38,11 +39,12 @@ def _median_spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def matmul_peak(device: torch.device, repeats: int) -> dict[str, Any]:
-    """fp32 GFLOP/s of square matmuls of 1024 and 2048 (median of repeats)."""
+def matmul_peak(device: torch.device, repeats: int, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """GFLOP/s of square matmuls of 1024 and 2048; the peak is the best repeat (the machine's speed when no
+    neighbour slows it; a median would let a noisy moment make the utilisation of a model look over 100 %)."""
     out = {}
     for n in (1024, 2048):
-        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         for _ in range(2):
             a @ b
         rates = []
@@ -54,7 +56,7 @@ def matmul_peak(device: torch.device, repeats: int) -> dict[str, Any]:
             _sync(device)
             rates.append(3 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
         out[str(n)] = _median_spread(rates)
-    out["peak_gflops"] = max(v["median"] for v in out.values())
+    out["peak_gflops"] = max(v["max"] for v in out.values())
     return out
 
 
@@ -73,9 +75,9 @@ def random_corpus(dataset: str, n_train: int = 400_000) -> Corpus:
     return Corpus(dataset, tok, splits)
 
 
-def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: int, peak: float,
-                device: str, sets: list[str] | None = None) -> dict[str, Any]:
-    """Tokens/s, achieved FLOP/s and model FLOPs utilisation of the trainer's step."""
+def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: int, device: str,
+                sets: list[str] | None = None) -> dict[str, Any]:
+    """Tokens/s and achieved FLOP/s of the trainer's step (the utilisation is set once the peak is known)."""
     cfg = resolve_run(model, dataset, raw=load_suite_file(), sets=sets,
                       train_values={"max_steps": 10**9, "precision": precision, "device": device})
     trainer = Trainer(cfg, Path("/nonexistent"), random_corpus(dataset), quiet=True)
@@ -97,8 +99,62 @@ def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: i
         "batch_size": cfg.train.batch_size, "seq_len": trainer.plan.seq_len,
         "context_length": trainer.model.context_length,
         "train_flops_per_token": flops_per_token, "tokens_per_second": _median_spread(rates),
-        "achieved_gflops": tps * flops_per_token / 1e9, "mfu": tps * flops_per_token / 1e9 / peak,
+        "achieved_gflops": tps * flops_per_token / 1e9,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def precision_quality(steps: int, data_dir: str | None, mirror: str | None, device: str) -> dict[str, Any]:
+    """The reference transformer trained for the same steps (same seed, same batches) in fp32 and in bf16 on Tiny
+    Shakespeare: tokens/s and the loss on the first 32k validation characters, scored in fp32."""
+    try:
+        corpus = load_corpus(DataConfig(name="tinyshakespeare"), data_dir, mirror, quiet=True)
+    except TinyLMError as e:
+        return {"note": f"skipped: {e}"}
+    out: dict[str, Any] = {"dataset": "tinyshakespeare", "steps": steps}
+    for prec in ("fp32", "bf16"):
+        cfg = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file(),
+                          train_values={"max_steps": steps, "precision": prec, "device": device})
+        trainer = Trainer(cfg, Path("/nonexistent"), corpus, quiet=True)
+        t = cfg.train
+        start = time.perf_counter()
+        for step in range(steps):
+            trainer.train_step(t.learning_rate * min(1.0, (step + 1) / t.warmup_steps))
+        _sync(trainer.device)
+        seconds = time.perf_counter() - start
+        trainer.model.eval()
+        valid = evaluate(trainer.model, trainer.valid_tokens[:32_769], batch_size=64, device=trainer.device)
+        out[prec] = {"valid_loss": -valid.loglik, "tokens_per_second": steps * trainer.plan.tokens_per_step / seconds,
+                     "tokens": steps * trainer.plan.tokens_per_step}
+    out["valid_loss_difference"] = out["bf16"]["valid_loss"] - out["fp32"]["valid_loss"]
+    out["speedup"] = out["bf16"]["tokens_per_second"] / out["fp32"]["tokens_per_second"]
+    return out
+
+
+def time_to_target(target: float, results: Path, data_dir: str | None, mirror: str | None, device: str,
+                   snapshot_every: float = 20.0, sets: list[str] | None = None) -> dict[str, Any]:
+    """Train the shipped `sprint` profile (the transformer on Tiny Shakespeare, 5 minutes) with weight snapshots, then
+    score every snapshot on the test split: the training seconds at which test log-likelihood first reaches
+    `target`. A benchmark only: the run's own model selection uses the validation split."""
+    from tinylm.train.snapshots import score_snapshots, time_to
+    from tinylm.train.trainer import train_run
+
+    cfg = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file(), profile="sprint",
+                      train_values={"device": device}, sets=sets)
+    try:
+        metrics, run_dir, _ = train_run(cfg, results, run_name="sprint", quiet=True, data_dir=data_dir,
+                                        mirror=mirror, force=True, profile="sprint", snapshot_every=snapshot_every)
+    except TinyLMError as e:
+        return {"target": target, "note": f"skipped: {e}"}
+    rows = score_snapshots(run_dir, "test", data_dir, mirror, pick_device(device))
+    hit = time_to(rows, target)
+    return {
+        "target": target, "command": "tinylm train --profile sprint --snapshot-every 20 && "
+                                     "tinylm eval <run> --snapshots --target -1.77",
+        "reached": hit is not None, "seconds_to_target": hit["seconds"] if hit else None,
+        "best_snapshot_test_loglik": max(r["test_loglik"] for r in rows),
+        "final_test_loglik": metrics.get("test_loglik"), "train_seconds": metrics.get("train_seconds"),
+        "tokens": metrics.get("tokens_trained"), "model": cfg.model, "snapshots": rows,
     }
 
 
@@ -173,30 +229,37 @@ def run_bench(
     data_dir: str | None = None,
     mirror: str | None = None,
     only: list[str] | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     repeats: int = 5,
     device: str = "auto",
+    time_target: bool | None = None,
 ) -> dict[str, Any]:
-    """Measure everything, print a table, write results/bench/<host>-<date>.json; returns the report."""
+    """Measure everything, print a table, write results/bench/<host>-<date>.json; returns the report.
+
+    precision: fp32, bf16 or both (default: both where bf16 is native here, else fp32). time_target: train the
+    `sprint` profile for the time to -1.77 nats/char on test (default: on unless quick; about 6 minutes).
+    """
     dev = pick_device(device)
     threads = use_all_cores() if dev.type == "cpu" else torch.get_num_threads()
     repeats = 2 if quick else repeats
     steps = 3 if quick else 10
+    native_bf16 = bf16_native(dev)
+    precision = precision or ("both" if native_bf16 else "fp32")
     report: dict[str, Any] = {
         "machine": {"host": socket.gethostname(), "cpu": cpu_name(), "cores": cpu_count(), "threads": threads,
                     "device": device_name(dev), "torch_version": torch.__version__,
-                    "python": platform.python_version()},
+                    "python": platform.python_version(), "bf16_native": native_bf16,
+                    "auto_precision": "bf16" if pick_dtype("auto", dev) == torch.bfloat16 else "fp32"},
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "quick": quick,
     }
     print(f"machine: {report['machine']['device']}, torch {torch.__version__}")
-    peak = matmul_peak(dev, repeats)
-    report["matmul_fp32"] = peak
-    print(f"fp32 matmul peak: {peak['peak_gflops']:.0f} GFLOP/s (1024: {peak['1024']['median']:.0f}, "
-          f"2048: {peak['2048']['median']:.0f})")
+    before = matmul_peak(dev, repeats)
+    if native_bf16:
+        report["matmul_bf16"] = matmul_peak(dev, repeats, torch.bfloat16)
+        print(f"bf16 matmul peak: {report['matmul_bf16']['peak_gflops']:.0f} GFLOP/s")
     precisions = ["fp32", "bf16"] if precision == "both" else [precision]
-    report["training"] = []
-    print(f"{'model':<18}{'dataset':<16}{'prec':<6}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}{'RSS MB':>8}")
+    training = []
     # The defaults of each architecture on Tiny Shakespeare, the transformer without dropout (the configuration of
     # the speed target: d=128, 4 layers, 4 heads, context 128, batch 32) and the transformer on PTB.
     cases = [(m, "tinyshakespeare", None) for m in MODELS]
@@ -205,11 +268,27 @@ def run_bench(
         if only and model not in only:
             continue
         for prec in precisions:
-            r = train_speed(model, dataset, prec, steps, repeats, peak["peak_gflops"], device, sets)
-            report["training"].append(r)
-            name = model + (" (p=0)" if sets else "")
-            print(f"{name:<18}{dataset:<16}{prec:<6}{r['tokens_per_second']['median']:>10,.0f}"
-                  f"{r['achieved_gflops']:>9.1f}{r['mfu']:>7.1%}{r['max_rss_mb']:>8.0f}")
+            print(f"  training speed: {model} on {dataset} ({prec}{', dropout 0' if sets else ''}) ...", end="\r")
+            training.append(train_speed(model, dataset, prec, steps, repeats, device, sets))
+    # The peak again after the models: the utilisation is against the best the machine showed in this run.
+    after = matmul_peak(dev, repeats)
+    peak = max(before["peak_gflops"], after["peak_gflops"])
+    report["matmul_fp32"] = {**before, "after_models": after, "peak_gflops": peak}
+    print(f"fp32 matmul peak: {peak:.0f} GFLOP/s (before the models: 1024 {before['1024']['max']:.0f}, "
+          f"2048 {before['2048']['max']:.0f}; after: {after['peak_gflops']:.0f})")
+    print(f"{'model':<18}{'dataset':<16}{'prec':<6}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}{'RSS MB':>8}")
+    for r in training:
+        r["mfu"] = r["achieved_gflops"] / peak
+        name = r["model"] + (" (p=0)" if r["overrides"] else "")
+        print(f"{name:<18}{r['dataset']:<16}{r['precision']:<6}{r['tokens_per_second']['median']:>10,.0f}"
+              f"{r['achieved_gflops']:>9.1f}{r['mfu']:>7.1%}{r['max_rss_mb']:>8.0f}")
+    report["training"] = training
+    if "bf16" in precisions and (not only or "transformer" in only):
+        q = report["precision_quality"] = precision_quality(20 if quick else 150, data_dir, mirror, device)
+        if "speedup" in q:
+            print(f"bf16 vs fp32, transformer, {q['steps']} steps on Tiny Shakespeare: {q['speedup']:.2f}x tokens/s, "
+                  f"valid loss {q['bf16']['valid_loss']:.4f} vs {q['fp32']['valid_loss']:.4f} "
+                  f"({q['valid_loss_difference']:+.4f})")
     report["evaluation"] = eval_speed("tinyshakespeare", repeats, dev)
     e = report["evaluation"]
     print(f"evaluation (transformer, full test split): {e['seconds']['median']:.1f} s, "
@@ -223,6 +302,16 @@ def run_bench(
     c = report["cache_load"]
     if c.get("dataset"):
         print(f"loading tokenized {c['dataset']} from cache: {c['seconds']['median']:.3f} s")
+    if time_target if time_target is not None else not quick:
+        print("time to -1.77 nats/char on test: training the sprint profile (5 minutes) ...")
+        with tempfile.TemporaryDirectory() as tmp:
+            t = report["time_to_target"] = time_to_target(-1.77, Path(tmp), data_dir, mirror, device)
+        if "reached" in t:
+            when = f"{t['seconds_to_target']:.0f} s" if t["reached"] else "not reached"
+            print(f"time to -1.77 on test: {when}"
+                  f" (best snapshot {t['best_snapshot_test_loglik']:.4f}, {t['train_seconds']:.0f} s of training)")
+        else:
+            print(f"time to -1.77 on test: {t['note']}")
     out = results / "bench" / f"{socket.gethostname()}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_json(out, report)
     print(f"wrote {out}")

@@ -133,13 +133,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from tinylm.config import load_suite_file, resolve_run
-    from tinylm.data.sources import DATASETS, canonical_name
+    from tinylm.config import data_config, load_suite_file, resolve_run
     from tinylm.models.registry import MODELS, build_model
 
     raw = load_suite_file(args.config)
-    dataset = canonical_name(args.dataset)
-    vocab = {"tinyshakespeare": 65, "ptb": 10000, "wikitext2": 33278}[dataset] if dataset in DATASETS else 65
+    data = data_config(raw, args.dataset)
+    dataset = data.label
+    vocab = {"tinyshakespeare": 65, "ptb": 10000, "wikitext2": 33278}.get(data.name, 65)
+    vocab = min(vocab, data.max_vocab or vocab)
     names = [args.model] if args.model else list(MODELS)
     header = f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}"
     print(f"{header}  config ({dataset}, V={vocab})")
@@ -195,7 +196,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume {run_dir}: the config given differs from the saved one "
                              f"({config_diff(identity(saved), identity(asked))}); drop those options to resume")
         metrics, run_dir, what = train_run(asked, run_dir.parent, resume=True, quiet=args.quiet,
-                                           data_dir=args.data_dir, mirror=args.mirror, run_dir=run_dir)
+                                           data_dir=args.data_dir, mirror=args.mirror, run_dir=run_dir,
+                                           snapshot_every=args.snapshot_every)
         _print_result(metrics, run_dir, what)
         return 0
     raw = load_suite_file(args.config)
@@ -204,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = _resolve_from_args(args, model, raw, _profile(args))
         metrics, run_dir, what = train_run(cfg, results, run_name=args.run_name if len(models) == 1 else None,
                                            quiet=args.quiet, data_dir=args.data_dir, mirror=args.mirror,
-                                           force=args.force, profile=_profile(args))
+                                           force=args.force, profile=_profile(args),
+                                           snapshot_every=args.snapshot_every)
         _print_result(metrics, run_dir, what)
     return 0
 
@@ -263,6 +266,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tinylm.runs import load_run
     from tinylm.train.evaluate import evaluate
 
+    if args.snapshots:
+        return _eval_snapshots(args)
+    if args.target is not None:
+        raise UsageError("--target applies with --snapshots only")
     run = load_run(args.run_dir)
     corpus = load_corpus(DataConfig(**vars(run.config.data)), args.data_dir, args.mirror, quiet=True)
     if corpus.tokenizer.tokens != run.tokenizer.tokens:
@@ -278,6 +285,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{args.split}: loglik {result.loglik:.4f} nats/token, perplexity {result.perplexity:.3f}, "
               f"{result.bits:.4f} bits/token over {result.tokens:,} tokens (the first token of the split has no "
               f"context and is not scored; window {result.window}, stride {result.stride})")
+    return 0
+
+
+def _eval_snapshots(args: argparse.Namespace) -> int:
+    import json
+
+    from tinylm.device import pick_device
+    from tinylm.train.snapshots import score_snapshots, time_to
+
+    if args.stride is not None:
+        raise UsageError("--stride does not apply with --snapshots (they are scored by the standard protocol)")
+    split = args.split
+    rows = score_snapshots(args.run_dir, split, args.data_dir, args.mirror, pick_device(args.device))
+    hit = time_to(rows, args.target, split) if args.target is not None else None
+    if args.json:
+        print(json.dumps({"run": str(args.run_dir), "split": split, "snapshots": rows, "target": args.target,
+                          "first_at_target": hit}))
+        return 0
+    print(f"{'step':>8} {'tokens':>12} {'train s':>8} {split + ' LL':>10}")
+    for r in rows:
+        print(f"{r['step']:>8,} {r['tokens']:>12,} {r['seconds']:>8.1f} {r[f'{split}_loglik']:>10.4f}")
+    if args.target is not None:
+        print(f"{args.target} reached after {hit['seconds']:.1f} s of training (step {hit['step']:,})" if hit
+              else f"{args.target} not reached by any snapshot")
     return 0
 
 
@@ -321,7 +352,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tinylm.runs import results_dir
 
     run_bench(results_dir(args.results_dir), quick=args.quick, data_dir=args.data_dir, mirror=args.mirror,
-              only=args.only, precision=args.precision, repeats=args.repeats, device=args.device)
+              only=args.only, precision=args.precision, repeats=args.repeats, device=args.device,
+              time_target=args.time_to_target)
     return 0
 
 
@@ -375,6 +407,8 @@ def build_parser() -> Parser:
     p.add_argument("--run-name", help="name of the run directory (default <dataset>-<model>-<config digest>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     p.add_argument("--force", action="store_true", help="train again even if a complete run exists")
+    p.add_argument("--snapshot-every", type=_number, metavar="SECONDS",
+                   help="also save the weights every SECONDS of training (score them with `tinylm eval --snapshots`)")
     add_run_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -397,6 +431,8 @@ def build_parser() -> Parser:
     p.add_argument("--stride", type=int, help="protocol stride (default: half the context; 512 for window models)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--snapshots", action="store_true", help="score every weight snapshot of the run (--snapshot-every)")
+    p.add_argument("--target", type=_number, help="with --snapshots: report the first one at this log-likelihood")
     add_data_options(p)
     p.set_defaults(func=cmd_eval)
 
@@ -429,7 +465,10 @@ def build_parser() -> Parser:
     p.add_argument("--results-dir")
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
     p.add_argument("--only", nargs="+", choices=MODEL_NAMES)
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto", "both"], default="fp32")
+    p.add_argument("--precision", choices=["fp32", "bf16", "both"],
+                   help="default: both where bf16 is native (AMX, AVX-512 bf16, GPU), else fp32")
+    p.add_argument("--time-to-target", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the sprint profile (5 min) for the time to -1.77 on test (default: on unless --quick)")
     p.add_argument("--repeats", type=_at_least_one, default=5)
     p.add_argument("--device", default="auto")
     add_data_options(p)

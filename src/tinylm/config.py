@@ -127,6 +127,14 @@ class DataConfig:
         if self.max_vocab is not None and self.max_vocab < 2:
             raise UsageError(f"data.max_vocab must be at least 2 (got {self.max_vocab})")
 
+    @property
+    def label(self) -> str:
+        """The name runs and reports use: the dataset, marked with its vocabulary cap (wikitext2-10k) if capped."""
+        if self.max_vocab is None or self.path is not None:
+            return self.name
+        cap = f"{self.max_vocab // 1000}k" if self.max_vocab % 1000 == 0 else f"v{self.max_vocab}"
+        return f"{self.name}-{cap}"
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Strict construction of dataclasses from plain mappings

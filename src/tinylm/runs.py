@@ -53,7 +53,7 @@ def config_digest(cfg: RunConfig) -> str:
 
 def run_id(cfg: RunConfig) -> str:
     """Default run name: <dataset>-<model>-<digest>."""
-    return f"{cfg.data.name}-{cfg.model_name}-{config_digest(cfg)}"
+    return f"{cfg.data.label}-{cfg.model_name}-{config_digest(cfg)}"
 
 
 def check_run_name(name: str) -> str:

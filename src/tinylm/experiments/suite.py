@@ -62,7 +62,8 @@ def plan(
     prof = raw["profiles"][profile] if profile in (raw.get("profiles") or {}) else None
     by_dataset = profile_datasets(raw, profile)
     if datasets:
-        wanted = [canonical_name(d) for d in datasets]
+        entries = raw.get("data") or {}
+        wanted = [d if d in entries else canonical_name(d) for d in datasets]
         by_dataset = {d: by_dataset.get(d, list(MODELS)) for d in wanted}
     ablate = bool(prof.get("ablations")) if prof else False
     ablations = dict(raw.get("ablations") or {})

@@ -129,7 +129,10 @@ class Trainer:
         corpus: Corpus,
         quiet: bool = False,
         profile: str | None = None,
+        snapshot_every: float | None = None,
     ):
+        """`snapshot_every`: also save the weights every that many seconds of training under snapshots/ (for scoring
+        a run's progress after the fact, e.g. the time-to-target benchmark; model selection never uses them)."""
         if not cfg.train.has_budget():
             raise UsageError("no training budget: set --epochs, --max-steps, --max-tokens, --max-flops or --max-time")
         self.cfg, self.run_dir, self.corpus, self.quiet, self.profile = cfg, run_dir, corpus, quiet, profile
@@ -155,6 +158,9 @@ class Trainer:
         self.state = TrainState()
         self.history: list[dict[str, Any]] = []
         self.signal: int | None = None
+        if snapshot_every is not None and not snapshot_every > 0:
+            raise UsageError(f"--snapshot-every must be a positive number of seconds (got {snapshot_every})")
+        self.snapshot_every = snapshot_every
 
     # -- files ---------------------------------------------------------------------------------------------------
     def _path(self, name: str) -> Path:
@@ -171,6 +177,12 @@ class Trainer:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {"state": dataclasses.asdict(self.state), "optimizer": opt_meta}
         save_tensors(self._path("last") / "checkpoint.safetensors", tensors, meta)
+
+    def save_snapshot(self) -> None:
+        """The current weights as snapshots/step<N>.safetensors, with step, tokens, FLOPs and seconds."""
+        s = self.state
+        meta = {"step": s.step, "tokens": s.tokens, "flops": s.flops, "seconds": s.seconds}
+        save_tensors(self._path("snapshots") / f"step{s.step:08d}.safetensors", self.model.weights(), meta)
 
     def load_last(self) -> None:
         """Restore the resume state written by `save_last`, the best weights and the history up to it."""
@@ -207,7 +219,7 @@ class Trainer:
         metrics: dict[str, Any] = {
             "run_id": self.run_dir.name,
             "model": self.cfg.model_name,
-            "dataset": self.cfg.data.name,
+            "dataset": self.cfg.data.label,
             "level": self.corpus.tokenizer.level,
             "vocab_size": self.corpus.tokenizer.vocab_size,
             "params": m.num_params(),
@@ -311,6 +323,8 @@ class Trainer:
         else:  # a fresh start (also after a kill before the first checkpoint): nothing of an earlier attempt
             for stale in ("history.jsonl", "model.safetensors", "last/checkpoint.safetensors"):
                 self._path(stale).unlink(missing_ok=True)
+            for stale in self._path("snapshots").glob("*.safetensors"):
+                stale.unlink()
         handlers = {}
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -319,11 +333,13 @@ class Trainer:
             pass
         tty = sys.stderr.isatty()  # into a log file: one refresh every 30 s, not every step
         bar = tqdm(total=self.plan.total_steps, initial=s.step, disable=self.quiet, dynamic_ncols=True,
-                   desc=f"{self.cfg.model_name}/{self.cfg.data.name}", unit="step", leave=False,
+                   desc=f"{self.cfg.model_name}/{self.cfg.data.label}", unit="step", leave=False,
                    mininterval=0.1 if tty else 30.0)
         try:
             self.write_metrics("running")
             last_valid = self.history[-1]["valid_loss"] if self.history else None
+            every = self.snapshot_every
+            next_snapshot = (math.floor(s.seconds / every) + 1) * every if every else math.inf
             while True:
                 if self.signal is not None:
                     self.save_last()
@@ -349,6 +365,9 @@ class Trainer:
                 s.step += 1
                 s.tokens += self.plan.tokens_per_step
                 s.flops += self.plan.flops_per_step
+                if s.seconds >= next_snapshot:
+                    self.save_snapshot()
+                    next_snapshot = (math.floor(s.seconds / every) + 1) * every
                 if not math.isfinite(loss) or loss > max(20.0, 4 * math.log(self.corpus.tokenizer.vocab_size)):
                     self.write_metrics("diverged")
                     raise TinyLMError(
@@ -439,6 +458,7 @@ def train_run(
     force: bool = False,
     profile: str | None = None,
     run_dir: Path | None = None,
+    snapshot_every: float | None = None,
 ) -> tuple[dict[str, Any], Path, str]:
     """Train (or resume, or skip if complete) one run; returns (metrics, run dir, what happened).
 
@@ -456,7 +476,8 @@ def train_run(
     resume = resume or (has_last and metrics is not None and metrics.get("status") in ("interrupted", "running"))
     if resume and not has_last:
         raise TinyLMError(f"{run_dir} has no resume state (last/checkpoint.safetensors); start the run again")
-    trainer = Trainer(cfg, run_dir, corpus, quiet=quiet, profile=profile)  # validates before the first write
+    trainer = Trainer(cfg, run_dir, corpus, quiet=quiet, profile=profile,  # validates before the first write
+                      snapshot_every=snapshot_every)
     with RunLock(run_dir):
         for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("last/.*.tmp")]:
             stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them
