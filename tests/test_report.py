@@ -79,3 +79,18 @@ def test_readme_without_markers_is_refused(results, tmp_path):
     with pytest.raises(TinyLMError, match="lacks the results markers"):
         write_report(results, update_readme=True, readme=readme, figures=False)
     assert readme.read_text() == "no markers\n"
+
+
+def test_report_sets_every_architecture_against_the_kneser_ney_baseline(results):
+    (results / "baselines").mkdir()
+    for ds, order, ll in (("tinyshakespeare", 7, -1.75), ("ptb", 5, -4.95)):
+        (results / "baselines" / f"{ds}-kneser-ney-{order}.json").write_text(json.dumps(
+            {"dataset": ds, "order": order, "test_loglik": ll, "test_perplexity": 2.718281828 ** -ll}))
+    write_report(results, figures=False)
+    md = (results / "RESULTS.md").read_text()
+    assert "| *Kneser-Ney n-gram* | -1.750 (ppl 5.75, 7-gram) | -4.950 (ppl 141.17, 5-gram) |" in md
+    # transformer -1.70 beats -1.75 by more than 0.02; the others are below it
+    assert ("- tinyshakespeare: linear, mlp, attention do not clearly beat the 7-gram Kneser-Ney model (-1.750): they "
+            "have learned little beyond local counts; transformer clearly beats it.") in md
+    assert "- ptb: every architecture clearly beats the 5-gram Kneser-Ney model (-4.950)." in md
+    assert json.loads((results / "results.json").read_text())["baselines"]["ptb"]["order"] == 5

@@ -4,6 +4,7 @@
     tinylm models               list models with parameters and FLOPs/token
     tinylm train                train one run
     tinylm suite                train the runs of a profile (skipping completed ones)
+    tinylm baseline             the Kneser-Ney n-gram baseline of a dataset
     tinylm eval                 score a run on a split with the common protocol
     tinylm generate / chat      sample text from a run
     tinylm report               tables and figures from all runs
@@ -250,10 +251,42 @@ def cmd_suite(args: argparse.Namespace) -> int:
                 sets=sets + list(args.set or []))
     results = results_dir(args.results_dir)
     print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
+    _baselines([r.config.data for r in runs], results, None, args.data_dir, args.mirror, missing_only=True)
     for i, run in enumerate(runs, 1):
         metrics, run_dir, what = train_run(run.config, results, quiet=args.quiet, data_dir=args.data_dir,
                                            mirror=args.mirror, profile=profile)
         _print_result(metrics, run_dir, f"[{i}/{len(runs)}] {what}")
+    return 0
+
+
+def _baselines(datas: list[Any], results: Path, order: int | None, data_dir: str | None, mirror: str | None,
+               missing_only: bool = False) -> None:
+    """The Kneser-Ney baseline of every distinct dataset (seconds each), written under results/baselines."""
+    from tinylm.data.corpus import resolve_data_config
+    from tinylm.experiments.ngram import baseline_path, default_order, run_baseline
+
+    seen = set()
+    for data in datas:
+        if data.label in seen:
+            continue
+        seen.add(data.label)
+        level = resolve_data_config(data).level
+        if missing_only and baseline_path(results, data.label, order or default_order(level)).is_file():
+            continue
+        b = run_baseline(data, results, order, data_dir, mirror)
+        print(f"baseline {b['model']:<15} {b['dataset']:<16} test LL {b['test_loglik']:.4f} nats/token, "
+              f"ppl {b['test_perplexity']:.2f} ({b['seconds']:.1f} s)")
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from tinylm.config import data_config, load_suite_file
+    from tinylm.runs import results_dir
+
+    if args.order is not None and args.order < 2:
+        raise UsageError(f"--order must be at least 2 (got {args.order})")
+    raw = load_suite_file(args.config)
+    datas = [data_config(raw, d) for d in args.dataset]
+    _baselines(datas, results_dir(args.results_dir), args.order, args.data_dir, args.mirror)
     return 0
 
 
@@ -424,6 +457,14 @@ def build_parser() -> Parser:
     p.add_argument("--layers", nargs="+", type=int, help="transformer ablation values")
     add_run_options(p)
     p.set_defaults(func=cmd_suite)
+
+    p = sub.add_parser("baseline", help="the Kneser-Ney n-gram baseline of a dataset (seconds)")
+    p.add_argument("--dataset", nargs="+", default=["tinyshakespeare"])
+    p.add_argument("--order", type=int, help="n-gram order (default 7 for characters, 5 for words)")
+    p.add_argument("--results-dir")
+    p.add_argument("--config", help="suite YAML (default configs/default.yaml)")
+    add_data_options(p)
+    p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("eval", help="score a run on a split (every token once)")
     p.add_argument("run_dir")

@@ -130,9 +130,10 @@ def _row(r: Run, axes: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def markdown_tables(runs: list[Run], axes: dict[str, str]) -> str:
-    """The summary table (best per architecture x dataset) and the table of every run."""
+def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, dict[str, Any]] | None = None) -> str:
+    """The summary table (best per architecture x dataset, the n-gram baselines) and the table of every run."""
     best = best_runs(runs)
+    baselines = baselines or {}
     datasets = sorted({r.dataset for r in runs}, key=dataset_key)
     lines = ["### Test log-likelihood (nats/token, higher is better) of the best-on-valid run", ""]
     lines.append("| model | " + " | ".join(datasets) + " |")
@@ -150,6 +151,11 @@ def markdown_tables(runs: list[Run], axes: dict[str, str]) -> str:
     if any(v is not None for v in unigram.values()):
         lines.append("| *unigram baseline* | " + " | ".join("" if unigram[d] is None else f"{unigram[d]:.3f}"
                                                            for d in datasets) + " |")
+    if any(d in baselines for d in datasets):
+        cells = [f"{baselines[d]['test_loglik']:.3f} (ppl {baselines[d]['test_perplexity']:.2f}, "
+                 f"{baselines[d]['order']}-gram)" if d in baselines else "" for d in datasets]
+        lines.append("| *Kneser-Ney n-gram* | " + " | ".join(cells) + " |")
+        lines += [""] + kneser_ney_verdicts(best, baselines, datasets)
     lines += ["", "### Every run", "",
               "| dataset | model | setting | profile | params | test LL | test ppl | bits | tokens | train FLOPs | "
               "train time | tokens/s |",
@@ -176,6 +182,32 @@ def markdown_tables(runs: list[Run], axes: dict[str, str]) -> str:
               "its FLOPs are the additions it really does, so it is nearly free per token — compare it on quality "
               "per parameter rather than per FLOP."]
     return "\n".join(lines) + "\n"
+
+
+def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, dict[str, Any]],
+                        datasets: list[str], margin: float = 0.02) -> list[str]:
+    """One line per dataset: which architectures clearly beat the n-gram model (by `margin` nats) and which do not."""
+    lines = []
+    for ds in datasets:
+        if ds not in baselines:
+            continue
+        kn = baselines[ds]["test_loglik"]
+        beat, not_beat = [], []
+        for model in MODELS:
+            r = best.get((ds, model))
+            if r is not None:
+                (beat if r.metrics["test_loglik"] >= kn + margin else not_beat).append(model)
+        name = f"the {baselines[ds]['order']}-gram Kneser-Ney model ({kn:.3f})"
+        if not_beat:
+            one = len(not_beat) == 1
+            text = (f"- {ds}: {', '.join(not_beat)} {'does' if one else 'do'} not clearly beat {name}: "
+                    f"{'it has' if one else 'they have'} learned little beyond local counts")
+            if beat:
+                text += f"; {', '.join(beat)} {'clearly beats' if len(beat) == 1 else 'clearly beat'} it"
+            lines.append(text + ".")
+        else:
+            lines.append(f"- {ds}: every architecture clearly beats {name}.")
+    return lines
 
 
 def sample_texts(runs: list[Run]) -> dict[str, dict[str, str]]:
@@ -208,14 +240,18 @@ def write_report(
     runs = load_runs(results)
     if not runs:
         raise TinyLMError(f"no finished runs under {results / 'runs'}; run `tinylm suite --profile quick` first")
+    from tinylm.experiments.ngram import read_baselines
+
     axes = ablation_axes()
     samples = sample_texts(runs)
-    tables = markdown_tables(runs, axes)
+    baselines = read_baselines(results)
+    tables = markdown_tables(runs, axes, baselines)
     written = []
     data = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runs": [_row(r, axes) for r in runs],
         "best": {f"{ds}/{m}": r.path.name for (ds, m), r in best_runs(runs).items()},
+        "baselines": baselines,
         "samples": samples,
     }
     atomic_write_json(results / "results.json", data)
