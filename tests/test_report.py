@@ -11,12 +11,12 @@ from tinylm.errors import TinyLMError
 from tinylm.experiments.report import README_END, README_START, write_report
 
 
-def fake_run(root, name, model, dataset, test_ll, valid_loss, model_cfg, status="complete"):
+def fake_run(root, name, model, dataset, test_ll, valid_loss, model_cfg, status="complete", flops=None):
     d = root / "runs" / name
     d.mkdir(parents=True)
     metrics = {
         "model": model, "dataset": dataset, "params": 1000 + len(name), "context_length": 64,
-        "tokens_trained": 10_000, "train_flops": 1e12 * (1 + len(name) % 3), "train_seconds": 12.5,
+        "tokens_trained": 10_000, "train_flops": flops or 1e12 * (1 + len(name) % 3), "train_seconds": 12.5,
         "tokens_per_second": 800.0, "best_valid_loss": valid_loss, "test_loss": -test_ll, "test_loglik": test_ll,
         "test_perplexity": 2.718281828 ** -test_ll, "test_bits": -test_ll / 0.693147, "status": status,
         "device": "cpu: test", "torch_version": "x", "unigram_test_loglik": -3.3, "profile": "quick",
@@ -94,3 +94,21 @@ def test_report_sets_every_architecture_against_the_kneser_ney_baseline(results)
             "have learned little beyond local counts; transformer clearly beats it.") in md
     assert "- ptb: every architecture clearly beats the 5-gram Kneser-Ney model (-4.950)." in md
     assert json.loads((results / "results.json").read_text())["baselines"]["ptb"]["order"] == 5
+
+
+def test_targets_beside_the_best_run_with_a_compute_extrapolation(tmp_path, monkeypatch):
+    from tinylm.experiments import report
+
+    root = tmp_path / "results"
+    # test LL = -3 + 0.1 * log10(FLOPs) on the frontier; the 1e13 run below it is not on the frontier
+    for i, (flops, ll) in enumerate(((1e12, -1.8), (1e13, -1.9), (1e14, -1.6), (1e15, -1.5))):
+        fake_run(root, f"gpt-{i}", "transformer", "tinyshakespeare", ll, 1.0 - i / 10, {}, flops=flops)
+    fake_run(root, "mlp-0", "mlp", "tinyshakespeare", -2.0, 1.5, {}, flops=1e12)
+    monkeypatch.setattr(report, "targets", lambda: {("tinyshakespeare", "transformer"): -1.3,
+                                                    ("tinyshakespeare", "mlp"): -2.1, ("ptb", "transformer"): -4.4})
+    write_report(root, figures=False)
+    md = (root / "RESULTS.md").read_text()
+    assert ("| tinyshakespeare | transformer | -1.300 | -1.5000 (gpt-3) | no | 1.00e+15 | "
+            "~1e+17 (+0.100 nats per 10x, 3 runs) |") in md
+    assert "| tinyshakespeare | mlp | -2.100 | -2.0000 (mlp-0) | yes | 1.00e+12 |  |" in md
+    assert "| ptb | transformer | -4.400 | no finished run | | | |" in md

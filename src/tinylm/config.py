@@ -328,7 +328,7 @@ class RunConfig:
                    from_dict(DataConfig, values["data"], f"{where} data"))
 
 
-TOP_KEYS = ["training", "models", "data", "ablations", "profiles"]
+TOP_KEYS = ["training", "models", "data", "ablations", "profiles", "targets"]
 DATA_KEYS = ["type", "path", "max_vocab", "source"]
 PROFILE_KEYS = ["description", "datasets", "ablations", "training", "models", "flop_budgets"]
 
