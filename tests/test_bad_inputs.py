@@ -112,6 +112,11 @@ CASES = {
     "no such trained model": ("generate --model mlp --dataset ptb", 1, r"no trained mlp run on ptb"),
     # found in review: each of these used to end in a traceback or a hang
     "stride zero": ("eval results/runs/good --stride 0", 2, r"--stride must be at least 1"),
+    "target without snapshots": ("eval results/runs/good --target -1.7", 2, r"--target applies with --snapshots"),
+    "run without snapshots": ("eval results/runs/good --snapshots", 1, r"train with --snapshot-every SECONDS"),
+    "snapshot every zero": (f"train {D} --snapshot-every 0", 2, r"--snapshot-every must be a positive number"),
+    "baseline order one": ("baseline --order 1", 2, r"--order must be at least 2"),
+    "baseline unknown dataset": ("baseline --dataset nope", 2, r"unknown dataset 'nope'"),
     "stride beyond the context": ("eval results/runs/good --stride 100000", 2, r"at most the context length 16"),
     "nan budget": (f"train {D} --set train.epochs=.nan", 2, r"train.epochs must be a finite number"),
     "infinite flops": ("train --data tiny.txt --level char --max-flops inf", 2, r"max_flops must be a finite"),
