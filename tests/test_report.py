@@ -112,3 +112,21 @@ def test_targets_beside_the_best_run_with_a_compute_extrapolation(tmp_path, monk
             "~1e+17 (+0.100 nats per 10x, 3 runs) |") in md
     assert "| tinyshakespeare | mlp | -2.100 | -2.0000 (mlp-0) | yes | 1.00e+12 |  |" in md
     assert "| ptb | transformer | -4.400 | no finished run | | | |" in md
+
+
+def test_headline_comes_from_the_full_profile_when_it_has_runs(results):
+    m = fake_run(results, "ts-gpt-full", "transformer", "tinyshakespeare", -1.75, 1.58, {"n_layers": 6})
+    path = results / "runs" / "ts-gpt-full" / "metrics.json"
+    path.write_text(json.dumps({**m, "profile": "full"}))
+    write_report(results, figures=False)
+    md = (results / "RESULTS.md").read_text()
+    # ts-gpt-4 (quick) has the better valid loss, but the headline is the full profile's run
+    assert "best-on-valid run among the `full` profile's runs" in md
+    assert "| transformer | -1.750 (ppl 5.75) |" in md and "| linear |" not in md.split("### Every run")[0]
+    assert "| tinyshakespeare | transformer | n_layers=4 | quick |" in md  # every run is still listed
+    data = json.loads((results / "results.json").read_text())
+    assert data["headline_profile"] == "full" and len(data["runs"]) == 8
+    write_report(results, figures=False, profile="quick")
+    assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in (results / "RESULTS.md").read_text()
+    with pytest.raises(TinyLMError, match="no finished runs of profile 'isoflop'"):
+        write_report(results, figures=False, profile="isoflop")

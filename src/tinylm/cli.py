@@ -374,7 +374,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tinylm.runs import results_dir
 
     paths = write_report(results_dir(args.results_dir), update_readme=args.update_readme, readme=args.readme,
-                         figures=not args.no_figures)
+                         figures=not args.no_figures, profile=args.profile)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -500,6 +500,7 @@ def build_parser() -> Parser:
     p.add_argument("--update-readme", action="store_true", help="rewrite the README's results section")
     p.add_argument("--readme", default="README.md")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--profile", help="headline runs: this profile's (default: full where such runs exist, else all)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="measure this machine: matmul peak, training, evaluation, generation")

@@ -112,15 +112,22 @@ def flops_trajectory(runs: list[Run], out: Path) -> Path:
 
 
 def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
-    groups: dict[tuple[str, str], dict[float, Run]] = defaultdict(dict)
+    """One figure per swept axis, from the runs of one profile (the one with the most values swept): runs of
+    different profiles have different budgets and would not compare."""
+    by_profile: dict[tuple[str, str, str], dict[float, Run]] = defaultdict(dict)
     for r in runs:
         key = axes_by_model.get(r.model)
         value = r.config.get("model", {}).get(key) if key else None
         if value is None:
             continue
-        best = groups[(r.dataset, r.model)].get(value)
+        group = by_profile[(r.dataset, r.model, str(r.metrics.get("profile")))]
+        best = group.get(value)
         if best is None or r.metrics["best_valid_loss"] < best.metrics["best_valid_loss"]:
-            groups[(r.dataset, r.model)][value] = r
+            group[value] = r
+    groups: dict[tuple[str, str], dict[float, Run]] = {}
+    for (ds, model, _), by_value in sorted(by_profile.items()):
+        if len(by_value) > len(groups.get((ds, model), {})):
+            groups[(ds, model)] = by_value
     paths = []
     for (ds, model), by_value in sorted(groups.items()):
         if len(by_value) < 2:
@@ -160,7 +167,7 @@ def run_curves(runs: list[Run], out: Path) -> list[Path]:
     return paths
 
 
-def draw_all(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
-    """Every figure; returns their paths."""
-    return [architecture_comparison(runs, out), flops_trajectory(runs, out), *ablations(runs, axes_by_model, out),
-            *run_curves(runs, out)]
+def draw_all(runs: list[Run], every: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
+    """Every figure (the architecture comparison from `runs`, the rest from `every` run); returns their paths."""
+    return [architecture_comparison(runs, out), flops_trajectory(every, out), *ablations(every, axes_by_model, out),
+            *run_curves(every, out)]

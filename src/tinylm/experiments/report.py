@@ -124,9 +124,9 @@ def compute_fit(runs: list[Run], dataset: str, model: str) -> tuple[float, float
     return (my - b * mx, b, len(frontier)) if b > 0 else None
 
 
-def target_table(runs: list[Run], goals: dict[tuple[str, str], float]) -> list[str]:
-    """Each target beside the best test log-likelihood reached (best on valid) and, when missed, the training
-    FLOPs a log-linear fit over the architecture's runs says it would take."""
+def target_table(runs: list[Run], goals: dict[tuple[str, str], float], every: list[Run] | None = None) -> list[str]:
+    """Each target beside the best test log-likelihood reached (best on valid among `runs`) and, when missed, the
+    training FLOPs a log-linear fit over `every` run of the architecture (any profile) says it would take."""
     best = best_runs(runs)
     lines = ["### Targets (test log-likelihood, nats/token)", "",
              "| dataset | model | target | reached (best on valid) | met | its training FLOPs | "
@@ -141,7 +141,7 @@ def target_table(runs: list[Run], goals: dict[tuple[str, str], float]) -> list[s
         met = ll >= goal
         need = ""
         if not met:
-            fit = compute_fit(runs, ds, model)
+            fit = compute_fit(every or runs, ds, model)
             if fit is None:
                 need = "not extrapolated: fewer than two of its runs improve with compute"
             else:
@@ -194,12 +194,15 @@ def _row(r: Run, axes: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, dict[str, Any]] | None = None) -> str:
-    """The summary table (best per architecture x dataset, the n-gram baselines) and the table of every run."""
+def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, dict[str, Any]] | None = None,
+                    every: list[Run] | None = None, profile: str | None = None) -> str:
+    """The summary table (best per architecture x dataset among `runs`, the n-gram baselines) and the table of
+    `every` run (default: `runs`)."""
     best = best_runs(runs)
     baselines = baselines or {}
     datasets = sorted({r.dataset for r in runs}, key=dataset_key)
-    lines = ["### Test log-likelihood (nats/token, higher is better) of the best-on-valid run", ""]
+    among = f" among the `{profile}` profile's runs" if profile else ""
+    lines = [f"### Test log-likelihood (nats/token, higher is better) of the best-on-valid run{among}", ""]
     lines.append("| model | " + " | ".join(datasets) + " |")
     lines.append("|---|" + "---|" * len(datasets))
     for model in MODELS:
@@ -229,7 +232,7 @@ def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, 
         value = r.config.get("model", {}).get(axes.get(r.model, ""))
         return (dataset_key(r.dataset), ORDER.get(r.model, 99), value if isinstance(value, (int, float)) else 0)
 
-    for r in sorted(runs, key=setting):
+    for r in sorted(every or runs, key=setting):
         row = _row(r, axes)
         tps = row["tokens_per_second"]
         lines.append(
@@ -238,7 +241,7 @@ def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, 
             f"{row['tokens_trained']:,} | {row['train_flops']:.2e} | {_fmt_time(row['train_seconds'])} | "
             f"{'-' if not tps else f'{tps:,.0f}'} |"
         )
-    devices = sorted({f"{r.metrics.get('device')}, torch {r.metrics.get('torch_version')}" for r in runs})
+    devices = sorted({f"{r.metrics.get('device')}, torch {r.metrics.get('torch_version')}" for r in every or runs})
     lines += ["", "Measured on: " + "; ".join(devices) + ".",
               "Test log-likelihood: every test token but the first scored exactly once by the same sliding-window "
               "protocol for every model; the best run is chosen on the validation split.",
@@ -298,37 +301,48 @@ def sample_texts(runs: list[Run]) -> dict[str, dict[str, str]]:
 
 
 def write_report(
-    results: Path, update_readme: bool = False, readme: str | Path = "README.md", figures: bool = True
+    results: Path, update_readme: bool = False, readme: str | Path = "README.md", figures: bool = True,
+    profile: str | None = None,
 ) -> list[Path]:
-    """Write RESULTS.md, results.json, figures and (optionally) the README's results section."""
-    runs = load_runs(results)
-    if not runs:
+    """Write RESULTS.md, results.json, figures and (optionally) the README's results section.
+
+    The headline (best per architecture, targets, samples, architecture figure) comes from the runs of `profile`:
+    by default `full` where such runs exist, else every run; the table of every run lists them all.
+    """
+    all_runs = load_runs(results)
+    if not all_runs:
         raise TinyLMError(f"no finished runs under {results / 'runs'}; run `tinylm suite --profile quick` first")
     from tinylm.experiments.ngram import read_baselines
 
+    if profile is None and any(r.metrics.get("profile") == "full" for r in all_runs):
+        profile = "full"
+    runs = [r for r in all_runs if profile is None or r.metrics.get("profile") == profile]
+    if not runs:
+        raise TinyLMError(f"no finished runs of profile '{profile}' under {results / 'runs'}")
     axes = ablation_axes()
     samples = sample_texts(runs)
     baselines = read_baselines(results)
-    tables = markdown_tables(runs, axes, baselines)
+    tables = markdown_tables(runs, axes, baselines, every=all_runs, profile=profile)
     goals = targets()
     written = []
     data = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "runs": [_row(r, axes) for r in runs],
+        "headline_profile": profile,
+        "runs": [_row(r, axes) for r in all_runs],
         "best": {f"{ds}/{m}": r.path.name for (ds, m), r in best_runs(runs).items()},
         "baselines": baselines,
         "samples": samples,
     }
     atomic_write_json(results / "results.json", data)
     written.append(results / "results.json")
-    md = ["# tinylm results", "", f"Generated by `tinylm report` from {len(runs)} finished runs in "
+    md = ["# tinylm results", "", f"Generated by `tinylm report` from {len(all_runs)} finished runs in "
           f"`{results / 'runs'}`.", "", tables, ""]
     if goals:
-        md += target_table(runs, goals)
+        md += target_table(runs, goals, all_runs)
     if figures:
         from tinylm.experiments.figures import draw_all
 
-        paths = draw_all(runs, axes, results / "figures")
+        paths = draw_all(runs, all_runs, axes, results / "figures")
         written += paths
         md += ["## Figures", ""] + [f"![{p.stem}](figures/{p.relative_to(results / 'figures')})" for p in paths
                                     if p.parent == results / "figures"] + [""]
@@ -340,18 +354,18 @@ def write_report(
     atomic_write_text(results / "RESULTS.md", "\n".join(md))
     written.append(results / "RESULTS.md")
     if update_readme:
-        written.append(update_readme_section(Path(readme), tables, runs))
+        written.append(update_readme_section(Path(readme), tables, runs, profile))
     return written
 
 
-def update_readme_section(readme: Path, tables: str, runs: list[Run]) -> Path:
+def update_readme_section(readme: Path, tables: str, runs: list[Run], profile: str | None = None) -> Path:
     """Replace the text between the README's result markers."""
     if not readme.is_file():
         raise TinyLMError(f"{readme} does not exist; run from the repository root or pass --readme")
     text = readme.read_text(encoding="utf-8")
     if README_START not in text or README_END not in text:
         raise TinyLMError(f"{readme} lacks the results markers; add the lines {README_START!r} and {README_END!r}")
-    profiles = sorted({str(r.metrics.get("profile") or "custom") for r in runs})
+    profiles = [profile] if profile else sorted({str(r.metrics.get("profile") or "custom") for r in runs})
     note = (f"*Profile: {', '.join(profiles)}. Regenerate with `tinylm report --update-readme` after "
             f"`tinylm suite --profile {profiles[0] if len(profiles) == 1 else 'quick'}`.*\n\n")
     head, rest = text.split(README_START, 1)
