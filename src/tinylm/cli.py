@@ -110,13 +110,16 @@ def cmd_data(args: argparse.Namespace) -> int:
             for _, (path, origin) in fetched.items():
                 print(f"{path}  ok (sha256 verified; from {origin})")
         return 0
-    from tinylm.config import DataConfig
+    from tinylm.config import DataConfig, data_config, load_suite_file
     from tinylm.data.corpus import load_corpus
 
     names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
+    raw = load_suite_file() if args.name not in (None, "all") else {}
     for name in names:
-        spec = sources.DATASETS[sources.canonical_name(name)]
-        corpus = load_corpus(DataConfig(name=spec.name, max_vocab=args.max_vocab), args.data_dir, args.mirror)
+        entry = data_config(raw, name) if name in (raw.get("data") or {}) else None  # e.g. wikitext2-10k
+        spec = sources.DATASETS[entry.name if entry else sources.canonical_name(name)]
+        max_vocab = args.max_vocab if args.max_vocab is not None else (entry.max_vocab if entry else None)
+        corpus = load_corpus(DataConfig(name=spec.name, max_vocab=max_vocab), args.data_dir, args.mirror)
         root = sources.data_dir(args.data_dir)
         print(f"{spec.name}: {spec.description}")
         for split, remote in spec.files.items():
