@@ -12,6 +12,7 @@ import platform
 import resource
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -268,9 +269,13 @@ def run_bench(
         if only and model not in only:
             continue
         for prec in precisions:
-            print(f"  training speed: {model} on {dataset} ({prec}{', dropout 0' if sets else ''}) ...", end="\r")
+            if sys.stdout.isatty():  # a progress line, overwritten; not written into logs
+                line = f"  training speed: {model} on {dataset} ({prec}{', dropout 0' if sets else ''}) ..."
+                print(line.ljust(79), end="\r", flush=True)
             training.append(train_speed(model, dataset, prec, steps, repeats, device, sets))
     # The peak again after the models: the utilisation is against the best the machine showed in this run.
+    if sys.stdout.isatty():
+        print(" " * 79, end="\r")
     after = matmul_peak(dev, repeats)
     peak = max(before["peak_gflops"], after["peak_gflops"])
     report["matmul_fp32"] = {**before, "after_models": after, "peak_gflops": peak}
