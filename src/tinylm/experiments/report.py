@@ -107,13 +107,15 @@ def targets() -> dict[tuple[str, str], float]:
 
 def compute_fit(runs: list[Run], dataset: str, model: str) -> tuple[float, float, int] | None:
     """(a, b, n) of test LL = a + b * log10(training FLOPs), fitted to the runs of `model` on `dataset` that improve on
-    every cheaper run (the compute frontier); None with fewer than two such runs or no gain with compute."""
+    every cheaper run (the compute frontier), its three most expensive points only: returns diminish with compute,
+    so the steep start of the curve would promise too much. None with fewer than two such runs."""
     points = sorted((r.metrics["train_flops"], r.metrics["test_loglik"]) for r in runs
                     if r.dataset == dataset and r.model == model and (r.metrics.get("train_flops") or 0) > 0)
     frontier: list[tuple[float, float]] = []
     for flops, ll in points:
         if not frontier or ll > frontier[-1][1]:
             frontier.append((flops, ll))
+    frontier = frontier[-3:]
     if len(frontier) < 2:
         return None
     xs = [math.log10(f) for f, _ in frontier]
