@@ -296,10 +296,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from tinylm.config import DataConfig
-    from tinylm.data.corpus import load_corpus
     from tinylm.device import pick_device
-    from tinylm.runs import load_run
+    from tinylm.runs import load_run, load_run_corpus
     from tinylm.train.evaluate import evaluate
 
     if args.snapshots:
@@ -307,9 +305,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.target is not None:
         raise UsageError("--target applies with --snapshots only")
     run = load_run(args.run_dir)
-    corpus = load_corpus(DataConfig(**vars(run.config.data)), args.data_dir, args.mirror, quiet=True)
-    if corpus.tokenizer.tokens != run.tokenizer.tokens:
-        raise TinyLMError(f"the tokenizer of {args.run_dir} does not match the dataset's; the data has changed")
+    corpus = load_run_corpus(run, args.data_dir, args.mirror)
     device = pick_device(args.device)
     run.model.to(device)
     result = evaluate(run.model, corpus.tensor(args.split), batch_size=64, stride=args.stride, device=device)

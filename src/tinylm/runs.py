@@ -164,6 +164,17 @@ def load_run(run_dir: str | Path, weights: str = "model.safetensors") -> LoadedR
     return LoadedRun(run_dir, cfg, tok, model)
 
 
+def load_run_corpus(run: LoadedRun, data_dir: str | Path | None = None, mirror: str | Path | None = None) -> Any:
+    """The corpus a loaded run was trained on; an error if its tokenizer no longer matches the data."""
+    from tinylm.config import DataConfig
+    from tinylm.data.corpus import load_corpus
+
+    corpus = load_corpus(DataConfig(**vars(run.config.data)), data_dir, mirror, quiet=True)
+    if corpus.tokenizer.tokens != run.tokenizer.tokens:
+        raise TinyLMError(f"the tokenizer of {run.run_dir} does not match the dataset's; the data has changed")
+    return corpus
+
+
 def list_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     """(run dir, metrics) of every run under root/runs that has readable metrics."""
     out = []

@@ -11,10 +11,8 @@ from typing import Any
 
 import torch
 
-from tinylm.config import DataConfig
-from tinylm.data.corpus import load_corpus
 from tinylm.errors import TinyLMError
-from tinylm.runs import load_run
+from tinylm.runs import load_run, load_run_corpus
 from tinylm.train.checkpoint import atomic_write_json, load_tensors
 from tinylm.train.evaluate import evaluate
 
@@ -35,9 +33,7 @@ def score_snapshots(
     if not paths:
         raise TinyLMError(f"{run_dir} has no snapshots; train with --snapshot-every SECONDS to save them")
     run = load_run(run_dir)
-    corpus = load_corpus(DataConfig(**vars(run.config.data)), data_dir, mirror, quiet=True)
-    if corpus.tokenizer.tokens != run.tokenizer.tokens:
-        raise TinyLMError(f"the tokenizer of {run_dir} does not match the dataset's; the data has changed")
+    corpus = load_run_corpus(run, data_dir, mirror)
     device = device or torch.device("cpu")
     model = run.model.to(device)
     tokens = corpus.tensor(split)
