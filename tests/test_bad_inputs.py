@@ -17,8 +17,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tinylm.config import DataConfig, resolve_run
-from tinylm.train.trainer import train_run
+from tinylm.config import DataConfig
+from tinylm.resolve import resolve_run
+from tinylm.runner import train_run
 
 from .conftest import REPO, TINY_TEXT
 
@@ -153,7 +154,7 @@ def test_bad_input(case, ws):
 
 
 def test_full_disk_at_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    from tinylm.train import checkpoint
+    from tinylm import io as checkpoint
 
     (tmp_path / "t.txt").write_text(TINY_TEXT)
     cfg = resolve_run("transformer", raw={}, data=DataConfig(name="t", level="char", path=str(tmp_path / "t.txt")),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from tinylm.bench import precision_quality, run_bench, time_to_target
+from tinylm.bench import precision_quality, run_bench, summary_lines, time_to_target
 
 
-def test_bench_writes_every_figure(tmp_path, capsys):
-    run_bench(tmp_path, quick=True, only=["attention"], repeats=1, precision="fp32")
+def test_bench_writes_every_figure(tmp_path):
+    returned, written = run_bench(tmp_path, quick=True, only=["attention"], repeats=1, precision="fp32")
     (path,) = (tmp_path / "bench").glob("*.json")
     report = json.loads(path.read_text())
+    assert path == written and report == json.loads(json.dumps(returned))
     peak = report["matmul_fp32"]
     assert peak["peak_gflops"] == max(peak["1024"]["max"], peak["2048"]["max"], peak["after_models"]["peak_gflops"])
     assert {"cpu", "cores", "threads", "torch_version", "device", "bf16_native", "auto_precision"} <= set(
@@ -22,7 +23,9 @@ def test_bench_writes_every_figure(tmp_path, capsys):
     assert report["evaluation"]["tokens"] == 111_539
     assert {"cached", "uncached", "full_window", "speedup", "speedup_vs_full_window"} <= set(report["generation"])
     assert "cache_load" in report and "time_to_target" not in report  # quick: no 5-minute sprint
-    assert "fp32 matmul peak" in capsys.readouterr().out
+    lines = summary_lines(report)
+    assert any(line.startswith("fp32 matmul peak") for line in lines)
+    assert any(line.startswith("attention") and f"{row['mfu']:.1%}" in line for line in lines)
 
 
 def test_precision_comparison_trains_both_precisions_on_the_same_batches(mirror, data_dir):

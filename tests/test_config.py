@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tinylm.config import TrainConfig, from_dict, load_suite_file, parse_overrides, read_yaml, resolve_run
+from tinylm.config import TrainConfig
+from tinylm.resolve import load_suite_file, parse_overrides, read_yaml, resolve_run
+from tinylm.strict import from_dict
 from tinylm.errors import UsageError
 
 
@@ -26,8 +28,8 @@ def test_layering_model_then_dataset_then_profile_then_cli():
     }
     cfg = resolve_run("mlp", "ptb", raw=raw, profile="p", train_values={"seed": 7}, sets=["model.n_hidden=2"])
     assert cfg.train.learning_rate == 0.2 and cfg.train.batch_size == 4 and cfg.train.seed == 7
-    assert cfg.model["hidden_dim"] == 32 and cfg.model["n_hidden"] == 2
-    assert resolve_run("mlp", "tinyshakespeare", raw=raw).model["hidden_dim"] == 64
+    assert cfg.model.hidden_dim == 32 and cfg.model.n_hidden == 2
+    assert resolve_run("mlp", "tinyshakespeare", raw=raw).model.hidden_dim == 64
 
 
 def test_misspelled_key_suggests_the_closest():

@@ -17,7 +17,8 @@ def fake_run(root, name, model, dataset, test_ll, valid_loss, model_cfg, status=
     metrics = {
         "model": model, "dataset": dataset, "params": 1000 + len(name), "context_length": 64,
         "tokens_trained": 10_000, "train_flops": flops or 1e12 * (1 + len(name) % 3), "train_seconds": 12.5,
-        "tokens_per_second": 800.0, "best_valid_loss": valid_loss, "test_loss": -test_ll, "test_loglik": test_ll,
+        "tokens_per_second": 800.0, "best_valid_loss": valid_loss - 0.05, "valid_loss": valid_loss,
+        "valid_loglik": -valid_loss, "test_loss": -test_ll, "test_loglik": test_ll,
         "test_perplexity": 2.718281828 ** -test_ll, "test_bits": -test_ll / 0.693147, "status": status,
         "device": "cpu: test", "torch_version": "x", "unigram_test_loglik": -3.3, "profile": "quick",
     }
@@ -130,3 +131,21 @@ def test_headline_comes_from_the_full_profile_when_it_has_runs(results):
     assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in (results / "RESULTS.md").read_text()
     with pytest.raises(TinyLMError, match="no finished runs of profile 'isoflop'"):
         write_report(results, figures=False, profile="isoflop")
+
+
+def test_best_run_is_chosen_on_the_full_valid_split_everywhere(results, tmp_path):
+    """One rule (issue 12): the report's headline and `generate --model` pick the same run, by the loss on the full
+    validation split; the subset loss seen during training (best_valid_loss) does not decide."""
+    from tinylm.experiments.results import best_runs, load_runs
+    from tinylm.runs import best_run
+
+    # better on the valid subset during training, worse on the full valid split
+    fake_run(results, "ts-gpt-subset", "transformer", "tinyshakespeare", -1.65, 1.58, {"n_layers": 6})
+    metrics_path = results / "runs" / "ts-gpt-subset" / "metrics.json"
+    m = json.loads(metrics_path.read_text())
+    m["best_valid_loss"] = 0.1
+    metrics_path.write_text(json.dumps(m))
+    for name in ("ts-gpt-subset", "ts-gpt-4"):
+        (results / "runs" / name / "model.safetensors").write_bytes(b"")
+    assert best_runs(load_runs(results))[("tinyshakespeare", "transformer")].path.name == "ts-gpt-4"
+    assert best_run(results, "transformer", "tinyshakespeare").name == "ts-gpt-4"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import pytest
@@ -10,13 +11,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from tinylm.config import DataConfig, resolve_run
+from tinylm.config import DataConfig
+from tinylm.resolve import resolve_run
 from tinylm.errors import TinyLMError
 from tinylm.models import build_model
 from tinylm.runs import RunLock, load_run
+from tinylm import runner as runner_mod
 from tinylm.train import trainer as trainer_mod
 from tinylm.train.evaluate import evaluate, protocol_window
-from tinylm.train.trainer import Interrupted, train_run
+from tinylm.runner import Interrupted, train_run
 
 TINY_MODELS = {
     "linear": ["model.context_length=4"],
@@ -35,12 +38,12 @@ def tiny_config(model, text_file, steps=30, extra=()):
 
 
 def interrupt_at(monkeypatch, step, sig):
-    """Make the trainer receive `sig` just before training step `step`; returns the original train_step."""
+    """Send this process `sig` just before training step `step`; returns the original train_step."""
     original = trainer_mod.Trainer.train_step
 
     def interrupted(self, lr):
         if self.state.step == step:
-            self.signal = sig
+            os.kill(os.getpid(), sig)  # the training loop's handler notes it; the loop stops before the next step
         return original(self, lr)
 
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupted)
@@ -189,13 +192,18 @@ def test_changed_config_under_the_same_run_name_is_refused(tiny_text_file, tmp_p
 def test_early_stop_survives_a_kill_during_the_final_evaluation(tiny_text_file, tmp_path, monkeypatch):
     """Regression (review): the early-stop decision was not saved, so a resumed run trained past it."""
     cfg = tiny_config("mlp", tiny_text_file, steps=40)
-    original_eval, original_finish = trainer_mod.Trainer.eval_and_log, trainer_mod.Trainer.finish
-    monkeypatch.setattr(trainer_mod.Trainer, "eval_and_log",
-                        lambda self, lr: original_eval(self, lr) or self.state.step == 10)
-    monkeypatch.setattr(trainer_mod.Trainer, "finish", lambda self, status: (_ for _ in ()).throw(KeyboardInterrupt))
+    original_validate, original_finish = trainer_mod.Trainer.validate, runner_mod.RunFiles.finish
+
+    def stop_at_ten(self):
+        out = original_validate(self)
+        self.state.stopped_early = self.state.stopped_early or self.state.step == 10
+        return out
+
+    monkeypatch.setattr(trainer_mod.Trainer, "validate", stop_at_ten)
+    monkeypatch.setattr(runner_mod.RunFiles, "finish", lambda self, status: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
-    monkeypatch.setattr(trainer_mod.Trainer, "finish", original_finish)
+    monkeypatch.setattr(runner_mod.RunFiles, "finish", original_finish)
     metrics, _, what = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
     assert what == "resumed" and metrics["steps"] == 10 and metrics["status"] == "stopped_early"
 
@@ -218,10 +226,10 @@ def test_resume_by_a_relative_path_from_inside_the_runs_folder(tiny_text_file, t
 
 
 def test_snapshots_are_saved_during_training_and_scored_after_the_fact(tmp_path, tiny_text_file, monkeypatch):
-    from tinylm.train.snapshots import score_snapshots, time_to
+    from tinylm.runner import score_snapshots, time_to
 
     clock = iter(range(10**6))  # each perf_counter() call advances one "second": one step = one second of training
-    monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(runner_mod.time, "perf_counter", lambda: float(next(clock)))
     cfg = tiny_config("transformer", tiny_text_file, steps=12)
     _, run_dir, _ = train_run(cfg, tmp_path, run_name="snap", quiet=True, snapshot_every=3.0)
     names = sorted(p.name for p in (run_dir / "snapshots").glob("*.safetensors"))
@@ -246,7 +254,7 @@ def test_snapshots_are_saved_during_training_and_scored_after_the_fact(tmp_path,
 
 
 def test_scoring_a_run_without_snapshots_says_how_to_get_them(tmp_path, tiny_text_file):
-    from tinylm.train.snapshots import score_snapshots
+    from tinylm.runner import score_snapshots
 
     _, run_dir, _ = train_run(tiny_config("linear", tiny_text_file, steps=3), tmp_path, run_name="plain", quiet=True)
     with pytest.raises(TinyLMError, match="--snapshot-every"):

@@ -7,33 +7,32 @@ depend on the text); warm-up steps are excluded and each figure is the median of
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import socket
 import statistics
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tinylm.config import DataConfig, load_suite_file, resolve_run
+from tinylm.data.config import DataConfig
 from tinylm.data.corpus import Corpus, load_corpus
+from tinylm.data.sources import DATASETS
 from tinylm.data.tokenizers import CharTokenizer, WordTokenizer
 from tinylm.device import bf16_native, cpu_count, cpu_name, device_name, pick_device, pick_dtype, use_all_cores
 from tinylm.errors import TinyLMError
 from tinylm.generate.sampling import generate_ids, sample
-from tinylm.models.registry import MODELS, build_model
-from tinylm.train.checkpoint import atomic_write_json
+from tinylm.io import atomic_write_json
+from tinylm.models.registry import build_model, model_names
+from tinylm.resolve import load_suite_file, resolve_run
+from tinylm.runner import score_snapshots, time_to, train_run
 from tinylm.train.evaluate import evaluate
 from tinylm.train.trainer import Trainer
-
-VOCAB = {"tinyshakespeare": 65, "ptb": 10_000, "wikitext2": 33_278}
-TEST_TOKENS = {"tinyshakespeare": 111_540, "ptb": 82_430, "wikitext2": 245_569}
 
 
 def _median_spread(values: list[float]) -> dict[str, float]:
@@ -68,11 +67,11 @@ def _sync(device: torch.device) -> None:
 
 def random_corpus(dataset: str, n_train: int = 400_000) -> Corpus:
     """A corpus of random tokens with the vocabulary size of `dataset`."""
-    V = VOCAB[dataset]
+    V = DATASETS[dataset].vocab_size
     tok = CharTokenizer([chr(32 + i) for i in range(V)]) if V < 200 else WordTokenizer([f"w{i}" for i in range(V)])
     rng = np.random.default_rng(0)
     splits = {s: rng.integers(0, V, n, dtype=np.int32) for s, n in
-              (("train", n_train), ("valid", 20_000), ("test", TEST_TOKENS[dataset]))}
+              (("train", n_train), ("valid", 20_000), ("test", DATASETS[dataset].split_tokens[2]))}
     return Corpus(dataset, tok, splits)
 
 
@@ -81,7 +80,7 @@ def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: i
     """Tokens/s and achieved FLOP/s of the trainer's step (the utilisation is set once the peak is known)."""
     cfg = resolve_run(model, dataset, raw=load_suite_file(), sets=sets,
                       train_values={"max_steps": 10**9, "precision": precision, "device": device})
-    trainer = Trainer(cfg, Path("/nonexistent"), random_corpus(dataset), quiet=True)
+    trainer = Trainer(cfg, random_corpus(dataset))
     for _ in range(3):  # warm-up
         trainer.train_step(1e-4)
     rates = []
@@ -116,11 +115,10 @@ def precision_quality(steps: int, data_dir: str | None, mirror: str | None, devi
     for prec in ("fp32", "bf16"):
         cfg = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file(),
                           train_values={"max_steps": steps, "precision": prec, "device": device})
-        trainer = Trainer(cfg, Path("/nonexistent"), corpus, quiet=True)
-        t = cfg.train
+        trainer = Trainer(cfg, corpus)
         start = time.perf_counter()
-        for step in range(steps):
-            trainer.train_step(t.learning_rate * min(1.0, (step + 1) / t.warmup_steps))
+        for _ in range(steps):  # the engine's own step and schedule (warm-up, then cosine over these steps)
+            trainer.account(trainer.train_step(trainer.learning_rate()), 0.0)
         _sync(trainer.device)
         seconds = time.perf_counter() - start
         trainer.model.eval()
@@ -137,9 +135,6 @@ def time_to_target(target: float, results: Path, data_dir: str | None, mirror: s
     """Train the shipped `sprint` profile (the transformer on Tiny Shakespeare, 5 minutes) with weight snapshots, then
     score every snapshot on the test split: the training seconds at which test log-likelihood first reaches
     `target`. A benchmark only: the run's own model selection uses the validation split."""
-    from tinylm.train.snapshots import score_snapshots, time_to
-    from tinylm.train.trainer import train_run
-
     cfg = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file(), profile="sprint",
                       train_values={"device": device}, sets=sets)
     try:
@@ -162,8 +157,9 @@ def time_to_target(target: float, results: Path, data_dir: str | None, mirror: s
 def eval_speed(dataset: str, repeats: int, device: torch.device) -> dict[str, Any]:
     """Full test-split evaluation of the reference transformer (tokens/s and seconds)."""
     cfg = resolve_run("transformer", dataset, raw=load_suite_file())
-    model = build_model("transformer", cfg.model_config(VOCAB[dataset])).to(device)
-    tokens = torch.randint(0, VOCAB[dataset], (TEST_TOKENS[dataset],))
+    spec = DATASETS[dataset]
+    model = build_model("transformer", cfg.model_config(spec.vocab_size)).to(device)
+    tokens = torch.randint(0, spec.vocab_size, (spec.split_tokens[2],))
     evaluate(model, tokens[:5000], batch_size=64, device=device)
     times = []
     for _ in range(repeats):
@@ -224,6 +220,21 @@ def cache_load_speed(data_dir: str | None, mirror: str | None, repeats: int) -> 
     return {"dataset": None, "note": "no dataset available (set TINYLM_DATA_MIRROR)"}
 
 
+def _machine(dev: torch.device, threads: int, native_bf16: bool) -> dict[str, Any]:
+    auto = "bf16" if pick_dtype("auto", dev) == torch.bfloat16 else "fp32"
+    return {"host": socket.gethostname(), "cpu": cpu_name(), "cores": cpu_count(), "threads": threads,
+            "device": device_name(dev), "torch_version": torch.__version__, "python": platform.python_version(),
+            "bf16_native": native_bf16, "auto_precision": auto}
+
+
+def _training_cases(only: list[str] | None) -> list[tuple[str, str, list[str] | None]]:
+    """The defaults of each architecture on Tiny Shakespeare, the transformer without dropout (the configuration of
+    the speed target: d=128, 4 layers, 4 heads, context 128, batch 32) and the transformer on PTB."""
+    cases = [(m, "tinyshakespeare", None) for m in model_names()]
+    cases += [("transformer", "tinyshakespeare", ["model.dropout=0"]), ("transformer", "ptb", None)]
+    return [c for c in cases if not only or c[0] in only]
+
+
 def run_bench(
     results: Path,
     quick: bool = False,
@@ -234,94 +245,86 @@ def run_bench(
     repeats: int = 5,
     device: str = "auto",
     time_target: bool | None = None,
-) -> dict[str, Any]:
-    """Measure everything, print a table, write results/bench/<host>-<date>.json; returns the report.
+    progress: Callable[[str], None] = lambda message: None,
+) -> tuple[dict[str, Any], Path]:
+    """Measure everything and write results/bench/<host>-<date>.json; returns the report and its path.
 
     precision: fp32, bf16 or both (default: both where bf16 is native here, else fp32). time_target: train the
     `sprint` profile for the time to -1.77 nats/char on test (default: on unless quick; about 6 minutes).
+    `progress` is told what is being measured (the CLI shows it).
     """
     dev = pick_device(device)
     threads = use_all_cores() if dev.type == "cpu" else torch.get_num_threads()
     repeats = 2 if quick else repeats
-    steps = 3 if quick else 10
     native_bf16 = bf16_native(dev)
     precision = precision or ("both" if native_bf16 else "fp32")
-    report: dict[str, Any] = {
-        "machine": {"host": socket.gethostname(), "cpu": cpu_name(), "cores": cpu_count(), "threads": threads,
-                    "device": device_name(dev), "torch_version": torch.__version__,
-                    "python": platform.python_version(), "bf16_native": native_bf16,
-                    "auto_precision": "bf16" if pick_dtype("auto", dev) == torch.bfloat16 else "fp32"},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "quick": quick,
-    }
-    print(f"machine: {report['machine']['device']}, torch {torch.__version__}")
+    report: dict[str, Any] = {"machine": _machine(dev, threads, native_bf16),
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": quick}
+    progress("fp32 matmul peak")
     before = matmul_peak(dev, repeats)
     if native_bf16:
         report["matmul_bf16"] = matmul_peak(dev, repeats, torch.bfloat16)
-        print(f"bf16 matmul peak: {report['matmul_bf16']['peak_gflops']:.0f} GFLOP/s")
     precisions = ["fp32", "bf16"] if precision == "both" else [precision]
     training = []
-    # The defaults of each architecture on Tiny Shakespeare, the transformer without dropout (the configuration of
-    # the speed target: d=128, 4 layers, 4 heads, context 128, batch 32) and the transformer on PTB.
-    cases = [(m, "tinyshakespeare", None) for m in MODELS]
-    cases += [("transformer", "tinyshakespeare", ["model.dropout=0"]), ("transformer", "ptb", None)]
-    for model, dataset, sets in cases:
-        if only and model not in only:
-            continue
+    for model, dataset, sets in _training_cases(only):
         for prec in precisions:
-            if sys.stdout.isatty():  # a progress line, overwritten; not written into logs
-                line = f"  training speed: {model} on {dataset} ({prec}{', dropout 0' if sets else ''}) ..."
-                print(line.ljust(79), end="\r", flush=True)
-            training.append(train_speed(model, dataset, prec, steps, repeats, device, sets))
+            progress(f"training speed: {model} on {dataset} ({prec}{', dropout 0' if sets else ''})")
+            training.append(train_speed(model, dataset, prec, 3 if quick else 10, repeats, device, sets))
     # The peak again after the models: the utilisation is against the best the machine showed in this run.
-    if sys.stdout.isatty():
-        print(" " * 79, end="\r")
     after = matmul_peak(dev, repeats)
     peak = max(before["peak_gflops"], after["peak_gflops"])
     report["matmul_fp32"] = {**before, "after_models": after, "peak_gflops": peak}
-    print(f"fp32 matmul peak: {peak:.0f} GFLOP/s (before the models: 1024 {before['1024']['max']:.0f}, "
-          f"2048 {before['2048']['max']:.0f}; after: {after['peak_gflops']:.0f})")
-    print(f"{'model':<18}{'dataset':<16}{'prec':<6}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}{'RSS MB':>8}")
     for r in training:
         r["mfu"] = r["achieved_gflops"] / peak
-        name = r["model"] + (" (p=0)" if r["overrides"] else "")
-        print(f"{name:<18}{r['dataset']:<16}{r['precision']:<6}{r['tokens_per_second']['median']:>10,.0f}"
-              f"{r['achieved_gflops']:>9.1f}{r['mfu']:>7.1%}{r['max_rss_mb']:>8.0f}")
     report["training"] = training
     if "bf16" in precisions and (not only or "transformer" in only):
-        q = report["precision_quality"] = precision_quality(20 if quick else 150, data_dir, mirror, device)
-        if "speedup" in q:
-            print(f"bf16 vs fp32, transformer, {q['steps']} steps on Tiny Shakespeare: {q['speedup']:.2f}x tokens/s, "
-                  f"valid loss {q['bf16']['valid_loss']:.4f} vs {q['fp32']['valid_loss']:.4f} "
-                  f"({q['valid_loss_difference']:+.4f})")
+        progress("bf16 against fp32: speed and quality")
+        report["precision_quality"] = precision_quality(20 if quick else 150, data_dir, mirror, device)
+    progress("evaluation, generation and cache loading")
     report["evaluation"] = eval_speed("tinyshakespeare", repeats, dev)
-    e = report["evaluation"]
-    print(f"evaluation (transformer, full test split): {e['seconds']['median']:.1f} s, "
-          f"{e['tokens_per_second']:,.0f} tokens/s")
     report["generation"] = generation_speed(repeats, dev, 128 if quick else 384)
-    g = report["generation"]
-    print(f"generation (transformer, context 128): cached {g['cached']['median']:,.0f} tok/s, uncached "
-          f"{g['uncached']['median']:,.0f} tok/s ({g['speedup']:.1f}x), full-window recompute "
-          f"{g['full_window']['median']:,.0f} tok/s ({g['speedup_vs_full_window']:.1f}x)")
     report["cache_load"] = cache_load_speed(data_dir, mirror, repeats)
-    c = report["cache_load"]
-    if c.get("dataset"):
-        print(f"loading tokenized {c['dataset']} from cache: {c['seconds']['median']:.3f} s")
     if time_target if time_target is not None else not quick:
-        print("time to -1.77 nats/char on test: training the sprint profile (5 minutes) ...")
+        progress("time to -1.77 nats/char on test: training the sprint profile (5 minutes)")
         with tempfile.TemporaryDirectory() as tmp:
-            t = report["time_to_target"] = time_to_target(-1.77, Path(tmp), data_dir, mirror, device)
-        if "reached" in t:
-            when = f"{t['seconds_to_target']:.0f} s" if t["reached"] else "not reached"
-            print(f"time to -1.77 on test: {when}"
-                  f" (best snapshot {t['best_snapshot_test_loglik']:.4f}, {t['train_seconds']:.0f} s of training)")
-        else:
-            print(f"time to -1.77 on test: {t['note']}")
+            report["time_to_target"] = time_to_target(-1.77, Path(tmp), data_dir, mirror, device)
     out = results / "bench" / f"{socket.gethostname()}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_json(out, report)
-    print(f"wrote {out}")
-    return report
+    return report, out
 
 
-if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(run_bench(Path("results"), quick=True), indent=2))
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The bench report as the lines `tinylm bench` prints."""
+    m, fp32 = report["machine"], report["matmul_fp32"]
+    lines = [f"machine: {m['device']}, torch {m['torch_version']}"]
+    if "matmul_bf16" in report:
+        lines.append(f"bf16 matmul peak: {report['matmul_bf16']['peak_gflops']:.0f} GFLOP/s")
+    lines.append(f"fp32 matmul peak: {fp32['peak_gflops']:.0f} GFLOP/s (before the models: 1024 "
+                 f"{fp32['1024']['max']:.0f}, 2048 {fp32['2048']['max']:.0f}; after: "
+                 f"{fp32['after_models']['peak_gflops']:.0f})")
+    lines.append(f"{'model':<18}{'dataset':<16}{'prec':<6}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}{'RSS MB':>8}")
+    for r in report["training"]:
+        name = r["model"] + (" (p=0)" if r["overrides"] else "")
+        lines.append(f"{name:<18}{r['dataset']:<16}{r['precision']:<6}{r['tokens_per_second']['median']:>10,.0f}"
+                     f"{r['achieved_gflops']:>9.1f}{r['mfu']:>7.1%}{r['max_rss_mb']:>8.0f}")
+    q = report.get("precision_quality") or {}
+    if "speedup" in q:
+        lines.append(f"bf16 vs fp32, transformer, {q['steps']} steps on Tiny Shakespeare: {q['speedup']:.2f}x "
+                     f"tokens/s, valid loss {q['bf16']['valid_loss']:.4f} vs {q['fp32']['valid_loss']:.4f} "
+                     f"({q['valid_loss_difference']:+.4f})")
+    e, g, c = report["evaluation"], report["generation"], report["cache_load"]
+    lines.append(f"evaluation (transformer, full test split): {e['seconds']['median']:.1f} s, "
+                 f"{e['tokens_per_second']:,.0f} tokens/s")
+    lines.append(f"generation (transformer, context 128): cached {g['cached']['median']:,.0f} tok/s, uncached "
+                 f"{g['uncached']['median']:,.0f} tok/s ({g['speedup']:.1f}x), full-window recompute "
+                 f"{g['full_window']['median']:,.0f} tok/s ({g['speedup_vs_full_window']:.1f}x)")
+    if c.get("dataset"):
+        lines.append(f"loading tokenized {c['dataset']} from cache: {c['seconds']['median']:.3f} s")
+    t = report.get("time_to_target")
+    if t is not None and "reached" in t:
+        when = f"{t['seconds_to_target']:.0f} s" if t["reached"] else "not reached"
+        lines.append(f"time to -1.77 on test: {when} (best snapshot {t['best_snapshot_test_loglik']:.4f}, "
+                     f"{t['train_seconds']:.0f} s of training)")
+    elif t is not None:
+        lines.append(f"time to -1.77 on test: {t['note']}")
+    return lines

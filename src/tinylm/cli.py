@@ -10,20 +10,37 @@
     tinylm report               tables and figures from all runs
     tinylm bench                speed figures of this machine
     tinylm runs                 list run directories
+
+Parsing, printing and exit codes live here; every decision is made by the package's functions. Model names,
+ablation flags and dataset names come from the registries.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from tinylm.bench import run_bench, summary_lines
+from tinylm.config import DataConfig, RunConfig, TrainConfig
+from tinylm.data import sources
+from tinylm.data.corpus import load_corpus, resolve_data_config
+from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, UsageError
-
-MODEL_NAMES = ["linear", "mlp", "attention", "transformer"]
+from tinylm.experiments.ngram import baseline_path, default_order, run_baseline
+from tinylm.experiments.report import write_report
+from tinylm.experiments.suite import plan
+from tinylm.generate.interactive import Chat, check_sampling, generate_text, resolve_run_dir
+from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
+from tinylm.resolve import data_config, load_suite_file, parse_overrides, resolve_run
+from tinylm.runner import Interrupted, score_snapshots, time_to, train_run
+from tinylm.runs import config_diff, identity, list_runs, load_run, load_run_corpus, read_config, results_dir
+from tinylm.strict import field_docs
+from tinylm.train.evaluate import evaluate
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,32 +83,33 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", help="local folder with the dataset files (default $TINYLM_DATA_MIRROR)")
 
 
+BUDGETS = ("epochs", "max_steps", "max_tokens", "max_flops", "max_time")
+#: TrainConfig fields with a flag of their own (help texts are the fields' docstrings), and the flag's type.
+TRAIN_FLAGS = {"epochs": _number, "max_steps": int, "max_tokens": int, "max_flops": _number, "max_time": _number,
+               "batch_size": int, "learning_rate": _number, "seed": int, "device": str, "precision": str,
+               "compile": bool}
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     add_data_options(p)
     p.add_argument("--config", help="suite YAML (default configs/default.yaml)")
     p.add_argument("--results-dir", help="where runs are written (default ./results or $TINYLM_RESULTS_DIR)")
-    p.add_argument("--epochs", type=_number, help="budget: passes over the training tokens")
-    p.add_argument("--max-steps", type=int, help="budget: optimizer steps")
-    p.add_argument("--max-tokens", type=int, help="budget: training tokens")
-    p.add_argument("--max-flops", type=_number, help="budget: training FLOPs")
-    p.add_argument("--max-time", type=_number, help="budget: seconds of training")
-    p.add_argument("--batch-size", type=int, help="sequences per step")
-    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=_number, help="peak learning rate")
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--device", help="auto | cpu | cuda | mps")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="fp32 or bf16 autocast (auto: best here)")
-    p.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
+    docs = field_docs(TrainConfig)
+    for name, kind in TRAIN_FLAGS.items():
+        flags = ["--" + name.replace("_", "-")] + (["--lr"] if name == "learning_rate" else [])
+        if kind is bool:
+            p.add_argument(*flags, dest=name, action="store_true", default=None, help=docs.get(name))
+        elif name == "precision":
+            p.add_argument(*flags, dest=name, choices=["auto", "fp32", "bf16"], help=docs.get(name))
+        else:
+            p.add_argument(*flags, dest=name, type=kind, help=docs.get(name))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.n_layers=6 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-BUDGETS = ("epochs", "max_steps", "max_tokens", "max_flops", "max_time")
-
-
 def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """Training values given on the command line, and `--set` resets: a budget given there replaces the file's."""
-    keys = [*BUDGETS, "batch_size", "learning_rate", "seed", "device", "precision", "compile"]
-    values = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    values = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
     resets = [f"train.{k}=null" for k in BUDGETS if k not in values] if any(k in values for k in BUDGETS) else []
     return values, resets
 
@@ -101,8 +119,6 @@ def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from tinylm.data import sources
-
     if args.action == "download":
         names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
         for name in names:
@@ -110,8 +126,6 @@ def cmd_data(args: argparse.Namespace) -> int:
             for _, (path, origin) in fetched.items():
                 print(f"{path}  ok (sha256 verified; from {origin})")
         return 0
-    from tinylm.config import DataConfig, data_config, load_suite_file
-    from tinylm.data.corpus import load_corpus
 
     names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
     raw = load_suite_file() if args.name not in (None, "all") else {}
@@ -137,21 +151,20 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from tinylm.config import data_config, load_suite_file, resolve_run
-    from tinylm.models.registry import MODELS, build_model
-
     raw = load_suite_file(args.config)
     data = data_config(raw, args.dataset)
     dataset = data.label
-    vocab = {"tinyshakespeare": 65, "ptb": 10000, "wikitext2": 33278}.get(data.name, 65)
-    vocab = min(vocab, data.max_vocab or vocab)
-    names = [args.model] if args.model else list(MODELS)
+    if data.path is None:
+        vocab = sources.vocab_size(data.name, data.max_vocab)
+    else:
+        vocab = load_corpus(data, quiet=True).tokenizer.vocab_size
+    names = [args.model] if args.model else model_names()
     header = f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}"
     print(f"{header}  config ({dataset}, V={vocab})")
     for name in names:
         cfg = resolve_run(name, dataset, raw=raw, sets=args.set)
         model = build_model(name, cfg.model_config(vocab))
-        shown = {k: v for k, v in cfg.model.items() if k not in ("max_params", "bias")}
+        shown = {k: v for k, v in cfg.to_dict()["model"].items() if k not in ("name", "max_params", "bias")}
         print(f"{name:<12} {model.num_params():>12,} {model.flops_per_token():>16,.0f} "
               f"{model.flops_per_token(training=True):>18,.0f}  {shown}")
         if args.breakdown:
@@ -161,8 +174,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _resolve_from_args(args: argparse.Namespace, model: str, raw: dict[str, Any], profile: str | None):
-    from tinylm.config import DataConfig, resolve_run
-
     values, sets = train_values(args)
     data = None
     if getattr(args, "data", None):
@@ -185,10 +196,6 @@ def _print_result(metrics: dict[str, Any], run_dir: Path, what: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tinylm.config import load_suite_file
-    from tinylm.runs import identity, read_config, results_dir
-    from tinylm.train.trainer import config_diff, train_run
-
     results = results_dir(args.results_dir)
     if args.resume:
         run_dir = Path(args.resume)
@@ -205,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_result(metrics, run_dir, what)
         return 0
     raw = load_suite_file(args.config)
-    models = MODEL_NAMES if args.model == "all" else [args.model or "transformer"]
+    models = model_names() if args.model == "all" else [args.model or DEFAULT_MODEL]
     for model in models:
         cfg = _resolve_from_args(args, model, raw, _profile(args))
         metrics, run_dir, what = train_run(cfg, results, run_name=args.run_name if len(models) == 1 else None,
@@ -216,10 +223,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overlay(saved: Any, args: argparse.Namespace) -> Any:
+def _overlay(saved: RunConfig, args: argparse.Namespace) -> RunConfig:
     """The saved config with the command line's training values and --set overrides applied on top."""
-    from tinylm.config import RunConfig, parse_overrides
-
     values, resets = train_values(args)
     over = parse_overrides(resets + list(args.set or []))
     d = saved.to_dict()
@@ -234,18 +239,10 @@ def _profile(args: argparse.Namespace) -> str | None:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from tinylm.config import load_suite_file
-    from tinylm.experiments.suite import plan
-    from tinylm.runs import results_dir
-    from tinylm.train.trainer import train_run
-
     raw = load_suite_file(args.config)
     profile = "quick" if args.quick else args.profile
-    axes = {}
-    for flag, model, key in (("context_lengths", "linear", "context_length"), ("hidden_sizes", "mlp", "hidden_dim"),
-                             ("heads", "attention", "n_heads"), ("layers", "transformer", "n_layers")):
-        if getattr(args, flag):
-            axes[model] = {key: getattr(args, flag)}
+    axes = {name: {spec.sweep_field: getattr(args, _sweep_dest(name))} for name, spec in MODELS.items()
+            if spec.sweep_flag and getattr(args, _sweep_dest(name), None)}
     only = None
     if args.only or (args.model and args.model != "all"):
         only = args.only or [args.model]
@@ -262,12 +259,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
-def _baselines(datas: list[Any], results: Path, order: int | None, data_dir: str | None, mirror: str | None,
-               missing_only: bool = False) -> None:
+def _baselines(datas: list[DataConfig], results: Path, order: int | None, data_dir: str | None,
+               mirror: str | None, missing_only: bool = False) -> None:
     """The Kneser-Ney baseline of every distinct dataset (seconds each), written under results/baselines."""
-    from tinylm.data.corpus import resolve_data_config
-    from tinylm.experiments.ngram import baseline_path, default_order, run_baseline
-
     seen = set()
     for data in datas:
         if data.label in seen:
@@ -282,9 +276,6 @@ def _baselines(datas: list[Any], results: Path, order: int | None, data_dir: str
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from tinylm.config import data_config, load_suite_file
-    from tinylm.runs import results_dir
-
     if args.order is not None and args.order < 2:
         raise UsageError(f"--order must be at least 2 (got {args.order})")
     raw = load_suite_file(args.config)
@@ -294,12 +285,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
-    from tinylm.device import pick_device
-    from tinylm.runs import load_run, load_run_corpus
-    from tinylm.train.evaluate import evaluate
-
     if args.snapshots:
         return _eval_snapshots(args)
     if args.target is not None:
@@ -321,11 +306,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_snapshots(args: argparse.Namespace) -> int:
-    import json
-
-    from tinylm.device import pick_device
-    from tinylm.train.snapshots import score_snapshots, time_to
-
     if args.stride is not None:
         raise UsageError("--stride does not apply with --snapshots (they are scored by the standard protocol)")
     split = args.split
@@ -345,9 +325,6 @@ def _eval_snapshots(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tinylm.generate.interactive import check_sampling, generate_text, resolve_run_dir
-    from tinylm.runs import load_run
-
     check_sampling(args.temperature, args.top_k, args.top_p, args.length, args.seed)
     run = load_run(resolve_run_dir(args.run_dir, args.model, args.dataset, args.results_dir))
     for i in range(args.num_samples):
@@ -360,8 +337,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from tinylm.generate.interactive import Chat, check_sampling
-
     check_sampling(args.temperature, args.top_k, args.top_p, args.length)
     chat = Chat(args.run_dir, args.model, args.dataset, args.results_dir, temperature=args.temperature,
                 top_k=args.top_k, top_p=args.top_p, length=args.length)
@@ -369,9 +344,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tinylm.experiments.report import write_report
-    from tinylm.runs import results_dir
-
     paths = write_report(results_dir(args.results_dir), update_readme=args.update_readme, readme=args.readme,
                          figures=not args.no_figures, profile=args.profile)
     for p in paths:
@@ -380,18 +352,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tinylm.bench import run_bench
-    from tinylm.runs import results_dir
+    def progress(what: str) -> None:  # one line, overwritten on a terminal; nothing in logs
+        if sys.stderr.isatty():
+            print(f"  measuring {what} ...".ljust(79)[:79], end="\r", file=sys.stderr, flush=True)
 
-    run_bench(results_dir(args.results_dir), quick=args.quick, data_dir=args.data_dir, mirror=args.mirror,
-              only=args.only, precision=args.precision, repeats=args.repeats, device=args.device,
-              time_target=args.time_to_target)
+    report, path = run_bench(results_dir(args.results_dir), quick=args.quick, data_dir=args.data_dir,
+                             mirror=args.mirror, only=args.only, precision=args.precision, repeats=args.repeats,
+                             device=args.device, time_target=args.time_to_target, progress=progress)
+    if sys.stderr.isatty():
+        print(" " * 79, end="\r", file=sys.stderr, flush=True)
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {path}")
     return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from tinylm.runs import list_runs, results_dir
-
     rows = list_runs(results_dir(args.results_dir))
     if not rows:
         print("no runs yet; train one with: tinylm train --quick")
@@ -402,36 +377,42 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# the parser: one small function per subcommand
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog="tinylm", description="A lab bench for tiny language models.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    sub.required = True
+def _sweep_dest(model: str) -> str:
+    return f"sweep_{model}"
 
+
+def _add_data(sub: Any) -> None:
     p = sub.add_parser("data", help="download or describe datasets")
     dsub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     dsub.required = True
+    names = " | ".join([*sources.DATASETS, "all"])
     for action, text in (("download", "fetch and verify dataset files"), ("info", "files, token counts, vocabulary")):
         q = dsub.add_parser(action, help=text)
-        q.add_argument("name", nargs="?", default="all", help="tinyshakespeare | ptb | wikitext2 | all")
+        q.add_argument("name", nargs="?", default="all", help=names)
         add_data_options(q)
         q.add_argument("--quiet", action="store_true")
         if action == "info":
             q.add_argument("--max-vocab", type=int, help="cap the word vocabulary")
     p.set_defaults(func=cmd_data)
 
+
+def _add_models(sub: Any) -> None:
     p = sub.add_parser("models", help="list models with parameters and FLOPs per token")
     p.add_argument("--dataset", default="tinyshakespeare")
-    p.add_argument("--model", choices=MODEL_NAMES)
+    p.add_argument("--model", choices=model_names())
     p.add_argument("--config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--breakdown", action="store_true", help="parameters per module")
     p.set_defaults(func=cmd_models)
 
+
+def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train one model (or --model all)")
-    p.add_argument("--model", choices=MODEL_NAMES + ["all"], help="default: transformer")
-    p.add_argument("--dataset", default="tinyshakespeare", help="tinyshakespeare | ptb | wikitext2")
+    p.add_argument("--model", choices=[*model_names(), "all"], help=f"default: {DEFAULT_MODEL}")
+    p.add_argument("--dataset", default="tinyshakespeare", help=" | ".join(sources.DATASETS))
     p.add_argument("--data", help="a user text file (split 80/10/10) or a folder with train/valid/test.txt")
     p.add_argument("--level", choices=["char", "word"], help="tokenization of --data")
     p.add_argument("--profile", help="take budgets from a profile of the suite file (quick, full, ...)")
@@ -444,19 +425,23 @@ def build_parser() -> Parser:
     add_run_options(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_suite(sub: Any) -> None:
     p = sub.add_parser("suite", help="train every run of a profile, skipping completed runs")
-    p.add_argument("--profile", default="full", help="quick | full | isoflop (default full)")
+    p.add_argument("--profile", default="full", help="quick | full | isoflop | ... (default full)")
     p.add_argument("--quick", action="store_true", help="same as --profile quick")
-    p.add_argument("--only", nargs="+", choices=MODEL_NAMES, help="only these models")
-    p.add_argument("--model", choices=MODEL_NAMES + ["all"], help="only this model (all: every model)")
+    p.add_argument("--only", nargs="+", choices=model_names(), help="only these models")
+    p.add_argument("--model", choices=[*model_names(), "all"], help="only this model (all: every model)")
     p.add_argument("--dataset", nargs="+", help="only (or also) these datasets")
-    p.add_argument("--context-lengths", nargs="+", type=int, help="linear ablation values")
-    p.add_argument("--hidden-sizes", nargs="+", type=int, help="MLP ablation values")
-    p.add_argument("--heads", nargs="+", type=int, help="attention ablation values")
-    p.add_argument("--layers", nargs="+", type=int, help="transformer ablation values")
+    for name, spec in MODELS.items():
+        if spec.sweep_flag:
+            p.add_argument(spec.sweep_flag, dest=_sweep_dest(name), nargs="+", type=int,
+                           help=f"{name} ablation: values of {spec.sweep_field}")
     add_run_options(p)
     p.set_defaults(func=cmd_suite)
 
+
+def _add_baseline(sub: Any) -> None:
     p = sub.add_parser("baseline", help="the Kneser-Ney n-gram baseline of a dataset (seconds)")
     p.add_argument("--dataset", nargs="+", default=["tinyshakespeare"])
     p.add_argument("--order", type=int, help="n-gram order (default 7 for characters, 5 for words)")
@@ -465,9 +450,11 @@ def build_parser() -> Parser:
     add_data_options(p)
     p.set_defaults(func=cmd_baseline)
 
+
+def _add_eval(sub: Any) -> None:
     p = sub.add_parser("eval", help="score a run on a split (every token once)")
     p.add_argument("run_dir")
-    p.add_argument("--split", choices=["test", "valid", "train"], default="test")
+    p.add_argument("--split", choices=list(sources.SPLITS)[::-1], default="test")
     p.add_argument("--stride", type=int, help="protocol stride (default: half the context; 512 for window models)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -476,24 +463,27 @@ def build_parser() -> Parser:
     add_data_options(p)
     p.set_defaults(func=cmd_eval)
 
-    for name, func, text in (("generate", cmd_generate, "sample text from a trained run"),
-                             ("chat", cmd_chat, "interactive prompt")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("run_dir", nargs="?", help="a run directory (or use --model/--dataset)")
-        p.add_argument("--model", choices=MODEL_NAMES, help="use the best run of this model")
-        p.add_argument("--dataset", default="tinyshakespeare")
-        p.add_argument("--results-dir")
-        p.add_argument("--temperature", type=_number, default=0.8, help="0 = greedy (default 0.8)")
-        p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens")
-        p.add_argument("--top-p", type=_number, default=None, help="nucleus sampling mass in (0, 1]")
-        p.add_argument("--length", type=int, default=200, help="tokens to generate (characters or words)")
-        if name == "generate":
-            p.add_argument("--prompt", default="", help="text to continue (default: the model's start token)")
-            p.add_argument("--seed", type=int, help="seed for a reproducible sample")
-            p.add_argument("--num-samples", type=_positive_int, default=1)
-            p.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
-        p.set_defaults(func=func)
 
+def _add_sampling(sub: Any, name: str) -> None:
+    text = "sample text from a trained run" if name == "generate" else "interactive prompt"
+    p = sub.add_parser(name, help=text)
+    p.add_argument("run_dir", nargs="?", help="a run directory (or use --model/--dataset)")
+    p.add_argument("--model", choices=model_names(), help="use the best run of this model")
+    p.add_argument("--dataset", default="tinyshakespeare")
+    p.add_argument("--results-dir")
+    p.add_argument("--temperature", type=_number, default=0.8, help="0 = greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens")
+    p.add_argument("--top-p", type=_number, default=None, help="nucleus sampling mass in (0, 1]")
+    p.add_argument("--length", type=int, default=200, help="tokens to generate (characters or words)")
+    if name == "generate":
+        p.add_argument("--prompt", default="", help="text to continue (default: the model's start token)")
+        p.add_argument("--seed", type=int, help="seed for a reproducible sample")
+        p.add_argument("--num-samples", type=_positive_int, default=1)
+        p.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
+    p.set_defaults(func=cmd_generate if name == "generate" else cmd_chat)
+
+
+def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="tables and figures from every run")
     p.add_argument("--results-dir")
     p.add_argument("--update-readme", action="store_true", help="rewrite the README's results section")
@@ -502,10 +492,12 @@ def build_parser() -> Parser:
     p.add_argument("--profile", help="headline runs: this profile's (default: full where such runs exist, else all)")
     p.set_defaults(func=cmd_report)
 
+
+def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure this machine: matmul peak, training, evaluation, generation")
     p.add_argument("--results-dir")
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
-    p.add_argument("--only", nargs="+", choices=MODEL_NAMES)
+    p.add_argument("--only", nargs="+", choices=model_names())
     p.add_argument("--precision", choices=["fp32", "bf16", "both"],
                    help="default: both where bf16 is native (AMX, AVX-512 bf16, GPU), else fp32")
     p.add_argument("--time-to-target", action=argparse.BooleanOptionalAction, default=None,
@@ -515,9 +507,24 @@ def build_parser() -> Parser:
     add_data_options(p)
     p.set_defaults(func=cmd_bench)
 
+
+def _add_runs(sub: Any) -> None:
     p = sub.add_parser("runs", help="list run directories")
     p.add_argument("--results-dir")
     p.set_defaults(func=cmd_runs)
+
+
+def build_parser() -> Parser:
+    """The `tinylm` argument parser with every subcommand."""
+    parser = Parser(prog="tinylm", description="A lab bench for tiny language models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for add in (_add_data, _add_models, _add_train, _add_suite, _add_baseline, _add_eval):
+        add(sub)
+    _add_sampling(sub, "generate")
+    _add_sampling(sub, "chat")
+    for add in (_add_report, _add_bench, _add_runs):
+        add(sub)
     return parser
 
 
@@ -525,8 +532,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes print one line and exit non-zero."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from tinylm.train.trainer import Interrupted
-
     try:
         return args.func(args)
     except Interrupted as e:

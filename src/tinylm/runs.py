@@ -1,4 +1,4 @@
-"""Run directories: naming, locking, finding and loading them.
+"""Run directories: naming, locking, finding and loading them, and the one rule for "the best run".
 
 results/runs/<run-id>/
     config.yaml        fully resolved config (model, train, data)
@@ -16,6 +16,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -25,12 +26,15 @@ from typing import Any
 import yaml
 
 from tinylm.config import RunConfig
+from tinylm.data.corpus import Corpus, load_corpus
+from tinylm.data.sources import canonical_name
 from tinylm.data.tokenizers import Tokenizer, load_tokenizer
 from tinylm.errors import TinyLMError, UsageError
+from tinylm.io import load_tensors, read_json
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
-from tinylm.train.checkpoint import load_tensors, read_json
 
+FINISHED = ("complete", "stopped_early")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -44,6 +48,17 @@ def identity(cfg: RunConfig) -> dict[str, Any]:
     d = cfg.to_dict()
     d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
     return d
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """'section.key: old -> new' for every differing key of two identities."""
+    out = []
+    for section in sorted(set(a) | set(b)):
+        sa, sb = a.get(section) or {}, b.get(section) or {}
+        for key in sorted(set(sa) | set(sb)):
+            if sa.get(key) != sb.get(key):
+                out.append(f"{section}.{key}: {sa.get(key)!r} -> {sb.get(key)!r}")
+    return ", ".join(out) or "no differences"
 
 
 def config_digest(cfg: RunConfig) -> str:
@@ -164,12 +179,9 @@ def load_run(run_dir: str | Path, weights: str = "model.safetensors") -> LoadedR
     return LoadedRun(run_dir, cfg, tok, model)
 
 
-def load_run_corpus(run: LoadedRun, data_dir: str | Path | None = None, mirror: str | Path | None = None) -> Any:
+def load_run_corpus(run: LoadedRun, data_dir: str | Path | None = None, mirror: str | Path | None = None) -> Corpus:
     """The corpus a loaded run was trained on; an error if its tokenizer no longer matches the data."""
-    from tinylm.config import DataConfig
-    from tinylm.data.corpus import load_corpus
-
-    corpus = load_corpus(DataConfig(**vars(run.config.data)), data_dir, mirror, quiet=True)
+    corpus = load_corpus(run.config.data, data_dir, mirror, quiet=True)
     if corpus.tokenizer.tokens != run.tokenizer.tokens:
         raise TinyLMError(f"the tokenizer of {run.run_dir} does not match the dataset's; the data has changed")
     return corpus
@@ -188,20 +200,24 @@ def list_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return out
 
 
-def best_run(root: Path, model: str, dataset: str) -> Path:
-    """The completed run of `model` on `dataset` with the best valid loss."""
-    from tinylm.data.sources import canonical_name
+def selection_loss(metrics: dict[str, Any]) -> float:
+    """The one rule for "the best run": the lower loss on the full validation split wins (test is never used).
 
+    Runs without a full-split score (unfinished ones) never win.
+    """
+    value = metrics.get("valid_loss")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.inf
+
+
+def best_run(root: Path, model: str, dataset: str) -> Path:
+    """The finished run of `model` on `dataset` with weights, best by `selection_loss`."""
     try:
         dataset = canonical_name(dataset)
     except UsageError:
         pass
-    runs = [
-        (m.get("valid_loss", m.get("best_valid_loss", float("inf"))), d)
-        for d, m in list_runs(root)
-        if m.get("model") == model and m.get("dataset") == dataset and m.get("status") in ("complete", "stopped_early")
-        and (d / "model.safetensors").is_file()
-    ]
+    runs = [(selection_loss(m), d) for d, m in list_runs(root)
+            if m.get("model") == model and m.get("dataset") == dataset and m.get("status") in FINISHED
+            and (d / "model.safetensors").is_file()]
     if not runs:
         raise TinyLMError(
             f"no trained {model} run on {dataset} under {root / 'runs'}; train one first: "

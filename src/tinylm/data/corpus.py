@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tinylm.config import DataConfig
 from tinylm.data import sources
+from tinylm.data.config import DataConfig
 from tinylm.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_json
 from tinylm.errors import TinyLMError, UsageError
+from tinylm.io import atomic_write
 
 CACHE_VERSION = 1
 
@@ -173,12 +172,12 @@ def load_corpus(
 
 
 def _write_cache(cache: Path, splits: dict[str, np.ndarray], tok: Tokenizer) -> None:
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=cache)
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             np.savez(f, **splits)
-        os.replace(tmp, cache / "tokens.npz")
+
+    try:
+        atomic_write(cache / "tokens.npz", write)
         tok.save(cache / "tokenizer.json")
     except OSError:
         pass  # the cache is an optimisation; a read-only data directory still works

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -22,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tinylm.errors import TinyLMError, UsageError
+from tinylm.io import atomic_write
 
 SPLITS = ("train", "valid", "test")
 
@@ -44,6 +44,10 @@ class DatasetSpec:
     level: str
     files: dict[str, RemoteFile]
     description: str
+    vocab_size: int
+    """Token types of the standard vocabulary (from the training split)."""
+    split_tokens: tuple[int, int, int]
+    """Tokens of the train, valid and test splits."""
     split_by_index: bool = False
 
 
@@ -56,6 +60,8 @@ DATASETS: dict[str, DatasetSpec] = {
         level="char",
         split_by_index=True,
         description="Tiny Shakespeare (char-rnn), character level, split 80/10/10 by index",
+        vocab_size=65,
+        split_tokens=(892_315, 111_539, 111_540),
         files={
             "all": RemoteFile(
                 "tinyshakespeare/input.txt",
@@ -69,6 +75,8 @@ DATASETS: dict[str, DatasetSpec] = {
         name="ptb",
         level="word",
         description="Penn Treebank (Mikolov), word level, 10k vocabulary",
+        vocab_size=10_000,
+        split_tokens=(929_589, 73_760, 82_430),
         files={
             "train": RemoteFile(
                 "ptb/ptb.train.txt",
@@ -94,6 +102,8 @@ DATASETS: dict[str, DatasetSpec] = {
         name="wikitext2",
         level="word",
         description="WikiText-2 (v1, tokenized), word level, full 33,278-word vocabulary",
+        vocab_size=33_278,
+        split_tokens=(2_088_628, 217_646, 245_569),
         files={
             "train": RemoteFile(
                 "wikitext-2/wiki.train.tokens",
@@ -126,6 +136,19 @@ ALIASES = {
     "wikitext-2": "wikitext2",
     "wiki": "wikitext2",
 }
+
+
+def vocab_size(name: str, max_vocab: int | None = None) -> int:
+    """The vocabulary size of a registered dataset, capped at `max_vocab`."""
+    size = DATASETS[canonical_name(name)].vocab_size
+    return min(size, max_vocab) if max_vocab else size
+
+
+def dataset_order(label: str) -> tuple[int, str]:
+    """Sort key of a dataset label: registered datasets in registry order (a capped one after its source)."""
+    base = label.split("-")[0] if label.split("-")[0] in DATASETS else label
+    position = list(DATASETS).index(base) if base in DATASETS else len(DATASETS)
+    return position, label
 
 
 def canonical_name(name: str) -> str:
@@ -184,23 +207,17 @@ def check_text_file(path: Path, expected_sha256: str | None = None) -> None:
 
 
 def _install(dest: Path, write: Callable[[Path], None], remote: RemoteFile, origin: str) -> None:
-    """Write through `write` to a temporary file beside `dest`, verify it, then rename it into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
+    """Write through `write` to a temporary file beside `dest`, verify its checksum, then rename it into place."""
+
+    def verify(tmp: Path) -> None:
         actual = sha256_file(tmp)
         if actual != remote.sha256:
             raise TinyLMError(
                 f"{remote.relpath} from {origin} fails its checksum (sha256 {actual[:12]}…, expected "
                 f"{remote.sha256[:12]}…); the source is corrupted or truncated: use another mirror or download again"
             )
-        os.replace(tmp, dest)
-    finally:
-        # Reached with the file renamed (nothing to do), or after an error or Ctrl-C: never leave a partial file.
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, write, check=verify, suffix=".part")
 
 
 def _download(url: str, dest: Path, expected_size: int, timeout: float, retries: int, quiet: bool) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylm.errors import TinyLMError
+from tinylm.io import atomic_write_text
 
 UNK = "<unk>"
 EOS = "<eos>"
@@ -75,8 +76,6 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         """Write the tokenizer as JSON (atomically)."""
-        from tinylm.train.checkpoint import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.to_json(), ensure_ascii=False))
 
 

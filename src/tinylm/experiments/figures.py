@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-if TYPE_CHECKING:
-    from tinylm.experiments.report import Run
-
-COLORS = {"linear": "#1f77b4", "mlp": "#ff7f0e", "attention": "#2ca02c", "transformer": "#d62728"}
+from tinylm.experiments.results import Run, best_runs, dataset_key, model_key  # noqa: E402
+from tinylm.models.registry import color, model_names  # noqa: E402
+from tinylm.runs import selection_loss  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -30,8 +28,6 @@ def _curve(run: Run, x: str) -> tuple[list[float], list[float]]:
 
 
 def architecture_comparison(runs: list[Run], out: Path) -> Path:
-    from tinylm.experiments.report import best_runs
-
     best = best_runs(runs)
     main_ds = "tinyshakespeare" if any(d == "tinyshakespeare" for d, _ in best) else sorted(best)[0][0]
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
@@ -39,7 +35,7 @@ def architecture_comparison(runs: list[Run], out: Path) -> Path:
     for (ds, model), r in best.items():
         if ds == main_ds:
             xs, ys = _curve(r, "tokens")
-            ax.plot(xs, ys, color=COLORS.get(model), label=model)
+            ax.plot(xs, ys, color=color(model), label=model)
     ax.set(title=f"Training curves of the best run per architecture ({main_ds})", xlabel="training tokens",
            ylabel="valid log-likelihood (nats/token)")
     ax.legend(loc="lower right")
@@ -50,7 +46,7 @@ def architecture_comparison(runs: list[Run], out: Path) -> Path:
     values = [best[(main_ds, m)].metrics["test_loglik"] for m in models]
     unigram = next((best[(main_ds, m)].metrics.get("unigram_test_loglik") for m in models), None)
     base = unigram if unigram is not None else min(values) - 0.5
-    ax.bar(models, [v - base for v in values], bottom=base, color=[COLORS.get(m) for m in models])
+    ax.bar(models, [v - base for v in values], bottom=base, color=[color(m) for m in models])
     for i, v in enumerate(values):
         ax.annotate(f"{v:.3f}", (i, v), ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")
     if unigram is not None:
@@ -66,10 +62,10 @@ def architecture_comparison(runs: list[Run], out: Path) -> Path:
     ax = axes[1, 0]
     for r in runs:
         if r.dataset == main_ds:
-            ax.scatter(r.metrics["train_flops"], r.metrics["test_loglik"], color=COLORS.get(r.model), alpha=0.8)
-    for model, color in COLORS.items():
+            ax.scatter(r.metrics["train_flops"], r.metrics["test_loglik"], color=color(r.model), alpha=0.8)
+    for model in model_names():
         if any(r.model == model and r.dataset == main_ds for r in runs):
-            ax.scatter([], [], color=color, label=model)
+            ax.scatter([], [], color=color(model), label=model)
     ax.set_xscale("log")
     ax.set(title=f"Test log-likelihood vs training compute (every {main_ds} run)",
            xlabel="training FLOPs (log scale)", ylabel="test log-likelihood (nats/token)")
@@ -79,9 +75,7 @@ def architecture_comparison(runs: list[Run], out: Path) -> Path:
     ax = axes[1, 1]
     ax.axis("off")
     lines = [f"{'model':<12}{'dataset':<16}{'params':>10}{'test LL':>9}{'ppl':>9}{'FLOPs':>10}"]
-    from tinylm.experiments.report import ORDER, dataset_key
-
-    for (ds, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), ORDER.get(kv[0][1], 99))):
+    for (ds, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
         m = r.metrics
         lines.append(f"{model:<12}{ds:<16}{m['params']:>10,}{m['test_loglik']:>9.3f}{m['test_perplexity']:>9.2f}"
                      f"{m['train_flops']:>10.1e}")
@@ -101,7 +95,7 @@ def flops_trajectory(runs: list[Run], out: Path) -> Path:
             xs, ys = _curve(r, "flops")
             label = r.model if r.model not in seen else None
             seen.add(r.model)
-            ax.plot(xs, ys, color=COLORS.get(r.model), alpha=0.75, label=label)
+            ax.plot(xs, ys, color=color(r.model), alpha=0.75, label=label)
         ax.set_xscale("log")
         ax.set(title=f"Valid log-likelihood vs training FLOPs ({ds})", xlabel="cumulative training FLOPs (log scale)",
                ylabel="valid log-likelihood (nats/token)")
@@ -122,7 +116,7 @@ def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list
             continue
         group = by_profile[(r.dataset, r.model, str(r.metrics.get("profile")))]
         best = group.get(value)
-        if best is None or r.metrics["best_valid_loss"] < best.metrics["best_valid_loss"]:
+        if best is None or selection_loss(r.metrics) < selection_loss(best.metrics):
             group[value] = r
     groups: dict[tuple[str, str], dict[float, Run]] = {}
     for (ds, model, _), by_value in sorted(by_profile.items()):
@@ -135,9 +129,9 @@ def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list
         key = axes_by_model[model]
         xs = sorted(by_value)
         fig, ax = plt.subplots(figsize=(6, 4.2))
-        ax.plot(xs, [by_value[x].metrics["test_loglik"] for x in xs], "o-", color=COLORS.get(model), label="test")
-        ax.plot(xs, [-by_value[x].metrics["best_valid_loss"] for x in xs], "s--", color=COLORS.get(model),
-                alpha=0.5, label="valid (best)")
+        ax.plot(xs, [by_value[x].metrics["test_loglik"] for x in xs], "o-", color=color(model), label="test")
+        ax.plot(xs, [by_value[x].metrics.get("valid_loglik") for x in xs], "s--", color=color(model),
+                alpha=0.5, label="valid (full split)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.set(title=f"{model} on {ds}: log-likelihood vs {key}", xlabel=key.replace("_", " "),
@@ -158,7 +152,7 @@ def run_curves(runs: list[Run], out: Path) -> list[Path]:
         train = [(h["tokens"], h["train_loss"]) for h in rows if h.get("train_loss") is not None]
         if train:
             ax.plot(*zip(*train), color="grey", label="train (mean since last eval)")
-        ax.plot([h["tokens"] for h in rows], [h["valid_loss"] for h in rows], color=COLORS.get(r.model),
+        ax.plot([h["tokens"] for h in rows], [h["valid_loss"] for h in rows], color=color(r.model),
                 label="valid subset")
         ax.set(title=r.path.name, xlabel="training tokens", ylabel="loss (nats/token)")
         ax.legend(loc="upper right")

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from tinylm.config import DataConfig
+from tinylm.data.config import DataConfig
 from tinylm.data.corpus import load_corpus
-from tinylm.train.checkpoint import atomic_write_json
+from tinylm.io import atomic_write_json
 
 
 @dataclass
@@ -111,11 +111,6 @@ class KneserNey:
             mixed = (np.maximum(c - _discount_of(c, o.discounts), 0) + o.context_gamma[safe_ctx] * p)
             p = np.where(total > 0, mixed / np.maximum(total, 1e-300), p)
         return np.log(p[1:])
-
-
-def kneser_ney_loglik(train: np.ndarray, test: np.ndarray, vocab_size: int, order: int) -> float:
-    """Mean log-likelihood (nats/token) of `test` under an order-n model counted on `train`."""
-    return float(KneserNey(train, vocab_size, order).logprobs(test).mean())
 
 
 def default_order(level: str) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tinylm.config import RunConfig, resolve_run, suggest
+from tinylm.config import RunConfig
 from tinylm.data.sources import canonical_name
 from tinylm.errors import UsageError
 from tinylm.models.registry import MODELS, check_name
+from tinylm.resolve import resolve_run
+from tinylm.strict import unknown_name_error
 
 
 @dataclass
@@ -23,8 +25,7 @@ def profile_datasets(raw: dict[str, Any], profile: str) -> dict[str, list[str]]:
     """{dataset: [models]} of a profile."""
     prof = (raw.get("profiles") or {}).get(profile)
     if prof is None:
-        names = list(raw.get("profiles") or {})
-        raise UsageError(f"unknown profile '{profile}'{suggest(profile, names)}; choose one of: {', '.join(names)}")
+        raise unknown_name_error("profile", profile, list(raw.get("profiles") or {}))
     if not isinstance(prof, dict):
         raise UsageError(f"profiles.{profile} must be a mapping (datasets, ablations, training, models, ...)")
     datasets = prof.get("datasets") or {"tinyshakespeare": list(MODELS)}

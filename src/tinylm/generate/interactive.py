@@ -11,6 +11,7 @@ from typing import TextIO
 from tinylm.data.tokenizers import EOS, UNK
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.generate.sampling import generate_ids
+from tinylm.models.registry import DEFAULT_MODEL, model_names
 from tinylm.runs import LoadedRun, best_run, load_run, results_dir
 
 
@@ -34,7 +35,7 @@ def resolve_run_dir(run_dir: str | None, model: str | None, dataset: str, result
     """The run directory given, or the best completed run of `model` (default transformer) on `dataset`."""
     if run_dir:
         return Path(run_dir)
-    return best_run(results_dir(results), model or "transformer", dataset)
+    return best_run(results_dir(results), model or DEFAULT_MODEL, dataset)
 
 
 def encode_prompt(run: LoadedRun, prompt: str, warn: Callable[[str], None]) -> list[int]:
@@ -159,7 +160,7 @@ class Chat:
                 self.run = load_run(resolve_run_dir(None, value, self.dataset, self.results))
                 self.say(self.settings())
             except TinyLMError as e:
-                self.say(f"usage: model NAME (linear, mlp, attention, transformer): {e}")
+                self.say(f"usage: model NAME ({', '.join(model_names())}): {e}")
             return True
         if name == "help" and not value:
             self.say(HELP)

@@ -19,8 +19,8 @@ from tinylm.errors import UsageError
 class LMConfig:
     """Fields every model config has."""
 
-    vocab_size: int = 65
-    """Number of token types (set from the dataset's tokenizer)."""
+    vocab_size: int | None = None
+    """Number of token types (set from the dataset's tokenizer once the data is loaded)."""
     context_length: int = 64
     """Most tokens a prediction may look at (the current one included)."""
     dropout: float = 0.0
@@ -34,7 +34,7 @@ class LMConfig:
     def problems(self) -> list[str]:
         """Every invalid value, as messages that say what to change."""
         out = []
-        if self.vocab_size < 2:
+        if self.vocab_size is not None and self.vocab_size < 2:
             out.append(f"model.vocab_size must be at least 2 (got {self.vocab_size})")
         if self.context_length < 1:
             out.append(f"model.context_length must be at least 1 (got {self.context_length})")
@@ -125,13 +125,6 @@ class LanguageModel(nn.Module):
         """
         forward = self.matmul_flops_per_token(seq_len) + self.other_flops_per_token()
         return 3.0 * forward if training else forward
-
-    def describe(self) -> str:
-        """One line: name, parameters and FLOPs per token."""
-        return (
-            f"{type(self).__name__}: {self.num_params():,} params, "
-            f"{self.flops_per_token():,.0f} forward FLOPs/token at context {self.context_length}"
-        )
 
 
 class Dropout(nn.Module):

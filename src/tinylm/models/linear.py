@@ -34,6 +34,8 @@ class LinearConfig(LMConfig):
         out = super().problems()
         if self.rank is not None and self.rank < 1:
             out.append(f"model.rank must be at least 1 or null (got {self.rank})")
+        if self.vocab_size is None:  # checked again once the data gives the vocabulary
+            return out
         width = self.rank if self.rank is not None else self.vocab_size
         size = self.context_length * self.vocab_size * width
         if size > self.max_params:

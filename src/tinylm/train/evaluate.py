@@ -148,3 +148,10 @@ def evaluate(
             scored += int(mask.sum())
     model.train(was_training)
     return EvalResult(float(total), scored, stride, window)
+
+
+def unigram_loglik(train: torch.Tensor, test: torch.Tensor, vocab_size: int) -> float:
+    """Baseline: mean log p of the scored test tokens (all but the first) under add-one-smoothed train counts."""
+    counts = torch.bincount(train, minlength=vocab_size).double() + 1.0
+    logp = torch.log(counts / counts.sum())
+    return float(logp[test[1:]].mean())

@@ -1,0 +1,333 @@
+"""A run directory's life: skip, resume or force; the training loop's files (history, metrics, best weights,
+resume state, snapshots, samples); signals and the progress bar; scoring snapshots after the fact.
+
+The engine (`tinylm.train.trainer.Trainer`) trains; this module decides what to train and writes what it did.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from tinylm.config import RunConfig
+from tinylm.data.corpus import load_corpus
+from tinylm.errors import TinyLMError, UsageError
+from tinylm.generate.sampling import generate_ids
+from tinylm.io import atomic_write_json, atomic_write_text, load_tensors, save_tensors
+from tinylm.runs import (
+    RunLock,
+    check_run_name,
+    config_diff,
+    identity,
+    load_run,
+    load_run_corpus,
+    load_weights,
+    read_config,
+    read_metrics,
+    run_id,
+)
+from tinylm.train.evaluate import evaluate, unigram_loglik
+from tinylm.train.trainer import Diverged, Trainer
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+FINISHED = ("complete", "stopped_early")
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after saving its state."""
+
+    def __init__(self, message: str, exit_code: int, run_dir: Path):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.run_dir = run_dir
+
+
+def git_commit() -> str | None:
+    """The commit of the tinylm source tree, if it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class RunFiles:
+    """The files of one run directory that training writes."""
+
+    def __init__(self, run_dir: Path, trainer: Trainer, profile: str | None = None):
+        self.dir, self.trainer, self.profile = run_dir, trainer, profile
+        self.history: list[dict[str, Any]] = []
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def clear(self) -> None:
+        """A fresh start (also after a kill before the first checkpoint): nothing of an earlier attempt."""
+        for stale in ("history.jsonl", "model.safetensors", "last/checkpoint.safetensors"):
+            self.path(stale).unlink(missing_ok=True)
+        for stale in self.path("snapshots").glob("*.safetensors"):
+            stale.unlink()
+
+    def save_last(self) -> None:
+        """The resume state as one safetensors file."""
+        tensors, meta = self.trainer.state_dict()
+        save_tensors(self.path("last") / "checkpoint.safetensors", tensors, meta)
+
+    def load_last(self) -> None:
+        """Restore the resume state, and the history up to it."""
+        tensors, meta = load_tensors(self.path("last") / "checkpoint.safetensors")
+        try:
+            self.trainer.load_state_dict(tensors, meta)
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise TinyLMError(
+                f"{self.path('last')} does not fit this run's model ({str(e).splitlines()[0][:100]}); "
+                "the checkpoint belongs to another config: start a new run"
+            ) from None
+        self.history = []
+        path = self.path("history.jsonl")
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by a kill: everything after the checkpoint is redone anyway
+                if row.get("step", 0) <= self.trainer.state.step:
+                    self.history.append(row)
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in self.history))
+
+    def validate(self) -> None:
+        """Score the valid subset, append a history line and keep the weights if they are the best so far."""
+        row, improved = self.trainer.validate()
+        row["time"] = time.time()
+        self.history.append(row)
+        with open(self.path("history.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if improved:
+            save_tensors(self.path("model.safetensors"), self.trainer.model.weights(),
+                         {"step": row["step"], "valid_loss": row["valid_loss"]})
+
+    def save_snapshot(self) -> None:
+        """The current weights as snapshots/step<N>.safetensors, with step, tokens, FLOPs and seconds."""
+        s = self.trainer.state
+        meta = {"step": s.step, "tokens": s.tokens, "flops": s.flops, "seconds": s.seconds}
+        save_tensors(self.path("snapshots") / f"step{s.step:08d}.safetensors", self.trainer.model.weights(), meta)
+
+    def write_metrics(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """metrics.json with the keys of DESIGN.md."""
+        metrics = {"run_id": self.dir.name, **self.trainer.summary(), "torch_version": torch.__version__,
+                   "git_commit": git_commit(), "status": status, "profile": self.profile,
+                   "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
+        atomic_write_json(self.path("metrics.json"), metrics)
+        return metrics
+
+    def write_samples(self) -> None:
+        """A short sample of the trained model, from its start token."""
+        t = self.trainer
+        tok = t.corpus.tokenizer
+        n = 300 if tok.level == "char" else 80
+        ids = list(generate_ids(t.model, tok.start_ids(), n, temperature=0.8, seed=t.cfg.train.seed, device=t.device))
+        atomic_write_text(self.path("samples.txt"), tok.decode(ids) + "\n")
+
+    def finish(self, status: str) -> dict[str, Any]:
+        """Score the best weights on the full valid and test splits; write samples and metrics."""
+        t = self.trainer
+        if self.path("model.safetensors").is_file():
+            load_weights(t.model, self.path("model.safetensors"), self.dir, t.cfg.model_name)
+        valid = t.evaluate(t.valid_tokens)
+        test = t.evaluate(t.test_tokens)
+        unigram = unigram_loglik(t.train_tokens, t.test_tokens, t.corpus.tokenizer.vocab_size)
+        extra = {**valid.as_dict("valid"), **test.as_dict("test"), "unigram_test_loglik": unigram,
+                 "eval_stride": test.stride, "eval_window": test.window,
+                 "eval_note": "every token but the first of each split scored once"}
+        self.write_samples()
+        return self.write_metrics(status, extra)
+
+
+class Loop:
+    """Drives a Trainer through its budget, writing a RunFiles; Ctrl-C or SIGTERM saves the state and stops."""
+
+    def __init__(self, files: RunFiles, quiet: bool = False, snapshot_every: float | None = None):
+        self.files, self.trainer, self.quiet = files, files.trainer, quiet
+        self.snapshot_every = snapshot_every
+        self.signal: int | None = None
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.signal is not None:  # a second Ctrl-C: leave now; every file on disk is complete (atomic writes)
+            os._exit(EXIT_CODES.get(signum, 130))
+        self.signal = signum
+
+    def _progress_bar(self) -> tqdm:
+        cfg = self.trainer.cfg
+        tty = sys.stderr.isatty()  # into a log file: one refresh every 30 s, not every step
+        return tqdm(total=self.trainer.plan.total_steps, initial=self.trainer.state.step, disable=self.quiet,
+                    dynamic_ncols=True, desc=f"{cfg.model_name}/{cfg.data.label}", unit="step", leave=False,
+                    mininterval=0.1 if tty else 30.0)
+
+    def run(self, resume: bool) -> dict[str, Any]:
+        """Train to the end of the budget (or early stop) and return the final metrics."""
+        if resume:
+            self.files.load_last()
+        else:
+            self.files.clear()
+        handlers = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+        except ValueError:  # not the main thread: no signal handling
+            pass
+        bar = self._progress_bar()
+        try:
+            self.files.write_metrics("running")
+            self._steps(bar)
+            self.files.save_last()
+            # Handlers stay installed: a first Ctrl-C during the final evaluation lets it finish, a second exits.
+            return self.files.finish("stopped_early" if self.trainer.state.stopped_early else "complete")
+        finally:
+            bar.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def _steps(self, bar: tqdm) -> None:
+        t, files, s = self.trainer, self.files, self.trainer.state
+        last_valid = files.history[-1]["valid_loss"] if files.history else None
+        every = self.snapshot_every
+        next_snapshot = (math.floor(s.seconds / every) + 1) * every if every else math.inf
+        while True:
+            if self.signal is not None:
+                files.save_last()
+                files.write_metrics("interrupted")
+                raise Interrupted(f"interrupted at step {s.step}; the state is saved in {files.path('last')}",
+                                  EXIT_CODES.get(self.signal, 130), files.dir)
+            lr = t.learning_rate()
+            at_end = t.done() or s.stopped_early
+            if (s.step % t.cfg.train.eval_interval == 0 or at_end) and not (
+                    files.history and files.history[-1]["step"] == s.step):
+                files.validate()
+                at_end = at_end or s.stopped_early
+                last_valid = files.history[-1]["valid_loss"]
+                if not at_end:
+                    files.save_last()
+            if at_end:
+                return
+            start = time.perf_counter()
+            loss = t.train_step(lr)
+            try:
+                t.account(loss, time.perf_counter() - start)
+            except Diverged as e:
+                files.write_metrics("diverged")
+                raise TinyLMError(f"{e}. The best weights so far are kept in {files.path('model.safetensors')}") \
+                    from None
+            if s.seconds >= next_snapshot:
+                files.save_snapshot()
+                next_snapshot = (math.floor(s.seconds / every) + 1) * every
+            bar.update(1)
+            if s.step % 10 == 0 or s.step == 1:
+                valid = "None" if last_valid is None else f"{last_valid:.3f}"
+                bar.set_postfix_str(f"loss {loss:.3f} valid {valid} {s.tokens / max(s.seconds, 1e-9):,.0f} tok/s",
+                                    refresh=False)
+
+
+def prepare_run_dir(cfg: RunConfig, results: Path, run_name: str | None, run_dir: Path | None = None) -> Path:
+    """The run directory for `cfg`; refuses one that holds a different config."""
+    if run_dir is None:
+        run_dir = results / "runs" / (check_run_name(run_name) if run_name else run_id(cfg))
+    if (run_dir / "config.yaml").is_file():
+        saved = read_config(run_dir)
+        if identity(saved) != identity(cfg):
+            raise TinyLMError(f"run directory {run_dir} holds a run with a different config "
+                              f"({config_diff(identity(saved), identity(cfg))}); choose another --run-name")
+    return run_dir
+
+
+def train_run(
+    cfg: RunConfig,
+    results: Path,
+    run_name: str | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    data_dir: str | Path | None = None,
+    mirror: str | Path | None = None,
+    force: bool = False,
+    profile: str | None = None,
+    run_dir: Path | None = None,
+    snapshot_every: float | None = None,
+) -> tuple[dict[str, Any], Path, str]:
+    """Train (or resume, or skip if complete) one run; returns (metrics, run dir, what happened).
+
+    `profile` only labels the run in metrics.json (e.g. "quick"), so reports can say where numbers come from.
+    `snapshot_every`: also save the weights every that many seconds of training under snapshots/ (for scoring a
+    run's progress after the fact, e.g. the time-to-target benchmark; model selection never uses them).
+    """
+    if snapshot_every is not None and not snapshot_every > 0:
+        raise UsageError(f"--snapshot-every must be a positive number of seconds (got {snapshot_every})")
+    run_dir = prepare_run_dir(cfg, results, run_name, run_dir)
+    metrics = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else None
+    finished = metrics is not None and metrics.get("status") in FINISHED
+    if finished and not force and (run_dir / "model.safetensors").is_file():
+        return metrics, run_dir, "skipped"
+    # A finished run without weights (results committed without them) is trained again, here.
+    force = force or finished
+    corpus = load_corpus(cfg.data, data_dir, mirror, quiet=quiet)
+    has_last = (run_dir / "last" / "checkpoint.safetensors").is_file()
+    resume = resume or (has_last and metrics is not None and metrics.get("status") in ("interrupted", "running"))
+    if resume and not has_last:
+        raise TinyLMError(f"{run_dir} has no resume state (last/checkpoint.safetensors); start the run again")
+    trainer = Trainer(cfg, corpus)  # validates before the first write
+    with RunLock(run_dir):
+        for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("last/.*.tmp")]:
+            stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        corpus.tokenizer.save(run_dir / "tokenizer.json")
+        loop = Loop(RunFiles(run_dir, trainer, profile), quiet=quiet, snapshot_every=snapshot_every)
+        resuming = resume and not force
+        return loop.run(resume=resuming), run_dir, "resumed" if resuming else "trained"
+
+
+def score_snapshots(
+    run_dir: str | Path,
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    mirror: str | Path | None = None,
+    device: torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """Every snapshot's step, tokens, FLOPs, training seconds and log-likelihood on `split`, in order of step.
+
+    A benchmark of how fast a run got somewhere, not model selection (that uses the validation split only).
+    Also written to <run>/snapshots.json.
+    """
+    run_dir = Path(run_dir)
+    paths = sorted((run_dir / "snapshots").glob("step*.safetensors"))
+    if not paths:
+        raise TinyLMError(f"{run_dir} has no snapshots; train with --snapshot-every SECONDS to save them")
+    run = load_run(run_dir)
+    corpus = load_run_corpus(run, data_dir, mirror)
+    device = device or torch.device("cpu")
+    model = run.model.to(device)
+    tokens = corpus.tensor(split)
+    rows = []
+    for path in paths:
+        tensors, meta = load_tensors(path)
+        model.load_weights(tensors)
+        result = evaluate(model, tokens, batch_size=64, device=device)
+        rows.append({**meta, f"{split}_loglik": result.loglik, f"{split}_perplexity": result.perplexity})
+    atomic_write_json(run_dir / "snapshots.json", {"split": split, "snapshots": rows})
+    return rows
+
+
+def time_to(rows: list[dict[str, Any]], target: float, split: str = "test") -> dict[str, Any] | None:
+    """The first snapshot whose log-likelihood on `split` reaches `target` (nats/token), or None."""
+    return next((r for r in rows if r[f"{split}_loglik"] >= target), None)
