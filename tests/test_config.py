@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tinylm.config import TrainConfig
+from tinylm.errors import UsageError
 from tinylm.resolve import load_suite_file, parse_overrides, read_yaml, resolve_run
 from tinylm.strict import from_dict
-from tinylm.errors import UsageError
 
 
 def test_default_suite_resolves_every_model_and_dataset():

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from tinylm.config import DataConfig
-from tinylm.resolve import resolve_run
 from tinylm.errors import TinyLMError
 from tinylm.generate.interactive import Chat, generate_text
 from tinylm.generate.sampling import generate_ids, sample
 from tinylm.models import build_model
-from tinylm.runs import load_run
+from tinylm.resolve import resolve_run
 from tinylm.runner import train_run
+from tinylm.runs import load_run
 
 from .conftest import REPO
 

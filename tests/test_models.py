@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from tinylm.resolve import load_suite_file, resolve_run
 from tinylm.errors import UsageError
 from tinylm.models import build_model
 from tinylm.models.registry import MODELS
+from tinylm.resolve import load_suite_file, resolve_run
 
 SMALL = {
     "linear": {"context_length": 5},

@@ -7,11 +7,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinylm.config import TrainConfig
-from tinylm.resolve import resolve_run
-from tinylm.strict import from_dict
 from tinylm.data.tokenizers import CharTokenizer, WordTokenizer
 from tinylm.errors import TinyLMError
 from tinylm.models import build_model
+from tinylm.resolve import resolve_run
+from tinylm.strict import from_dict
 from tinylm.train.evaluate import evaluate, window_plan
 
 ALPHABET = "abcXYZ \n.,;!é"

@@ -11,15 +11,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from tinylm import runner as runner_mod
 from tinylm.config import DataConfig
-from tinylm.resolve import resolve_run
 from tinylm.errors import TinyLMError
 from tinylm.models import build_model
+from tinylm.resolve import resolve_run
+from tinylm.runner import Interrupted, train_run
 from tinylm.runs import RunLock, load_run
-from tinylm import runner as runner_mod
 from tinylm.train import trainer as trainer_mod
 from tinylm.train.evaluate import evaluate, protocol_window
-from tinylm.runner import Interrupted, train_run
 
 TINY_MODELS = {
     "linear": ["model.context_length=4"],

