@@ -135,6 +135,7 @@ def snapshot(root: Path) -> dict[str, str]:
             for p in root.rglob("*") if p.is_file() and p.name != ".lock"}
 
 
+@pytest.mark.slow  # one CLI subprocess per case (~2 s each)
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input(case, ws):
     args, code, pattern = CASES[case]

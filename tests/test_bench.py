@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tinylm.bench import precision_quality, run_bench, summary_lines, time_to_target
+
+pytestmark = pytest.mark.slow  # measures the machine; seconds each
 
 
 def test_bench_writes_every_figure(tmp_path):

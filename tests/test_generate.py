@@ -119,6 +119,7 @@ def test_generate_command_from_a_run_directory(char_run):
     assert out.stdout.startswith("All:") and len(out.stdout) == 4 + 40 + 1
 
 
+@pytest.mark.slow
 def test_generate_finds_the_best_run_of_a_model(char_run, tmp_path):
     args = ["--model", "transformer", "--dataset", "tiny", "--results-dir", str(tmp_path / "results")]
     out = subprocess.run([sys.executable, "scripts/generate.py", *args, "--prompt", "All:", "--length", "10"],
@@ -146,6 +147,7 @@ def test_chat_ends_cleanly_at_end_of_input(char_run):
     assert out.returncode == 0 and "Goodbye!" in out.stdout and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_chat_under_a_real_terminal(char_run):
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(sys.executable, ["-m", "tinylm.cli", "chat", str(char_run), "--length", "20"],

@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 
 from .conftest import TINY_TEXT
 
+pytestmark = pytest.mark.slow  # real training subprocesses, killed and resumed
+
 ARGS = ["train", "--model", "transformer", "--data", "tiny.txt", "--level", "char", "--max-steps", "60",
         "--run-name", "r", "--quiet", "--set", "model.context_length=16", "--set", "model.embed_dim=16",
         "--set", "model.n_heads=2", "--set", "model.n_layers=1", "--set", "train.eval_interval=10",

@@ -68,6 +68,7 @@ def test_probabilities_sum_to_one_over_the_vocabulary(n):
         assert total == pytest.approx(1.0, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_the_published_kneser_ney_numbers(tmp_path, mirror, data_dir):
     """7-gram on Tiny Shakespeare test: -1.687 nats/char; 5-gram on PTB test: perplexity 141.2."""
     shakespeare = run_baseline(DataConfig(name="tinyshakespeare"), tmp_path, None, data_dir, mirror)

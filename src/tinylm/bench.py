@@ -187,7 +187,8 @@ def generation_speed(repeats: int, device: torch.device, length: int = 384) -> d
     """Tokens/s of the reference transformer (context 128, window full from the start) with the KV cache,
     without it (same window policy), and recomputing the full window at every step."""
     cfg = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file())
-    model = build_model("transformer", cfg.model_config(65)).to(device).eval()
+    vocab = DATASETS["tinyshakespeare"].vocab_size
+    model = build_model("transformer", cfg.model_config(vocab)).to(device).eval()
     prompt = [0] * model.context_length
     out: dict[str, Any] = {"context_length": model.context_length, "tokens": length}
     for cached in (True, False):

@@ -11,14 +11,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tinylm.experiments.results import Run, best_runs, dataset_key, model_key  # noqa: E402
+from tinylm.io import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
 from tinylm.runs import selection_loss  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -29,7 +31,7 @@ def _curve(run: Run, x: str) -> tuple[list[float], list[float]]:
 
 def architecture_comparison(runs: list[Run], out: Path) -> Path:
     best = best_runs(runs)
-    main_ds = "tinyshakespeare" if any(d == "tinyshakespeare" for d, _ in best) else sorted(best)[0][0]
+    main_ds = min((ds for ds, _ in best), key=dataset_key)  # the first dataset in registry order
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     ax = axes[0, 0]
     for (ds, model), r in best.items():
