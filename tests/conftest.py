@@ -18,9 +18,11 @@ def mirror_path() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    """Every test runs in its own folder with its own results directory, and a single thread for speed."""
+    """Every test runs in its own folder with its own results directory and no shipped reference runs (tests of the
+    reference set TINYLM_REFERENCE_DIR themselves)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TINYLM_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("TINYLM_REFERENCE_DIR", str(tmp_path / "no-reference"))
     monkeypatch.delenv("TINYLM_DATA_DIR", raising=False)
     torch.manual_seed(0)
 

@@ -57,7 +57,7 @@ def test_no_function_is_longer_than_sixty_lines():
 
 
 def committed_runs() -> list[Path]:
-    return sorted(p.parent for p in (REPO / "results" / "runs").glob("*/config.yaml"))
+    return sorted(p.parent for p in (REPO / "results" / "reference" / "runs").glob("*/config.yaml"))
 
 
 @pytest.mark.skipif(not committed_runs(), reason="no committed runs")

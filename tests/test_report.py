@@ -8,22 +8,55 @@ import pytest
 import yaml
 
 from tinylm.errors import TinyLMError
-from tinylm.experiments.report import README_END, README_START, write_report
+from tinylm.experiments import report as report_mod
+from tinylm.experiments.report import README_END, README_START
+from tinylm.resolve import resolve_run
+
+SUITE = {
+    "training": {"seed": 1, "eval_interval": 10, "eval_tokens": 100},
+    "data": {"tinyshakespeare": {"type": "char"}, "ptb": {"type": "word"}},
+    "ablations": {"linear": {"context_length": [16, 64]}, "transformer": {"n_layers": [2, 4, 6]}},
+    "profiles": {
+        "quick": {"datasets": {"tinyshakespeare": ["linear", "mlp", "attention", "transformer"], "ptb": ["transformer"]},
+                  "ablations": ["tinyshakespeare"], "training": {"max_steps": 10}},
+        "full": {"datasets": {"tinyshakespeare": ["transformer"]}, "training": {"max_steps": 100},
+                 "models": {"transformer": {"n_layers": 6}}},
+    },
+}
 
 
-def fake_run(root, name, model, dataset, test_ll, valid_loss, model_cfg, status="complete", flops=None):
+@pytest.fixture(autouse=True)
+def suite_file(tmp_path, monkeypatch):
+    """The report reads profiles, ablations and targets from this small suite file."""
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(SUITE))
+    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: {**SUITE, "_path": str(path)})
+    return path
+
+
+def write_report(results, readme=None, figures=True, profile=None):
+    """The report of a working folder (no shipped reference)."""
+    return report_mod.write_report(results, results, None, readme=readme, figures=figures, profile=profile)
+
+
+def fake_run(root, name, model, dataset, test_ll, valid_loss, model_cfg, status="complete", flops=None,
+             profile="quick"):
     d = root / "runs" / name
     d.mkdir(parents=True)
+    if profile == "adhoc":
+        cfg = resolve_run(model, dataset, raw=SUITE, model_values=model_cfg, train_values={"max_steps": 7})
+    else:
+        cfg = resolve_run(model, dataset, raw=SUITE, profile=profile, model_values=model_cfg)
     metrics = {
         "model": model, "dataset": dataset, "params": 1000 + len(name), "context_length": 64,
         "tokens_trained": 10_000, "train_flops": flops or 1e12 * (1 + len(name) % 3), "train_seconds": 12.5,
         "tokens_per_second": 800.0, "best_valid_loss": valid_loss - 0.05, "valid_loss": valid_loss,
         "valid_loglik": -valid_loss, "test_loss": -test_ll, "test_loglik": test_ll,
         "test_perplexity": 2.718281828 ** -test_ll, "test_bits": -test_ll / 0.693147, "status": status,
-        "device": "cpu: test", "torch_version": "x", "unigram_test_loglik": -3.3, "profile": "quick",
+        "device": "cpu: test", "torch_version": "x", "unigram_test_loglik": -3.3, "profile": profile,
     }
     (d / "metrics.json").write_text(json.dumps(metrics))
-    (d / "config.yaml").write_text(yaml.safe_dump({"model": {"name": model, **model_cfg}, "train": {}, "data": {}}))
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     rows = [{"step": s, "tokens": s * 100, "flops": s * 1e10, "train_loss": 3 - s / 100, "valid_loss": 3 - s / 90}
             for s in range(0, 101, 20)]
     (d / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -47,7 +80,7 @@ def results(tmp_path):
 def test_report_tables_match_the_metrics_files(results, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\noutro\n")
-    paths = write_report(results, update_readme=True, readme=readme)
+    paths = write_report(results, readme=readme)
     md = (results / "RESULTS.md").read_text()
     # best-on-valid per architecture x dataset, with the numbers of the metrics files
     assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in md
@@ -58,7 +91,7 @@ def test_report_tables_match_the_metrics_files(results, tmp_path):
     assert {r["run"] for r in data["runs"]} == {"ts-linear-a", "ts-linear-b", "ts-mlp", "ts-att", "ts-gpt-2",
                                                 "ts-gpt-4", "ptb-gpt"}
     assert data["best"]["tinyshakespeare/transformer"] == "ts-gpt-4"
-    for name in ("architecture_comparison.png", "flops_trajectory.png",
+    for name in ("architecture_comparison.png", "compute_tinyshakespeare.png", "compute_ptb.png",
                  "ablation_transformer_n_layers_tinyshakespeare.png",
                  "ablation_linear_context_length_tinyshakespeare.png",
                  "runs/ts-mlp.png"):
@@ -66,7 +99,7 @@ def test_report_tables_match_the_metrics_files(results, tmp_path):
         assert path in paths and path.stat().st_size > 10_000, name
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
-    assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in text and "Profile: quick" in text
+    assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in text and "Profile: every profile" in text
 
 
 def test_report_without_runs_says_what_to_do(tmp_path):
@@ -78,7 +111,8 @@ def test_readme_without_markers_is_refused(results, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("no markers\n")
     with pytest.raises(TinyLMError, match="lacks the results markers"):
-        write_report(results, update_readme=True, readme=readme, figures=False)
+        write_report(results, readme=readme, figures=False)
+    assert not (results / "RESULTS.md").exists()  # checked before anything is written
     assert readme.read_text() == "no markers\n"
 
 
@@ -91,9 +125,11 @@ def test_report_sets_every_architecture_against_the_kneser_ney_baseline(results)
     md = (results / "RESULTS.md").read_text()
     assert "| *Kneser-Ney n-gram* | -1.750 (ppl 5.75, 7-gram) | -4.950 (ppl 141.17, 5-gram) |" in md
     # transformer -1.70 beats -1.75 by more than 0.02; the others are below it
-    assert ("- tinyshakespeare: linear, mlp, attention do not clearly beat the 7-gram Kneser-Ney model (-1.750): they "
-            "have learned little beyond local counts; transformer clearly beats it.") in md
-    assert "- ptb: every architecture clearly beats the 5-gram Kneser-Ney model (-4.950)." in md
+    assert ("- tinyshakespeare: linear, mlp and attention do not clearly beat the 7-gram Kneser-Ney model (-1.750): "
+            "at these budgets they are no better than counting local contexts; transformer clearly beats it.") in md
+    # only the transformer ran on ptb: the verdict says so instead of "every architecture"
+    assert ("- ptb: transformer (the only architecture run on ptb) clearly beats the 5-gram Kneser-Ney model "
+            "(-4.950).") in md
     assert json.loads((results / "results.json").read_text())["baselines"]["ptb"]["order"] == 5
 
 
@@ -105,7 +141,7 @@ def test_targets_beside_the_best_run_with_a_compute_extrapolation(tmp_path, monk
     for i, (flops, ll) in enumerate(((1e12, -1.8), (1e13, -1.9), (1e14, -1.6), (1e15, -1.5))):
         fake_run(root, f"gpt-{i}", "transformer", "tinyshakespeare", ll, 1.0 - i / 10, {}, flops=flops)
     fake_run(root, "mlp-0", "mlp", "tinyshakespeare", -2.0, 1.5, {}, flops=1e12)
-    monkeypatch.setattr(report, "targets", lambda: {("tinyshakespeare", "transformer"): -1.3,
+    monkeypatch.setattr(report, "targets", lambda raw: {("tinyshakespeare", "transformer"): -1.3,
                                                     ("tinyshakespeare", "mlp"): -2.1, ("ptb", "transformer"): -4.4})
     write_report(root, figures=False)
     md = (root / "RESULTS.md").read_text()
@@ -116,9 +152,7 @@ def test_targets_beside_the_best_run_with_a_compute_extrapolation(tmp_path, monk
 
 
 def test_headline_comes_from_the_full_profile_when_it_has_runs(results):
-    m = fake_run(results, "ts-gpt-full", "transformer", "tinyshakespeare", -1.75, 1.58, {"n_layers": 6})
-    path = results / "runs" / "ts-gpt-full" / "metrics.json"
-    path.write_text(json.dumps({**m, "profile": "full"}))
+    fake_run(results, "ts-gpt-full", "transformer", "tinyshakespeare", -1.75, 1.58, {}, profile="full")
     write_report(results, figures=False)
     md = (results / "RESULTS.md").read_text()
     # ts-gpt-4 (quick) has the better valid loss, but the headline is the full profile's run
@@ -147,5 +181,5 @@ def test_best_run_is_chosen_on_the_full_valid_split_everywhere(results, tmp_path
     metrics_path.write_text(json.dumps(m))
     for name in ("ts-gpt-subset", "ts-gpt-4"):
         (results / "runs" / name / "model.safetensors").write_bytes(b"")
-    assert best_runs(load_runs(results))[("tinyshakespeare", "transformer")].path.name == "ts-gpt-4"
+    assert best_runs(load_runs(results, None, SUITE))[("tinyshakespeare", "transformer")].path.name == "ts-gpt-4"
     assert best_run(results, "transformer", "tinyshakespeare").name == "ts-gpt-4"

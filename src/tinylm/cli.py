@@ -38,7 +38,16 @@ from tinylm.generate.interactive import Chat, check_sampling, generate_text, res
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
 from tinylm.resolve import data_config, load_suite_file, parse_overrides, resolve_run
 from tinylm.runner import Interrupted, score_snapshots, time_to, train_run
-from tinylm.runs import config_diff, identity, list_runs, load_run, load_run_corpus, read_config, results_dir
+from tinylm.runs import (
+    config_diff,
+    find_runs,
+    identity,
+    load_run,
+    load_run_corpus,
+    read_config,
+    reference_dir,
+    results_dir,
+)
 from tinylm.strict import field_docs
 from tinylm.train.evaluate import evaluate
 
@@ -344,10 +353,19 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    paths = write_report(results_dir(args.results_dir), update_readme=args.update_readme, readme=args.readme,
-                         figures=not args.no_figures, profile=args.profile)
-    for p in paths:
-        print(f"wrote {p}")
+    reference = reference_dir()
+    if args.reference or args.update_readme:
+        if reference is None:
+            raise UsageError("no shipped reference results here (results/reference/runs); run from a checkout of "
+                             "tinylm, or drop --reference to report on your own runs")
+        readme = Path(args.readme) if args.readme else reference.parent.parent / "README.md"
+        paths = write_report(reference, None, reference, readme=readme, figures=not args.no_figures,
+                             profile=args.profile, config=args.config)
+    else:
+        working = results_dir(args.results_dir)
+        paths = write_report(working, working, reference, figures=not args.no_figures, profile=args.profile,
+                             config=args.config)
+    print(f"wrote {paths[1]} ({len(paths)} files, figures under {paths[1].parent / 'figures'})")
     return 0
 
 
@@ -367,12 +385,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    rows = list_runs(results_dir(args.results_dir))
-    if not rows:
-        print("no runs yet; train one with: tinylm train --quick")
-    for d, m in rows:
-        tl = m.get("test_loglik")
-        print(f"{d.name:<44} {m.get('status', '?'):<13} test LL {'-' if tl is None else f'{tl:.4f}'}")
+    found = find_runs(results_dir(args.results_dir), reference_dir())
+    if not any(r.source == "yours" for r in found):
+        print("no runs of yours yet; train one with: tinylm train --quick")
+    for r in found:
+        tl = r.metrics.get("test_loglik")
+        print(f"{r.path.name:<40} {r.source:<10} {r.state:<35} test LL {'-' if tl is None else f'{tl:.4f}'}")
     return 0
 
 
@@ -484,11 +502,14 @@ def _add_sampling(sub: Any, name: str) -> None:
 
 
 def _add_report(sub: Any) -> None:
-    p = sub.add_parser("report", help="tables and figures from every run")
-    p.add_argument("--results-dir")
-    p.add_argument("--update-readme", action="store_true", help="rewrite the README's results section")
-    p.add_argument("--readme", default="README.md")
-    p.add_argument("--no-figures", action="store_true")
+    p = sub.add_parser("report", help="tables and figures: your runs beside the shipped ones (or the shipped alone)")
+    p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
+    p.add_argument("--reference", action="store_true",
+                   help="regenerate the shipped report (results/reference and the README table) from the shipped runs")
+    p.add_argument("--update-readme", action="store_true", help="same as --reference")
+    p.add_argument("--readme", help="the README to update with --reference (default: the checkout's README.md)")
+    p.add_argument("--config", help="suite YAML (default configs/default.yaml): profiles, ablations, targets")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--profile", help="headline runs: this profile's (default: full where such runs exist, else all)")
     p.set_defaults(func=cmd_report)
 

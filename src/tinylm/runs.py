@@ -1,5 +1,8 @@
 """Run directories: naming, locking, finding and loading them, and the one rule for "the best run".
 
+Two places hold runs: your working folder (`results/`, ignored by git: everything you train goes there) and the
+shipped reference (`results/reference/`: results without weights, regenerated only by the maintainers' suite).
+
 results/runs/<run-id>/
     config.yaml        fully resolved config (model, train, data)
     tokenizer.json     the tokenizer
@@ -39,8 +42,23 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def results_dir(path: str | Path | None = None) -> Path:
-    """The results directory: the argument, else $TINYLM_RESULTS_DIR, else ./results."""
+    """Your working folder: the argument, else $TINYLM_RESULTS_DIR, else ./results."""
     return Path(path or os.environ.get("TINYLM_RESULTS_DIR") or "results")
+
+
+REFERENCE_ENV = "TINYLM_REFERENCE_DIR"
+
+
+def reference_dir() -> Path | None:
+    """The shipped reference results: $TINYLM_REFERENCE_DIR (empty: none), else results/reference of the current
+    directory, else the one of the checkout the package runs from; None where there is none."""
+    env = os.environ.get(REFERENCE_ENV)
+    if env is not None:
+        return Path(env) if env else None
+    for candidate in (Path("results/reference"), Path(__file__).resolve().parents[2] / "results" / "reference"):
+        if (candidate / "runs").is_dir():
+            return candidate
+    return None
 
 
 def identity(cfg: RunConfig) -> dict[str, Any]:
@@ -200,6 +218,47 @@ def list_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return out
 
 
+@dataclass
+class FoundRun:
+    """A run directory, its metrics and where it lives: "yours" (the working folder) or "reference" (shipped)."""
+
+    path: Path
+    metrics: dict[str, Any]
+    source: str
+
+    @property
+    def has_weights(self) -> bool:
+        return (self.path / "model.safetensors").is_file()
+
+    @property
+    def finished(self) -> bool:
+        return self.metrics.get("status") in FINISHED
+
+    @property
+    def state(self) -> str:
+        """What can be done with it: its status, or "results only" for a finished run without weights."""
+        if self.finished and not self.has_weights:
+            return "results only (weights not shipped)" if self.source == "reference" else "results only (no weights)"
+        return str(self.metrics.get("status", "?"))
+
+
+def find_runs(working: Path, reference: Path | None = None) -> list[FoundRun]:
+    """Every run of your working folder, then every run of the shipped reference (if given)."""
+    found = [FoundRun(d, m, "yours") for d, m in list_runs(working)]
+    if reference is not None and reference.resolve() != working.resolve():
+        found += [FoundRun(d, m, "reference") for d, m in list_runs(reference)]
+    return found
+
+
+class ResultsOnly(TinyLMError):
+    """The best run asked for has results but no weights (a shipped reference run): it must be trained first."""
+
+    def __init__(self, run: FoundRun):
+        super().__init__(f"the best {run.metrics.get('model')} run on {run.metrics.get('dataset')} ({run.path}) is "
+                         f"{run.state}; train it first")
+        self.run = run
+
+
 def selection_loss(metrics: dict[str, Any]) -> float:
     """The one rule for "the best run": the lower loss on the full validation split wins (test is never used).
 
@@ -209,18 +268,21 @@ def selection_loss(metrics: dict[str, Any]) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.inf
 
 
-def best_run(root: Path, model: str, dataset: str) -> Path:
-    """The finished run of `model` on `dataset` with weights, best by `selection_loss`."""
+def best_run(working: Path, model: str, dataset: str, reference: Path | None = None) -> Path:
+    """The finished run of `model` on `dataset` with weights, best by `selection_loss`, from your working folder and
+    the shipped reference; ResultsOnly if only runs without weights exist."""
     try:
         dataset = canonical_name(dataset)
     except UsageError:
         pass
-    runs = [(selection_loss(m), d) for d, m in list_runs(root)
-            if m.get("model") == model and m.get("dataset") == dataset and m.get("status") in FINISHED
-            and (d / "model.safetensors").is_file()]
-    if not runs:
-        raise TinyLMError(
-            f"no trained {model} run on {dataset} under {root / 'runs'}; train one first: "
-            f"tinylm train --model {model} --dataset {dataset} --quick"
-        )
-    return min(runs)[1]
+    candidates = [r for r in find_runs(working, reference)
+                  if r.metrics.get("model") == model and r.metrics.get("dataset") == dataset and r.finished]
+    trained = [r for r in candidates if r.has_weights]
+    if trained:
+        return min(trained, key=lambda r: (selection_loss(r.metrics), str(r.path))).path
+    if candidates:
+        raise ResultsOnly(min(candidates, key=lambda r: (selection_loss(r.metrics), str(r.path))))
+    raise TinyLMError(
+        f"no trained {model} run on {dataset} under {working / 'runs'}; train one first: "
+        f"tinylm train --model {model} --dataset {dataset} --quick"
+    )

@@ -1,9 +1,12 @@
-"""Figures of the report: architecture comparison, loss vs FLOPs, ablations, per-run training curves."""
+"""Figures of the report: the architecture comparison, log-likelihood against compute per dataset, ablations and
+one training curve per run. Colours are the registry's (one per architecture), line styles one per profile; the
+Kneser-Ney level is drawn wherever a dataset has one."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,132 +14,161 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tinylm.experiments.results import Run, best_runs, dataset_key, model_key  # noqa: E402
+from tinylm.experiments.suite import ADHOC  # noqa: E402
 from tinylm.io import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
 from tinylm.runs import selection_loss  # noqa: E402
 
+STYLES = {"full": "-", "quick": "--", "isoflop": ":", "sprint": "-.", ADHOC: (0, (1, 2, 5, 2))}
+MARKERS = {"full": "o", "quick": "s", "isoflop": "^", "sprint": "D", ADHOC: "x"}
+
 
 def _save(fig: plt.Figure, path: Path) -> Path:
+    """PNG without a software stamp, written atomically: the same runs give the same bytes."""
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight",
+                                                   metadata={"Software": None}))
     finally:
         plt.close(fig)
     return path
 
 
-def _curve(run: Run, x: str) -> tuple[list[float], list[float]]:
+def _loglik_curve(run: Run, x: str) -> tuple[list[float], list[float]]:
     rows = [h for h in run.history if h.get("valid_loss") is not None and h.get(x)]
     return [h[x] for h in rows], [-h["valid_loss"] for h in rows]
 
 
-def architecture_comparison(runs: list[Run], out: Path) -> Path:
-    best = best_runs(runs)
-    main_ds = min((ds for ds, _ in best), key=dataset_key)  # the first dataset in registry order
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    ax = axes[0, 0]
-    for (ds, model), r in best.items():
-        if ds == main_ds:
-            xs, ys = _curve(r, "tokens")
-            ax.plot(xs, ys, color=color(model), label=model)
-    ax.set(title=f"Training curves of the best run per architecture ({main_ds})", xlabel="training tokens",
-           ylabel="valid log-likelihood (nats/token)")
-    ax.legend(loc="lower right")
+def _kneser_ney(ax: plt.Axes, baselines: dict[str, dict[str, Any]], dataset: str, split: str) -> None:
+    """The n-gram model's level on the split the axes plot (valid and test differ by up to 0.3 nats)."""
+    b = baselines.get(dataset)
+    if b is not None and isinstance(b.get(f"{split}_loglik"), (int, float)):
+        ax.axhline(b[f"{split}_loglik"], color="black", ls="--", lw=1, label=f"{b['order']}-gram Kneser-Ney ({split})")
+
+
+def _curves_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselines: dict[str, Any]) -> None:
+    for (d, model), r in sorted(best.items(), key=lambda kv: model_key(kv[0][1])):
+        if d == ds:
+            ax.plot(*_loglik_curve(r, "tokens"), color=color(model), label=model)
+    _kneser_ney(ax, baselines, ds, "valid")
+    ax.set(title="Valid log-likelihood while training (best run per architecture)",
+           xlabel="training tokens", ylabel="valid log-likelihood (nats/token)")
+    ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
 
-    ax = axes[0, 1]
-    models = [m for (ds, m) in best if ds == main_ds]
-    values = [best[(main_ds, m)].metrics["test_loglik"] for m in models]
-    unigram = next((best[(main_ds, m)].metrics.get("unigram_test_loglik") for m in models), None)
+
+def _bars_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselines: dict[str, Any]) -> None:
+    models = [m for m in model_names() if (ds, m) in best]
+    values = [best[(ds, m)].metrics["test_loglik"] for m in models]
+    unigram = best[(ds, models[0])].metrics.get("unigram_test_loglik")
+    kn = baselines.get(ds, {}).get("test_loglik")
     base = unigram if unigram is not None else min(values) - 0.5
     ax.bar(models, [v - base for v in values], bottom=base, color=[color(m) for m in models])
     for i, v in enumerate(values):
         ax.annotate(f"{v:.3f}", (i, v), ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")
-    if unigram is not None:
-        ax.axhline(unigram, color="grey", ls="--", lw=1)
-        ax.annotate(f"unigram baseline {unigram:.3f}", (0.01, unigram), xycoords=("axes fraction", "data"),
-                    va="bottom", color="grey", fontsize=8, xytext=(0, 2), textcoords="offset points",
-                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
-    ax.set_ylim(base - 0.05, max(values) + 0.15)
-    ax.set(title=f"Best test log-likelihood per architecture ({main_ds}; higher is better)",
+    for level, text, style in ((unigram, "unigram", ":"), (kn, f"{baselines.get(ds, {}).get('order')}-gram "
+                                                             "Kneser-Ney", "--")):
+        if level is not None:
+            ax.axhline(level, color="black", ls=style, lw=1)
+            ax.annotate(f"{text} {level:.3f}", (1.0, level), xycoords=("axes fraction", "data"), ha="right",
+                        va="bottom", fontsize=8, xytext=(-2, 2), textcoords="offset points",
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    top = max(values + ([kn] if kn is not None else []))
+    ax.set_ylim(base - 0.05, top + 0.15)
+    ax.set(title="Test log-likelihood of the best run per architecture",
            ylabel="test log-likelihood (nats/token)")
     ax.grid(alpha=0.3, axis="y")
 
-    ax = axes[1, 0]
-    for r in runs:
-        if r.dataset == main_ds:
-            ax.scatter(r.metrics["train_flops"], r.metrics["test_loglik"], color=color(r.model), alpha=0.8)
+
+def _compute_panel(ax: plt.Axes, every: list[Run], ds: str, baselines: dict[str, Any]) -> None:
+    shown = [r for r in every if r.dataset == ds]
+    for r in shown:
+        ax.scatter(r.metrics["train_flops"], r.metrics["test_loglik"], color=color(r.model),
+                   marker=MARKERS.get(r.profile, "o"), alpha=0.85)
     for model in model_names():
-        if any(r.model == model and r.dataset == main_ds for r in runs):
+        if any(r.model == model for r in shown):
             ax.scatter([], [], color=color(model), label=model)
+    for profile in sorted({r.profile for r in shown}):
+        ax.scatter([], [], color="grey", marker=MARKERS.get(profile, "o"), label=f"profile {profile}")
+    _kneser_ney(ax, baselines, ds, "test")
     ax.set_xscale("log")
-    ax.set(title=f"Test log-likelihood vs training compute (every {main_ds} run)",
+    ax.set(title=f"Test log-likelihood vs training compute (all {len(shown)} runs)",
            xlabel="training FLOPs (log scale)", ylabel="test log-likelihood (nats/token)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3, which="both")
 
-    ax = axes[1, 1]
-    ax.axis("off")
+
+def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[str, Any], out: Path) -> Path:
+    """Four panels on the first dataset (registry order): curves, best test scores, all runs vs compute, a table."""
+    best = best_runs(runs)
+    ds = min((d for d, _ in best), key=dataset_key)
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    _curves_panel(axes[0, 0], best, ds, baselines)
+    _bars_panel(axes[0, 1], best, ds, baselines)
+    _compute_panel(axes[1, 0], every, ds, baselines)
+    axes[1, 1].axis("off")
     lines = [f"{'model':<12}{'dataset':<16}{'params':>10}{'test LL':>9}{'ppl':>9}{'FLOPs':>10}"]
-    for (ds, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
+    for (d, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
         m = r.metrics
-        lines.append(f"{model:<12}{ds:<16}{m['params']:>10,}{m['test_loglik']:>9.3f}{m['test_perplexity']:>9.2f}"
+        lines.append(f"{model:<12}{d:<16}{m['params']:>10,}{m['test_loglik']:>9.3f}{m['test_perplexity']:>9.2f}"
                      f"{m['train_flops']:>10.1e}")
-    ax.text(0.0, 1.0, "Summary (best on valid)\n\n" + "\n".join(lines), family="monospace", fontsize=9, va="top")
+    axes[1, 1].text(0.0, 1.0, "Best run on valid, per architecture and dataset\n\n" + "\n".join(lines),
+                    family="monospace", fontsize=9, va="top")
+    fig.suptitle(f"Architectures compared on {ds} (higher is better)", fontsize=14)
     fig.tight_layout()
     return _save(fig, out / "architecture_comparison.png")
 
 
-def flops_trajectory(runs: list[Run], out: Path) -> Path:
-    datasets = sorted({r.dataset for r in runs})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.8), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        seen = set()
-        for r in runs:
-            if r.dataset != ds:
-                continue
-            xs, ys = _curve(r, "flops")
-            label = r.model if r.model not in seen else None
-            seen.add(r.model)
-            ax.plot(xs, ys, color=color(r.model), alpha=0.75, label=label)
+def compute_trajectories(every: list[Run], axes_by_model: dict[str, str], baselines: dict[str, Any],
+                         out: Path) -> list[Path]:
+    """Per dataset: valid log-likelihood against cumulative training FLOPs of every run (one labelled line each)."""
+    paths = []
+    for ds in sorted({r.dataset for r in every}, key=dataset_key):
+        fig, ax = plt.subplots(figsize=(10, 6))
+        def order(r: Run) -> tuple:
+            value = r.config.get("model", {}).get(axes_by_model.get(r.model, ""))
+            return model_key(r.model), r.profile, value if isinstance(value, (int, float)) else 0, r.path.name
+
+        for r in sorted((r for r in every if r.dataset == ds), key=order):
+            ax.plot(*_loglik_curve(r, "flops"), color=color(r.model), ls=STYLES.get(r.profile, "-"), alpha=0.8,
+                    label=r.label(axes_by_model))
+        _kneser_ney(ax, baselines, ds, "valid")
         ax.set_xscale("log")
-        ax.set(title=f"Valid log-likelihood vs training FLOPs ({ds})", xlabel="cumulative training FLOPs (log scale)",
-               ylabel="valid log-likelihood (nats/token)")
-        ax.legend(loc="lower right")
+        ax.set(title=f"{ds}: valid log-likelihood vs training compute (colour: architecture, line: profile)",
+               xlabel="cumulative training FLOPs (log scale)", ylabel="valid log-likelihood (nats/token)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
         ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    return _save(fig, out / "flops_trajectory.png")
+        paths.append(_save(fig, out / f"compute_{ds}.png"))
+    return paths
 
 
 def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
-    """One figure per swept axis, from the runs of one profile (the one with the most values swept): runs of
-    different profiles have different budgets and would not compare."""
+    """One figure per swept axis, from the runs of one profile (the one with the most values swept; never adhoc):
+    runs of different profiles have different budgets and would not compare."""
     by_profile: dict[tuple[str, str, str], dict[float, Run]] = defaultdict(dict)
     for r in runs:
         key = axes_by_model.get(r.model)
         value = r.config.get("model", {}).get(key) if key else None
-        if value is None:
+        if value is None or r.profile == ADHOC or r.config.get("train", {}).get("max_flops") is not None:
             continue
-        group = by_profile[(r.dataset, r.model, str(r.metrics.get("profile")))]
-        best = group.get(value)
-        if best is None or selection_loss(r.metrics) < selection_loss(best.metrics):
+        group = by_profile[(r.dataset, r.model, r.profile)]
+        if value not in group or selection_loss(r.metrics) < selection_loss(group[value].metrics):
             group[value] = r
-    groups: dict[tuple[str, str], dict[float, Run]] = {}
-    for (ds, model, _), by_value in sorted(by_profile.items()):
-        if len(by_value) > len(groups.get((ds, model), {})):
-            groups[(ds, model)] = by_value
+    groups: dict[tuple[str, str], tuple[str, dict[float, Run]]] = {}
+    for (ds, model, profile), by_value in sorted(by_profile.items()):
+        if len(by_value) > len(groups.get((ds, model), ("", {}))[1]):
+            groups[(ds, model)] = (profile, by_value)
     paths = []
-    for (ds, model), by_value in sorted(groups.items()):
+    for (ds, model), (profile, by_value) in sorted(groups.items()):
         if len(by_value) < 2:
             continue
-        key = axes_by_model[model]
-        xs = sorted(by_value)
+        key, xs = axes_by_model[model], sorted(by_value)
         fig, ax = plt.subplots(figsize=(6, 4.2))
         ax.plot(xs, [by_value[x].metrics["test_loglik"] for x in xs], "o-", color=color(model), label="test")
-        ax.plot(xs, [by_value[x].metrics.get("valid_loglik") for x in xs], "s--", color=color(model),
-                alpha=0.5, label="valid (full split)")
+        ax.plot(xs, [by_value[x].metrics.get("valid_loglik") for x in xs], "s--", color=color(model), alpha=0.5,
+                label="valid (full split)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
-        ax.set(title=f"{model} on {ds}: log-likelihood vs {key}", xlabel=key.replace("_", " "),
+        ax.set(title=f"{model} on {ds}: log-likelihood vs {key} ({profile} profile)", xlabel=key.replace("_", " "),
                ylabel="log-likelihood (nats/token)")
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
@@ -144,26 +176,32 @@ def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list
     return paths
 
 
-def run_curves(runs: list[Run], out: Path) -> list[Path]:
+def run_curves(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
+    """One figure per run: train (mean since the last evaluation) and valid log-likelihood against tokens."""
     paths = []
+    shipped = {r.path.name for r in runs if r.source == "reference"}
     for r in runs:
         rows = [h for h in r.history if h.get("valid_loss") is not None]
         if not rows:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        train = [(h["tokens"], h["train_loss"]) for h in rows if h.get("train_loss") is not None]
+        train = [(h["tokens"], -h["train_loss"]) for h in rows if h.get("train_loss") is not None]
         if train:
-            ax.plot(*zip(*train), color="grey", label="train (mean since last eval)")
-        ax.plot([h["tokens"] for h in rows], [h["valid_loss"] for h in rows], color=color(r.model),
+            ax.plot(*zip(*train), color="grey", label="train (mean since the last evaluation)")
+        ax.plot([h["tokens"] for h in rows], [-h["valid_loss"] for h in rows], color=color(r.model),
                 label="valid subset")
-        ax.set(title=r.path.name, xlabel="training tokens", ylabel="loss (nats/token)")
-        ax.legend(loc="upper right")
+        ax.set(title=f"{r.label(axes_by_model)} on {r.dataset}\n{r.path.name}", xlabel="training tokens",
+               ylabel="log-likelihood (nats/token)")
+        ax.legend(loc="lower right")
         ax.grid(alpha=0.3)
-        paths.append(_save(fig, out / "runs" / f"{r.path.name}.png"))
+        mine = r.source != "reference" and r.path.name in shipped  # the same config trained by you
+        paths.append(_save(fig, out / "runs" / f"{r.path.name}{'-yours' if mine else ''}.png"))
     return paths
 
 
-def draw_all(runs: list[Run], every: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
-    """Every figure (the architecture comparison from `runs`, the rest from `every` run); returns their paths."""
-    return [architecture_comparison(runs, out), flops_trajectory(every, out), *ablations(every, axes_by_model, out),
-            *run_curves(every, out)]
+def draw_all(runs: list[Run], every: list[Run], axes_by_model: dict[str, str], baselines: dict[str, Any],
+             out: Path) -> list[Path]:
+    """Every figure (the architecture comparison from the headline `runs`, the rest from `every` run)."""
+    return [architecture_comparison(runs, every, baselines, out),
+            *compute_trajectories(every, axes_by_model, baselines, out), *ablations(every, axes_by_model, out),
+            *run_curves(every, axes_by_model, out)]

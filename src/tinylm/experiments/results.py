@@ -9,9 +9,12 @@ from typing import Any
 
 import yaml
 
-from tinylm.data.sources import dataset_order
+from tinylm.config import RunConfig
+from tinylm.data.sources import DATASETS, dataset_order
+from tinylm.errors import TinyLMError
+from tinylm.experiments.suite import ADHOC, profile_index, profile_label
 from tinylm.models.registry import model_names
-from tinylm.runs import FINISHED, list_runs, selection_loss
+from tinylm.runs import FoundRun, find_runs, list_runs, selection_loss
 
 
 def dataset_key(name: str) -> tuple[int, str]:
@@ -27,12 +30,16 @@ def model_key(name: str) -> int:
 
 @dataclass
 class Run:
-    """A finished run: its directory, metrics, resolved config and history."""
+    """A finished run as the report sees it."""
 
     path: Path
     metrics: dict[str, Any]
     config: dict[str, Any]
     history: list[dict[str, Any]]
+    source: str = "reference"
+    """"reference" (shipped) or "yours" (the working folder)."""
+    profile: str = ADHOC
+    """The profile whose unchanged suite trains exactly this config, else "adhoc"."""
 
     @property
     def model(self) -> str:
@@ -43,30 +50,67 @@ class Run:
         return self.metrics["dataset"]
 
     def variant(self, axes: dict[str, str]) -> str:
-        """The ablation setting of this run, e.g. 'n_layers=4'."""
+        """The ablation setting of this run and its FLOP budget if it had one, e.g. 'n_heads=4, 1e+12 FLOPs'."""
         key = axes.get(self.model)
-        return f"{key}={self.config.get('model', {}).get(key)}" if key else ""
+        parts = [f"{key}={self.config.get('model', {}).get(key)}"] if key else []
+        budget = self.config.get("train", {}).get("max_flops")
+        if isinstance(budget, (int, float)):
+            parts.append(f"{budget:.0e} FLOPs")
+        return ", ".join(parts)
+
+    def label(self, axes: dict[str, str]) -> str:
+        """A readable name: 'transformer n_layers=6 (full)'."""
+        variant = self.variant(axes)
+        return f"{self.model}{' ' + variant if variant else ''} ({self.profile})"
+
+    def epochs(self) -> float | None:
+        """Passes over the training split (registered datasets only)."""
+        base = self.dataset.split("-")[0]
+        tokens = self.metrics.get("tokens_trained")
+        if base not in DATASETS or not isinstance(tokens, (int, float)):
+            return None
+        return tokens / DATASETS[base].split_tokens[0]
+
+    def still_improving(self) -> bool:
+        """True if the best valid loss came at the last evaluation (more budget would likely have helped)."""
+        steps = [h.get("step") for h in self.history if h.get("valid_loss") is not None]
+        return bool(steps) and self.metrics.get("best_step") == max(steps)
 
 
-def load_runs(results: Path) -> list[Run]:
-    """Every finished run under results/runs, sorted by dataset, model and name."""
-    runs = []
-    for path, metrics in list_runs(results):
-        if metrics.get("status") not in FINISHED or metrics.get("test_loglik") is None:
-            continue
-        try:
-            config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            config = {}
-        history = []
-        if (path / "history.jsonl").is_file():
-            for line in (path / "history.jsonl").read_text(encoding="utf-8").splitlines():
-                try:
-                    history.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break
-        runs.append(Run(path, metrics, config, history))
-    runs.sort(key=lambda r: (dataset_key(r.dataset), model_key(r.model), r.path.name))
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    history = []
+    if (path / "history.jsonl").is_file():
+        for line in (path / "history.jsonl").read_text(encoding="utf-8").splitlines():
+            try:
+                history.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return history
+
+
+def _as_run(found: FoundRun, index: dict[str, list[str]]) -> Run:
+    try:
+        config = yaml.safe_load((found.path / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        config = {}
+    try:
+        profile = profile_label(index, RunConfig.from_dict(config, str(found.path / "config.yaml")),
+                                found.metrics.get("profile"))
+    except TinyLMError:
+        profile = ADHOC
+    return Run(found.path, found.metrics, config, _read_history(found.path), found.source, profile)
+
+
+def load_runs(working: Path | None, reference: Path | None, raw: dict[str, Any]) -> list[Run]:
+    """Every finished run of your working folder and of the shipped reference, each labelled with its source and
+    its profile (by the suite file `raw`), sorted by dataset, model and name."""
+    if working is not None:
+        found = find_runs(working, reference)
+    else:
+        found = [FoundRun(d, m, "reference") for d, m in list_runs(reference)] if reference is not None else []
+    index = profile_index(raw)
+    runs = [_as_run(f, index) for f in found if f.finished and f.metrics.get("test_loglik") is not None]
+    runs.sort(key=lambda r: (dataset_key(r.dataset), model_key(r.model), r.path.name, r.source))
     return runs
 
 

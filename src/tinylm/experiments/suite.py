@@ -7,9 +7,10 @@ from typing import Any
 
 from tinylm.config import RunConfig
 from tinylm.data.sources import canonical_name
-from tinylm.errors import UsageError
+from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.registry import MODELS, check_name
 from tinylm.resolve import resolve_run
+from tinylm.runs import config_digest
 from tinylm.strict import unknown_name_error
 
 
@@ -40,6 +41,17 @@ def profile_datasets(raw: dict[str, Any], profile: str) -> dict[str, list[str]]:
     return out
 
 
+def _ablated_datasets(setting: Any, profile: str, datasets: list[str]) -> set[str]:
+    """The datasets on which a profile sweeps the ablations: `ablations: true` (all), false, or a list of them."""
+    if setting in (None, False):
+        return set()
+    if setting is True:
+        return set(datasets)
+    if isinstance(setting, list) and all(isinstance(d, str) for d in setting):
+        return set(setting)
+    raise UsageError(f"profiles.{profile}.ablations must be true, false or a list of datasets (got {setting!r})")
+
+
 def plan(
     raw: dict[str, Any],
     profile: str,
@@ -66,11 +78,11 @@ def plan(
         entries = raw.get("data") or {}
         wanted = [d if d in entries else canonical_name(d) for d in datasets]
         by_dataset = {d: by_dataset.get(d, list(MODELS)) for d in wanted}
-    ablate = bool(prof.get("ablations")) if prof else False
+    ablate = _ablated_datasets(prof.get("ablations") if prof else None, profile, list(by_dataset))
     ablations = dict(raw.get("ablations") or {})
     for model, axis in (axes or {}).items():
         ablations[model] = axis
-        ablate = True
+        ablate = set(by_dataset)
     budgets = prof.get("flop_budgets") if prof else None
     if budgets is not None and not (isinstance(budgets, list)
                                     and all(isinstance(b, (int, float)) and b > 0 for b in budgets)):
@@ -81,7 +93,7 @@ def plan(
             if only and model not in only:
                 continue
             variants: list[tuple[dict[str, Any], list[str], str]] = [({}, [], "default")]
-            if ablate and ablations.get(model):
+            if ds in ablate and ablations.get(model):
                 axis = ablations[model]
                 if not (isinstance(axis, dict) and len(axis) == 1 and isinstance(next(iter(axis.values())), list)):
                     raise UsageError(f"ablations.{model} must be one key with a list of values, e.g. n_layers: [2, 4]")
@@ -98,3 +110,28 @@ def plan(
                                   train_values=train_values, sets=extra_sets + list(sets or []))
                 runs.append(SuiteRun(cfg, f"{ds} {model} {label}"))
     return runs
+
+
+ADHOC = "adhoc"
+
+
+def profile_index(raw: dict[str, Any]) -> dict[str, list[str]]:
+    """{config digest: the profiles whose suite plans exactly that run} for every profile of the suite file."""
+    index: dict[str, list[str]] = {}
+    for name in raw.get("profiles") or {}:
+        try:
+            runs = plan(raw, name)
+        except TinyLMError:
+            continue  # a broken profile claims no run
+        for run in runs:
+            index.setdefault(config_digest(run.config), []).append(name)
+    return index
+
+
+def profile_label(index: dict[str, list[str]], cfg: RunConfig, claimed: str | None = None) -> str:
+    """The profile a run belongs to: one whose unchanged suite would train exactly this config (the claimed one
+    first), else "adhoc" — so a run started with other settings never enters a profile's figures or headline."""
+    names = index.get(config_digest(cfg), [])
+    if claimed in names:
+        return str(claimed)
+    return names[0] if names else ADHOC

@@ -8,11 +8,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+import yaml
+
 from tinylm.data.tokenizers import EOS, UNK
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.generate.sampling import generate_ids
 from tinylm.models.registry import DEFAULT_MODEL, model_names
-from tinylm.runs import LoadedRun, best_run, load_run, results_dir
+from tinylm.resolve import load_suite_file, resolve_run
+from tinylm.runs import (
+    FoundRun,
+    LoadedRun,
+    ResultsOnly,
+    best_run,
+    identity,
+    load_run,
+    read_config,
+    read_metrics,
+    reference_dir,
+    results_dir,
+)
 
 
 def check_sampling(
@@ -32,10 +46,58 @@ def check_sampling(
 
 
 def resolve_run_dir(run_dir: str | None, model: str | None, dataset: str, results: str | None) -> Path:
-    """The run directory given, or the best completed run of `model` (default transformer) on `dataset`."""
+    """The run directory given, or the best trained run of `model` (default transformer) on `dataset`, in your
+    working folder or the shipped reference; a run without weights gets the command that trains it."""
     if run_dir:
-        return Path(run_dir)
-    return best_run(results_dir(results), model or DEFAULT_MODEL, dataset)
+        path = Path(run_dir)
+        if path.is_dir() and (path / "metrics.json").is_file() and not (path / "model.safetensors").is_file():
+            found = FoundRun(path, read_metrics(path) or {}, "reference" if _is_reference(path) else "yours")
+            if found.finished:
+                raise _results_only(found)
+        return path
+    try:
+        return best_run(results_dir(results), model or DEFAULT_MODEL, dataset, reference_dir())
+    except ResultsOnly as e:
+        raise _results_only(e.run) from None
+
+
+def _is_reference(path: Path) -> bool:
+    ref = reference_dir()
+    return ref is not None and ref.resolve() in path.resolve().parents
+
+
+def _results_only(run: FoundRun) -> TinyLMError:
+    return TinyLMError(f"{run.path} is {run.state}: it holds the results of a run, not its weights; train the same "
+                       f"config into your working folder first (minutes to hours, see its metrics.json): "
+                       f"{train_command(run.path)}")
+
+
+def train_command(run_dir: Path) -> str:
+    """The `tinylm train` command that trains the config saved in `run_dir` again (into your working folder)."""
+    cfg = read_config(run_dir)
+    raw = load_suite_file()
+    profile = (read_metrics(run_dir) or {}).get("profile")
+    profile = profile if isinstance(profile, str) and profile in (raw.get("profiles") or {}) else None
+    words = ["tinylm", "train", "--model", cfg.model_name]
+    if cfg.data.path is not None:
+        words += ["--data", cfg.data.path, "--level", str(cfg.data.level)]
+        base = resolve_run(cfg.model_name, raw=raw, profile=profile, data=cfg.data)
+    else:
+        words += ["--dataset", cfg.data.label]
+        base = resolve_run(cfg.model_name, cfg.data.label, raw=raw, profile=profile)
+    words += ["--profile", profile] if profile else []
+    want, have = identity(cfg), identity(base)
+    for section in want:
+        for key, value in want[section].items():
+            if have[section].get(key) != value:
+                words += ["--set", f"{section}.{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"]
+    return " ".join(words).replace("\n...", "")
+
+
+def describe(run: LoadedRun, temperature: float, top_k: int | None, top_p: float | None, length: int) -> str:
+    """One line naming the run and the sampling settings (printed by `generate` and `chat`)."""
+    return (f"model {run.config.model_name} ({run.run_dir.name}), temperature {temperature}, "
+            f"top-k {top_k or 'off'}, top-p {top_p or 'off'}, length {length}")
 
 
 def encode_prompt(run: LoadedRun, prompt: str, warn: Callable[[str], None]) -> list[int]:
@@ -130,8 +192,7 @@ class Chat:
         self.stdout.flush()
 
     def settings(self) -> str:
-        return (f"model {self.run.config.model_name} ({self.run.run_dir.name}), temperature {self.temperature}, "
-                f"top-k {self.top_k or 'off'}, top-p {self.top_p or 'off'}, length {self.length}")
+        return describe(self.run, self.temperature, self.top_k, self.top_p, self.length)
 
     def command(self, line: str) -> bool:
         """Handle a command line; False if the line is a prompt."""
