@@ -102,3 +102,19 @@ def test_training_flags_are_documented_by_the_config_fields(capsys):
     out = " ".join(help_of(capsys, ["train"]).split())
     for name in ("max_flops", "batch_size", "learning_rate"):
         assert field_docs(TrainConfig)[name] in out
+
+
+def test_every_option_has_a_description():
+    """Issue 13: a user reading --help learns what each option does."""
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, (*path, name))
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), ("tinylm",))
+    assert not missing, missing

@@ -33,8 +33,8 @@ from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.experiments.ngram import baseline_path, default_order, run_baseline
 from tinylm.experiments.report import write_report
-from tinylm.experiments.suite import plan
-from tinylm.generate.interactive import Chat, check_sampling, generate_text, resolve_run_dir
+from tinylm.experiments.suite import plan, profile_index, profile_label
+from tinylm.generate.interactive import Chat, check_sampling, describe, generate_text, resolve_run_dir
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
 from tinylm.resolve import data_config, load_suite_file, parse_overrides, resolve_run
 from tinylm.runner import Interrupted, score_snapshots, time_to, train_run
@@ -45,6 +45,7 @@ from tinylm.runs import (
     load_run,
     load_run_corpus,
     read_config,
+    read_metrics,
     reference_dir,
     results_dir,
 )
@@ -204,6 +205,24 @@ def _print_result(metrics: dict[str, Any], run_dir: Path, what: str) -> None:
     )
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def announce(info: dict[str, Any]) -> None:
+    """One line before training: what will be trained, and how long it should take here."""
+    what = f"{info['tokens']:,} tokens ({info['steps']:,} steps of {info['batch_size']} x {info['seq_len']})" \
+        if info["tokens"] is not None else f"{_duration(info['max_time'])} of training (time budget)"
+    start = f"resuming {info['model']} on {info['dataset']} at step {info['from_step']:,}" if info["from_step"] else \
+        f"training {info['model']} on {info['dataset']}"
+    total = info["train_seconds"] + info["eval_seconds"]
+    print(f"{start}: {info['params']:,} params, {what}; expect ~{_duration(total)} here "
+          f"({info['tokens_per_second']:,.0f} tokens/s measured for 2 s; {_duration(info['eval_seconds'])} of it "
+          "evaluation)", flush=True)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     results = results_dir(args.results_dir)
     if args.resume:
@@ -217,17 +236,19 @@ def cmd_train(args: argparse.Namespace) -> int:
                              f"({config_diff(identity(saved), identity(asked))}); drop those options to resume")
         metrics, run_dir, what = train_run(asked, run_dir.parent, resume=True, quiet=args.quiet,
                                            data_dir=args.data_dir, mirror=args.mirror, run_dir=run_dir,
-                                           snapshot_every=args.snapshot_every)
+                                           snapshot_every=args.snapshot_every, announce=announce,
+                                           profile=(read_metrics(run_dir) or {}).get("profile"))
         _print_result(metrics, run_dir, what)
         return 0
     raw = load_suite_file(args.config)
+    index = profile_index(raw)
     models = model_names() if args.model == "all" else [args.model or DEFAULT_MODEL]
     for model in models:
         cfg = _resolve_from_args(args, model, raw, _profile(args))
         metrics, run_dir, what = train_run(cfg, results, run_name=args.run_name if len(models) == 1 else None,
                                            quiet=args.quiet, data_dir=args.data_dir, mirror=args.mirror,
-                                           force=args.force, profile=_profile(args),
-                                           snapshot_every=args.snapshot_every)
+                                           force=args.force, profile=profile_label(index, cfg, _profile(args)),
+                                           snapshot_every=args.snapshot_every, announce=announce)
         _print_result(metrics, run_dir, what)
     return 0
 
@@ -261,9 +282,11 @@ def cmd_suite(args: argparse.Namespace) -> int:
     results = results_dir(args.results_dir)
     print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
     _baselines([r.config.data for r in runs], results, None, args.data_dir, args.mirror, missing_only=True)
+    index = profile_index(raw)
     for i, run in enumerate(runs, 1):
         metrics, run_dir, what = train_run(run.config, results, quiet=args.quiet, data_dir=args.data_dir,
-                                           mirror=args.mirror, profile=profile)
+                                           mirror=args.mirror, profile=profile_label(index, run.config, profile),
+                                           announce=announce)
         _print_result(metrics, run_dir, f"[{i}/{len(runs)}] {what}")
     return 0
 
@@ -310,8 +333,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(f"{args.split}: loglik {result.loglik:.4f} nats/token, perplexity {result.perplexity:.3f}, "
               f"{result.bits:.4f} bits/token over {result.tokens:,} tokens (the first token of the split has no "
-              f"context and is not scored; window {result.window}, stride {result.stride})")
+              f"context and is not scored)")
+        print(_protocol_note(run.model, result.window, result.stride))
     return 0
+
+
+def _protocol_note(model: Any, window: int, stride: int) -> str:
+    """What the protocol's window and stride mean for this model."""
+    k = model.context_length
+    if model.fixed_window:
+        return (f"protocol: windows of {window} tokens advance by {stride}; each scores {stride} positions, and the "
+                f"{window - stride} tokens before them give the first one its full {k}-token context")
+    return (f"protocol: windows of {window} tokens (the context length) advance by {stride}; each scores only the "
+            f"positions no earlier window scored, so every token sees at least {window - stride} tokens before it "
+            "(all of them near the start of the split)")
 
 
 def _eval_snapshots(args: argparse.Namespace) -> int:
@@ -336,6 +371,9 @@ def _eval_snapshots(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     check_sampling(args.temperature, args.top_k, args.top_p, args.length, args.seed)
     run = load_run(resolve_run_dir(args.run_dir, args.model, args.dataset, args.results_dir))
+    seed = "random" if args.seed is None else args.seed
+    print(f"tinylm generate: {describe(run, args.temperature, args.top_k, args.top_p, args.length)}, seed {seed}",
+          file=sys.stderr)
     for i in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {i + 1}")
@@ -411,7 +449,7 @@ def _add_data(sub: Any) -> None:
         q = dsub.add_parser(action, help=text)
         q.add_argument("name", nargs="?", default="all", help=names)
         add_data_options(q)
-        q.add_argument("--quiet", action="store_true")
+        q.add_argument("--quiet", action="store_true", help="no progress bar")
         if action == "info":
             q.add_argument("--max-vocab", type=int, help="cap the word vocabulary")
     p.set_defaults(func=cmd_data)
@@ -419,10 +457,10 @@ def _add_data(sub: Any) -> None:
 
 def _add_models(sub: Any) -> None:
     p = sub.add_parser("models", help="list models with parameters and FLOPs per token")
-    p.add_argument("--dataset", default="tinyshakespeare")
-    p.add_argument("--model", choices=model_names())
-    p.add_argument("--config")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--dataset", default="tinyshakespeare", help="whose vocabulary and per-dataset settings to use")
+    p.add_argument("--model", choices=model_names(), help="only this model (default: every model)")
+    p.add_argument("--config", help="suite YAML (default configs/default.yaml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.n_layers=6 (repeatable)")
     p.add_argument("--breakdown", action="store_true", help="parameters per module")
     p.set_defaults(func=cmd_models)
 
@@ -461,9 +499,9 @@ def _add_suite(sub: Any) -> None:
 
 def _add_baseline(sub: Any) -> None:
     p = sub.add_parser("baseline", help="the Kneser-Ney n-gram baseline of a dataset (seconds)")
-    p.add_argument("--dataset", nargs="+", default=["tinyshakespeare"])
+    p.add_argument("--dataset", nargs="+", default=["tinyshakespeare"], help="datasets (default tinyshakespeare)")
     p.add_argument("--order", type=int, help="n-gram order (default 7 for characters, 5 for words)")
-    p.add_argument("--results-dir")
+    p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
     p.add_argument("--config", help="suite YAML (default configs/default.yaml)")
     add_data_options(p)
     p.set_defaults(func=cmd_baseline)
@@ -471,10 +509,10 @@ def _add_baseline(sub: Any) -> None:
 
 def _add_eval(sub: Any) -> None:
     p = sub.add_parser("eval", help="score a run on a split (every token once)")
-    p.add_argument("run_dir")
-    p.add_argument("--split", choices=list(sources.SPLITS)[::-1], default="test")
+    p.add_argument("run_dir", help="a run directory (results/runs/<run>)")
+    p.add_argument("--split", choices=list(sources.SPLITS)[::-1], default="test", help="which split (default test)")
     p.add_argument("--stride", type=int, help="protocol stride (default: half the context; 512 for window models)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--snapshots", action="store_true", help="score every weight snapshot of the run (--snapshot-every)")
     p.add_argument("--target", type=_number, help="with --snapshots: report the first one at this log-likelihood")
@@ -487,8 +525,8 @@ def _add_sampling(sub: Any, name: str) -> None:
     p = sub.add_parser(name, help=text)
     p.add_argument("run_dir", nargs="?", help="a run directory (or use --model/--dataset)")
     p.add_argument("--model", choices=model_names(), help="use the best run of this model")
-    p.add_argument("--dataset", default="tinyshakespeare")
-    p.add_argument("--results-dir")
+    p.add_argument("--dataset", default="tinyshakespeare", help="with --model: the dataset of the run")
+    p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
     p.add_argument("--temperature", type=_number, default=0.8, help="0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens")
     p.add_argument("--top-p", type=_number, default=None, help="nucleus sampling mass in (0, 1]")
@@ -496,7 +534,7 @@ def _add_sampling(sub: Any, name: str) -> None:
     if name == "generate":
         p.add_argument("--prompt", default="", help="text to continue (default: the model's start token)")
         p.add_argument("--seed", type=int, help="seed for a reproducible sample")
-        p.add_argument("--num-samples", type=_positive_int, default=1)
+        p.add_argument("--num-samples", type=_positive_int, default=1, help="samples to draw (seeds seed, seed+1, ...)")
         p.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
     p.set_defaults(func=cmd_generate if name == "generate" else cmd_chat)
 
@@ -516,22 +554,22 @@ def _add_report(sub: Any) -> None:
 
 def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure this machine: matmul peak, training, evaluation, generation")
-    p.add_argument("--results-dir")
+    p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
-    p.add_argument("--only", nargs="+", choices=model_names())
+    p.add_argument("--only", nargs="+", choices=model_names(), help="only these models' training speed")
     p.add_argument("--precision", choices=["fp32", "bf16", "both"],
                    help="default: both where bf16 is native (AMX, AVX-512 bf16, GPU), else fp32")
     p.add_argument("--time-to-target", action=argparse.BooleanOptionalAction, default=None,
                    help="train the sprint profile (5 min) for the time to -1.77 on test (default: on unless --quick)")
-    p.add_argument("--repeats", type=_at_least_one, default=5)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--repeats", type=_at_least_one, default=5, help="repeats per figure (the median is reported)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     add_data_options(p)
     p.set_defaults(func=cmd_bench)
 
 
 def _add_runs(sub: Any) -> None:
-    p = sub.add_parser("runs", help="list run directories")
-    p.add_argument("--results-dir")
+    p = sub.add_parser("runs", help="list your runs and the shipped ones, with what can be done with each")
+    p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
     p.set_defaults(func=cmd_runs)
 
 

