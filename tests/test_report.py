@@ -17,7 +17,8 @@ SUITE = {
     "data": {"tinyshakespeare": {"type": "char"}, "ptb": {"type": "word"}},
     "ablations": {"linear": {"context_length": [16, 64]}, "transformer": {"n_layers": [2, 4, 6]}},
     "profiles": {
-        "quick": {"datasets": {"tinyshakespeare": ["linear", "mlp", "attention", "transformer"], "ptb": ["transformer"]},
+        "quick": {"datasets": {"tinyshakespeare": ["linear", "mlp", "attention", "transformer"],
+                               "ptb": ["transformer"]},
                   "ablations": ["tinyshakespeare"], "training": {"max_steps": 10}},
         "full": {"datasets": {"tinyshakespeare": ["transformer"]}, "training": {"max_steps": 100},
                  "models": {"transformer": {"n_layers": 6}}},
