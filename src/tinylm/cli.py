@@ -34,7 +34,14 @@ from tinylm.errors import TinyLMError, UsageError
 from tinylm.experiments.ngram import baseline_path, default_order, run_baseline
 from tinylm.experiments.report import write_report
 from tinylm.experiments.suite import plan, profile_index, profile_label
-from tinylm.generate.interactive import Chat, check_sampling, describe, generate_text, resolve_run_dir
+from tinylm.generate.interactive import (
+    Chat,
+    check_sampling,
+    describe,
+    encode_prompt,
+    generate_text,
+    resolve_run_dir,
+)
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
 from tinylm.resolve import data_config, load_suite_file, parse_overrides, resolve_run
 from tinylm.runner import Interrupted, score_snapshots, time_to, train_run
@@ -371,6 +378,7 @@ def _eval_snapshots(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     check_sampling(args.temperature, args.top_k, args.top_p, args.length, args.seed)
     run = load_run(resolve_run_dir(args.run_dir, args.model, args.dataset, args.results_dir))
+    encode_prompt(run, args.prompt, warn=lambda message: None)  # a prompt it cannot read fails before the header
     seed = "random" if args.seed is None else args.seed
     print(f"tinylm generate: {describe(run, args.temperature, args.top_k, args.top_p, args.length)}, seed {seed}",
           file=sys.stderr)

@@ -38,6 +38,8 @@ from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
 
 FINISHED = ("complete", "stopped_early")
+PICKLES = ("model.pt", "model.bin", "pytorch_model.bin", "model.pth")
+"""Checkpoint names of pickle-based formats, which tinylm refuses to load."""
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -180,7 +182,7 @@ def load_run(run_dir: str | Path, weights: str = "model.safetensors") -> LoadedR
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TinyLMError(f"run directory {run_dir} does not exist; list runs with `tinylm runs`")
-    for stray in ("model.pt", "model.bin", "pytorch_model.bin", "model.pth"):
+    for stray in PICKLES:
         if (run_dir / stray).exists() and not (run_dir / weights).exists():
             raise TinyLMError(
                 f"{run_dir / stray} is a pickle-based checkpoint, which tinylm never loads (it can run code); "

@@ -16,6 +16,7 @@ from tinylm.generate.sampling import generate_ids
 from tinylm.models.registry import DEFAULT_MODEL, model_names
 from tinylm.resolve import load_suite_file, resolve_run
 from tinylm.runs import (
+    PICKLES,
     FoundRun,
     LoadedRun,
     ResultsOnly,
@@ -50,7 +51,9 @@ def resolve_run_dir(run_dir: str | None, model: str | None, dataset: str, result
     working folder or the shipped reference; a run without weights gets the command that trains it."""
     if run_dir:
         path = Path(run_dir)
-        if path.is_dir() and (path / "metrics.json").is_file() and not (path / "model.safetensors").is_file():
+        pickled = any((path / name).exists() for name in PICKLES)  # load_run refuses those, saying why
+        if path.is_dir() and (path / "metrics.json").is_file() and not (path / "model.safetensors").is_file() \
+                and not pickled:
             found = FoundRun(path, read_metrics(path) or {}, "reference" if _is_reference(path) else "yours")
             if found.finished:
                 raise _results_only(found)
