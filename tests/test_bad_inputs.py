@@ -90,7 +90,7 @@ CASES = {
                        r"mirror directory /nonexistent/mirror does not exist"),
     # run directories
     "run dir missing": ("eval results/runs/nope", 1, r"does not exist"),
-    "no weights": ("generate results/runs/no-weights", 1, r"results only \(no weights\).*: tinylm train --model transf"),
+    "no weights": ("generate results/runs/no-weights", 1, r"results only \(no weights\).*: tinylm train --model"),
     "no tokenizer": ("generate results/runs/no-tokenizer", 1, r"tokenizer.json does not exist"),
     "truncated weights": ("generate results/runs/truncated", 1, r"truncated or corrupted"),
     "weights of another model": ("generate results/runs/other-model", 1, r"belong to another model"),
