@@ -184,3 +184,24 @@ def test_best_run_is_chosen_on_the_full_valid_split_everywhere(results, tmp_path
         (results / "runs" / name / "model.safetensors").write_bytes(b"")
     assert best_runs(load_runs(results, None, SUITE))[("tinyshakespeare", "transformer")].path.name == "ts-gpt-4"
     assert best_run(results, "transformer", "tinyshakespeare").name == "ts-gpt-4"
+
+
+def test_the_every_run_panel_shows_every_run_and_the_bars_show_the_kneser_ney_level(results):
+    """Issue 13: the scatter titled "all N runs" draws N points; the bar chart draws the n-gram level it is
+    compared with."""
+    import matplotlib.pyplot as plt
+
+    from tinylm.experiments import figures
+    from tinylm.experiments.results import best_runs, load_runs
+
+    runs = load_runs(results, None, SUITE)
+    baselines = {"tinyshakespeare": {"order": 7, "test_loglik": -1.75, "valid_loglik": -1.6}}
+    fig, (left, right) = plt.subplots(1, 2)
+    figures._compute_panel(left, runs, "tinyshakespeare", baselines)
+    shown = sum(len(c.get_offsets()) for c in left.collections)
+    assert shown == sum(r.dataset == "tinyshakespeare" for r in runs) == 6
+    assert f"all {shown} runs" in left.get_title()
+    figures._bars_panel(right, best_runs(runs), "tinyshakespeare", baselines)
+    levels = {round(line.get_ydata()[0], 3) for line in right.get_lines()}
+    assert {-1.75, -3.3} <= levels  # Kneser-Ney and unigram
+    plt.close(fig)
