@@ -24,7 +24,15 @@ from tinylm.data.config import DataConfig
 from tinylm.data.corpus import Corpus, load_corpus
 from tinylm.data.sources import DATASETS
 from tinylm.data.tokenizers import CharTokenizer, WordTokenizer
-from tinylm.device import bf16_native, cpu_count, cpu_name, device_name, pick_device, pick_dtype, use_all_cores
+from tinylm.device import (
+    bf16_native,
+    cpu_count,
+    cpu_name,
+    device_name,
+    pick_device,
+    pick_dtype,
+    use_all_cores,
+)
 from tinylm.errors import TinyLMError
 from tinylm.generate.sampling import generate_ids, sample
 from tinylm.io import atomic_write_json
@@ -39,11 +47,21 @@ def _median_spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+#: Dense bf16 tensor-core peaks from the datasheets, TFLOP/s (without sparsity), by a part of the device name.
+DATASHEET_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1}
+
+
+def datasheet_bf16_tflops(name: str) -> float | None:
+    """The datasheet's dense bf16 peak of a GPU, if listed."""
+    return next((v for k, v in DATASHEET_BF16_TFLOPS.items() if k in name), None)
+
+
 def matmul_peak(device: torch.device, repeats: int, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-    """GFLOP/s of square matmuls of 1024 and 2048; the peak is the best repeat (the machine's speed when no
-    neighbour slows it; a median would let a noisy moment make the utilisation of a model look over 100 %)."""
+    """GFLOP/s of square matmuls (1024 and 2048 on a CPU, 4096 and 8192 on a GPU); the peak is the best repeat (the
+    machine's speed when no neighbour slows it; a median would let a noisy moment make the utilisation of a model
+    look over 100 %). On CUDA, fp32 matmuls run as TF32 (as in training)."""
     out = {}
-    for n in (1024, 2048):
+    for n in (4096, 8192) if device.type == "cuda" else (1024, 2048):
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         for _ in range(2):
             a @ b
@@ -76,10 +94,10 @@ def random_corpus(dataset: str, n_train: int = 400_000) -> Corpus:
 
 
 def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: int, device: str,
-                sets: list[str] | None = None) -> dict[str, Any]:
+                sets: list[str] | None = None, compile: bool = False) -> dict[str, Any]:
     """Tokens/s and achieved FLOP/s of the trainer's step (the utilisation is set once the peak is known)."""
     cfg = resolve_run(model, dataset, raw=load_suite_file(), sets=sets,
-                      train_values={"max_steps": 10**9, "precision": precision, "device": device})
+                      train_values={"max_steps": 10**9, "precision": precision, "device": device, "compile": compile})
     trainer = Trainer(cfg, random_corpus(dataset))
     for _ in range(3):  # warm-up
         trainer.train_step(1e-4)
@@ -94,7 +112,7 @@ def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: i
     tps = statistics.median(rates)
     flops_per_token = trainer.plan.flops_per_step / trainer.plan.tokens_per_step
     return {
-        "model": model, "dataset": dataset, "precision": precision, "overrides": sets or [],
+        "model": model, "dataset": dataset, "precision": precision, "overrides": sets or [], "compiled": compile,
         "params": trainer.model.num_params(),
         "batch_size": cfg.train.batch_size, "seq_len": trainer.plan.seq_len,
         "context_length": trainer.model.context_length,
@@ -228,12 +246,43 @@ def _machine(dev: torch.device, threads: int, native_bf16: bool) -> dict[str, An
             "bf16_native": native_bf16, "auto_precision": auto}
 
 
-def _training_cases(only: list[str] | None) -> list[tuple[str, str, list[str] | None]]:
+#: A GPT sized for a GPU: d=768, 12 layers, context 1024, on WikiText-2's vocabulary.
+GPU_GPT = ["model.embed_dim=768", "model.n_layers=12", "model.n_heads=12", "model.context_length=1024",
+           "model.dropout=0", "train.batch_size=16"]
+#: nanoGPT's "baby GPT" for Tiny Shakespeare (the gpu profile's size).
+BABY_GPT = ["model.embed_dim=384", "model.n_layers=6", "model.n_heads=6", "model.context_length=256",
+            "model.dropout=0.2", "train.batch_size=64"]
+
+
+def _training_cases(only: list[str] | None, gpu: bool) -> list[tuple[str, str, list[str] | None, bool]]:
     """The defaults of each architecture on Tiny Shakespeare, the transformer without dropout (the configuration of
-    the speed target: d=128, 4 layers, 4 heads, context 128, batch 32) and the transformer on PTB."""
-    cases = [(m, "tinyshakespeare", None) for m in model_names()]
-    cases += [("transformer", "tinyshakespeare", ["model.dropout=0"]), ("transformer", "ptb", None)]
+    the speed target: d=128, 4 layers, 4 heads, context 128, batch 32) and the transformer on PTB; on a GPU also
+    the baby GPT and the d=768 GPT, eager and compiled."""
+    cases = [(m, "tinyshakespeare", None, False) for m in model_names()]
+    cases += [("transformer", "tinyshakespeare", ["model.dropout=0"], False), ("transformer", "ptb", None, False)]
+    if gpu:
+        cases += [("transformer", "tinyshakespeare", BABY_GPT, c) for c in (False, True)]
+        cases += [("transformer", "wikitext2", GPU_GPT, c) for c in (False, True)]
     return [c for c in cases if not only or c[0] in only]
+
+
+def _training_speeds(only: list[str] | None, precisions: list[str], quick: bool, repeats: int, device: str,
+                     dev: torch.device, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    training = []
+    for model, dataset, sets, compiled in _training_cases(only, dev.type == "cuda"):
+        for prec in precisions:
+            if compiled and prec != "bf16":
+                continue  # compiled only in the precision a GPU trains in
+            progress(f"training speed: {model} on {dataset} ({prec}{', ' + ' '.join(sets) if sets else ''})")
+            try:
+                training.append(train_speed(model, dataset, prec, 3 if quick else 10, repeats, device, sets,
+                                            compiled))
+            except Exception as e:  # noqa: BLE001 -- torch.compile can fail on a machine (no compiler): record it
+                if not compiled:
+                    raise
+                training.append({"model": model, "dataset": dataset, "precision": prec, "overrides": sets or [],
+                                 "compiled": compiled, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+    return training
 
 
 def run_bench(
@@ -266,17 +315,17 @@ def run_bench(
     if native_bf16:
         report["matmul_bf16"] = matmul_peak(dev, repeats, torch.bfloat16)
     precisions = ["fp32", "bf16"] if precision == "both" else [precision]
-    training = []
-    for model, dataset, sets in _training_cases(only):
-        for prec in precisions:
-            progress(f"training speed: {model} on {dataset} ({prec}{', dropout 0' if sets else ''})")
-            training.append(train_speed(model, dataset, prec, 3 if quick else 10, repeats, device, sets))
+    training = _training_speeds(only, precisions, quick, repeats, device, dev, progress)
     # The peak again after the models: the utilisation is against the best the machine showed in this run.
     after = matmul_peak(dev, repeats)
     peak = max(before["peak_gflops"], after["peak_gflops"])
     report["matmul_fp32"] = {**before, "after_models": after, "peak_gflops": peak}
+    bf16_peak = report.get("matmul_bf16", {}).get("peak_gflops")
+    if dev.type == "cuda":
+        report["datasheet_bf16_tflops"] = datasheet_bf16_tflops(torch.cuda.get_device_name(dev))
     for r in training:
-        r["mfu"] = r["achieved_gflops"] / peak
+        if "achieved_gflops" in r:  # against the peak of its own precision, measured in this run
+            r["mfu"] = r["achieved_gflops"] / (bf16_peak if r["precision"] == "bf16" and bf16_peak else peak)
     report["training"] = training
     if "bf16" in precisions and (not only or "transformer" in only):
         progress("bf16 against fp32: speed and quality")
@@ -294,6 +343,12 @@ def run_bench(
     return report, out
 
 
+def _case_note(row: dict[str, Any]) -> str:
+    names = {("model.dropout=0",): " (p=0)", tuple(GPU_GPT): " (d768)", tuple(BABY_GPT): " (baby)"}
+    note = names.get(tuple(row.get("overrides") or []), "")
+    return note + (" compiled" if row.get("compiled") else "")
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The bench report as the lines `tinylm bench` prints."""
     m, fp32 = report["machine"], report["matmul_fp32"]
@@ -303,11 +358,16 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"fp32 matmul peak: {fp32['peak_gflops']:.0f} GFLOP/s (before the models: 1024 "
                  f"{fp32['1024']['max']:.0f}, 2048 {fp32['2048']['max']:.0f}; after: "
                  f"{fp32['after_models']['peak_gflops']:.0f})")
-    lines.append(f"{'model':<18}{'dataset':<16}{'prec':<6}{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>7}{'RSS MB':>8}")
+    if report.get("datasheet_bf16_tflops"):
+        lines.append(f"datasheet dense bf16 peak: {report['datasheet_bf16_tflops']:.0f} TFLOP/s")
+    lines.append(f"{'model':<22}{'dataset':<16}{'prec':<6}{'tokens/s':>11}{'GFLOP/s':>10}{'MFU':>7}{'RSS MB':>8}")
     for r in report["training"]:
-        name = r["model"] + (" (p=0)" if r["overrides"] else "")
-        lines.append(f"{name:<18}{r['dataset']:<16}{r['precision']:<6}{r['tokens_per_second']['median']:>10,.0f}"
-                     f"{r['achieved_gflops']:>9.1f}{r['mfu']:>7.1%}{r['max_rss_mb']:>8.0f}")
+        name = r["model"] + _case_note(r)
+        if "error" in r:
+            lines.append(f"{name:<22}{r['dataset']:<16}{r['precision']:<6} failed: {r['error']}")
+            continue
+        lines.append(f"{name:<22}{r['dataset']:<16}{r['precision']:<6}{r['tokens_per_second']['median']:>11,.0f}"
+                     f"{r['achieved_gflops']:>10.1f}{r['mfu']:>7.1%}{r['max_rss_mb']:>8.0f}")
     q = report.get("precision_quality") or {}
     if "speedup" in q:
         lines.append(f"bf16 vs fp32, transformer, {q['steps']} steps on Tiny Shakespeare: {q['speedup']:.2f}x "

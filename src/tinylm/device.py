@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -70,6 +72,30 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps was asked for but MPS is not available; use --device cpu or auto")
     return device
+
+
+def configure(device: torch.device) -> None:
+    """Per-device speed settings: all cores on a CPU; TF32 matmuls and convolutions on CUDA (fp32 inputs, 10-bit
+    mantissa products, fp32 accumulation: what the bf16-autocast step leaves in fp32 runs on tensor cores)."""
+    if device.type == "cpu":
+        use_all_cores()
+    elif device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+@contextmanager
+def exact_fp32(device: torch.device) -> Iterator[None]:
+    """Full fp32 matmuls inside (no TF32 on CUDA): evaluation scores compare across machines."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def bf16_native(device: torch.device) -> bool:

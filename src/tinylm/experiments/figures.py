@@ -19,8 +19,8 @@ from tinylm.io import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
 from tinylm.runs import selection_loss  # noqa: E402
 
-STYLES = {"full": "-", "quick": "--", "isoflop": ":", "sprint": "-.", ADHOC: (0, (1, 2, 5, 2))}
-MARKERS = {"full": "o", "quick": "s", "isoflop": "^", "sprint": "D", ADHOC: "x"}
+STYLES = {"full": "-", "quick": "--", "isoflop": ":", "sprint": "-.", "gpu": "-", ADHOC: (0, (1, 2, 5, 2))}
+MARKERS = {"full": "o", "quick": "s", "isoflop": "^", "sprint": "D", "gpu": "*", ADHOC: "x"}
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -101,10 +101,11 @@ def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[s
     """Four panels on the first dataset (registry order): curves, best test scores, all runs vs compute, a table."""
     best = best_runs(runs)
     ds = min((d for d, _ in best), key=dataset_key)
+    gpu = any(r.on_gpu for r in runs)
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     _curves_panel(axes[0, 0], best, ds, baselines)
     _bars_panel(axes[0, 1], best, ds, baselines)
-    _compute_panel(axes[1, 0], every, ds, baselines)
+    _compute_panel(axes[1, 0], [r for r in every if r.on_gpu == gpu], ds, baselines)
     axes[1, 1].axis("off")
     lines = [f"{'model':<12}{'dataset':<16}{'params':>10}{'test LL':>9}{'ppl':>9}{'FLOPs':>10}"]
     for (d, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
@@ -121,23 +122,25 @@ def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[s
 def compute_trajectories(every: list[Run], axes_by_model: dict[str, str], baselines: dict[str, Any],
                          out: Path) -> list[Path]:
     """Per dataset: valid log-likelihood against cumulative training FLOPs of every run (one labelled line each)."""
-    paths = []
-    for ds in sorted({r.dataset for r in every}, key=dataset_key):
-        fig, ax = plt.subplots(figsize=(10, 6))
-        def order(r: Run) -> tuple:
-            value = r.config.get("model", {}).get(axes_by_model.get(r.model, ""))
-            return model_key(r.model), r.profile, value if isinstance(value, (int, float)) else 0, r.path.name
+    def order(r: Run) -> tuple:
+        value = r.config.get("model", {}).get(axes_by_model.get(r.model, ""))
+        return model_key(r.model), r.profile, value if isinstance(value, (int, float)) else 0, r.path.name
 
-        for r in sorted((r for r in every if r.dataset == ds), key=order):
+    paths = []
+    groups = sorted({(r.dataset, r.on_gpu) for r in every}, key=lambda g: (dataset_key(g[0]), g[1]))
+    for ds, gpu in groups:  # CPU and GPU budgets never share a figure
+        fig, ax = plt.subplots(figsize=(10, 6))
+        for r in sorted((r for r in every if r.dataset == ds and r.on_gpu == gpu), key=order):
             ax.plot(*_loglik_curve(r, "flops"), color=color(r.model), ls=STYLES.get(r.profile, "-"), alpha=0.8,
                     label=r.label(axes_by_model))
         _kneser_ney(ax, baselines, ds, "valid")
         ax.set_xscale("log")
-        ax.set(title=f"{ds}: valid log-likelihood vs training compute (colour: architecture, line: profile)",
+        where = "GPU runs" if gpu else "CPU runs"
+        ax.set(title=f"{ds}, {where}: valid log-likelihood vs training compute (colour: architecture, line: profile)",
                xlabel="cumulative training FLOPs (log scale)", ylabel="valid log-likelihood (nats/token)")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
         ax.grid(alpha=0.3, which="both")
-        paths.append(_save(fig, out / f"compute_{ds}.png"))
+        paths.append(_save(fig, out / f"compute_{ds}{'-gpu' if gpu else ''}.png"))
     return paths
 
 

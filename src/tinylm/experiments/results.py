@@ -49,6 +49,11 @@ class Run:
     def dataset(self) -> str:
         return self.metrics["dataset"]
 
+    @property
+    def on_gpu(self) -> bool:
+        """Trained on an accelerator: its budgets are not comparable with CPU runs (never mixed in one figure)."""
+        return not str(self.metrics.get("device", "cpu")).startswith("cpu")
+
     def variant(self, axes: dict[str, str]) -> str:
         """The ablation setting of this run and its FLOP budget if it had one, e.g. 'n_heads=4, 1e+12 FLOPs'."""
         key = axes.get(self.model)

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from tinylm.experiments.results import Run, best_runs, dataset_key, model_key
+from tinylm.experiments.suite import ADHOC
 from tinylm.models.registry import model_names
 
 MARGIN = 0.02
@@ -201,6 +202,12 @@ def every_run_table(runs: list[Run], axes: dict[str, str]) -> list[str]:
     return lines
 
 
+def accelerator_groups(every: list[Run], headline: str | None) -> list[tuple[str, list[Run]]]:
+    """Profiles run on a GPU (other than the headline), each summarised on its own: never mixed with CPU budgets."""
+    names = sorted({r.profile for r in every if r.on_gpu and r.profile not in (headline, ADHOC)})
+    return [(name, [r for r in every if r.profile == name and r.on_gpu]) for name in names]
+
+
 def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, dict[str, Any]],
                     every: list[Run], profile: str | None = None) -> str:
     """The summary of the headline `runs`, what they show, and the table of `every` run."""
@@ -209,6 +216,11 @@ def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, 
     notes = kneser_ney_verdicts(best, baselines, datasets) + order_surprises(best, datasets) + \
         valid_test_gaps(best, datasets)
     lines = summary_table(runs, baselines, profile) + ([""] + notes if notes else []) + [""]
+    for name, group in accelerator_groups(every, profile):
+        table = summary_table(group, baselines, name)
+        devices = ", ".join(sorted({str(r.metrics.get("device")) for r in group}))
+        lines += [table[0], "", f"Trained on {devices}; time budgets, not comparable with the CPU runs above."]
+        lines += table[1:] + [""]
     lines += every_run_table(every, axes)
     devices = sorted({f"{r.metrics.get('device')}, torch {r.metrics.get('torch_version')}" for r in every})
     lines += ["", "Measured on: " + "; ".join(devices) + ".",

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from tinylm.config import RunConfig
 from tinylm.data.corpus import Corpus, sample_batch
-from tinylm.device import device_name, pick_device, pick_dtype, use_all_cores
+from tinylm.device import configure, device_name, exact_fp32, pick_device, pick_dtype
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
@@ -98,8 +98,7 @@ class Trainer:
             raise UsageError("no training budget: set --epochs, --max-steps, --max-tokens, --max-flops or --max-time")
         self.cfg, self.corpus = cfg, corpus
         self.device = pick_device(cfg.train.device)
-        if self.device.type == "cpu":
-            use_all_cores()
+        configure(self.device)
         self.dtype = pick_dtype(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model_name, cfg.model_config(corpus.tokenizer.vocab_size)).to(self.device)
@@ -154,7 +153,10 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = sample_batch(self.train_tokens, t.batch_size, self.plan.fed_len, rng)  # (B, L)
-        x, y = x.to(self.device), y.to(self.device)
+        if self.device.type == "cuda":  # pinned host memory: the copy overlaps with the GPU's work
+            x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        else:
+            x, y = x.to(self.device), y.to(self.device)
         skip = model.train_skip
         with self.autocast():
             logits = forward(x)  # (B, L, V)
@@ -183,7 +185,7 @@ class Trainer:
         step_seconds = (time.perf_counter() - start) / steps
         window = self.valid_tokens[: min(len(self.valid_tokens), 64 * self.model.context_length + 1)]
         start = time.perf_counter()
-        result = evaluate(model, window, batch_size=64, device=self.device, autocast_dtype=self.dtype)
+        result = evaluate(model, window, batch_size=64, device=self.device)
         eval_seconds = (time.perf_counter() - start) / max(result.tokens, 1)
         torch.set_rng_state(rng_state)
         if cuda_state is not None:
@@ -227,8 +229,10 @@ class Trainer:
         s.loss_count += 1
 
     def evaluate(self, tokens: torch.Tensor) -> EvalResult:
-        """Score `tokens` by the common protocol."""
-        return evaluate(self.model, tokens, batch_size=64, device=self.device, autocast_dtype=self.dtype)
+        """Score `tokens` by the common protocol, always in fp32 (whatever the training precision), so scores
+        compare across machines (no TF32 either)."""
+        with exact_fp32(self.device):
+            return evaluate(self.model, tokens, batch_size=64, device=self.device)
 
     def validate(self) -> tuple[dict[str, Any], bool]:
         """Score the valid subset; returns its history row and whether it is the best so far (updates patience)."""
@@ -289,6 +293,7 @@ class Trainer:
             "best_valid_loss": s.best_valid,
             "best_step": s.best_step,
             "precision": "bf16" if self.dtype == torch.bfloat16 else "fp32",
+            "eval_precision": "fp32",
             "seed": self.cfg.train.seed,
             "device": device_name(self.device),
         }

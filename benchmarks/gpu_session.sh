@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One lent-GPU session, prepared and tested on CPU first (DEVICE=cpu bash benchmarks/gpu_session.sh):
+# install, the CUDA tests, the `gpu` profile, the GPU bench. Everything lands under $OUT (results, logs; no weights).
+# Datasets come from the git-ignored .gpu-data/ (copied from ../shared/datasets, carried to the machine).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-out}
+DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT"
+export TINYLM_DATA_MIRROR=$PWD/.gpu-data MPLBACKEND=Agg
+log() { echo "[$(date +%T)] $*"; }
+log "install"
+pip install --no-deps --no-build-isolation -q -e . > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
+python -c "import torch; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))" \
+  | tee "$OUT/device.txt"
+log "CUDA tests"
+timeout 120 python -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py > "$OUT/gpu_tests.log" 2>&1
+tail -3 "$OUT/gpu_tests.log"
+log "gpu profile"
+extra=()
+[ "$DEVICE" = cpu ] && extra=(--device cpu --set train.max_time=1 --set train.eval_tokens=2048)
+timeout "${SUITE_TIMEOUT:-430}" tinylm suite --profile gpu --results-dir "$OUT/results" --data-dir /tmp/gpu-data \
+  --quiet "${extra[@]}" > "$OUT/suite.log" 2>&1
+echo "suite exit $?"; grep -E "trained|error" "$OUT/suite.log" | cut -c1-220
+log "bench"
+timeout "${BENCH_TIMEOUT:-110}" tinylm bench --quick --no-time-to-target --device "$DEVICE" \
+  --results-dir "$OUT/results" --data-dir /tmp/gpu-data > "$OUT/bench.log" 2>&1
+echo "bench exit $?"; tail -25 "$OUT/bench.log"
+rm -rf "$OUT"/results/runs/*/model.safetensors "$OUT"/results/runs/*/last "$OUT"/results/runs/*/.lock
+log "done"
