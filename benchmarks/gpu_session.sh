@@ -10,21 +10,27 @@ mkdir -p "$OUT"
 export TINYLM_DATA_MIRROR=$PWD/.gpu-data MPLBACKEND=Agg
 log() { echo "[$(date +%T)] $*"; }
 log "install"
-pip install --no-deps --no-build-isolation -q -e . > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
-python -c "import torch; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))" \
+python -m pip install --no-deps --no-build-isolation -q -e . > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
+python -c "import numpy, torch; print(numpy.__version__, torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))" \
   | tee "$OUT/device.txt"
 log "CUDA tests"
 timeout 120 python -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py > "$OUT/gpu_tests.log" 2>&1
 tail -3 "$OUT/gpu_tests.log"
 log "gpu profile"
+# The archive is written after every run too, so a timeout keeps what finished (see the loop below).
+( while sleep 20; do tar czf "$OUT/runs.tgz.part" -C "$OUT/results" --exclude=model.safetensors --exclude=last \
+    --exclude=.lock runs 2>/dev/null && mv "$OUT/runs.tgz.part" "$OUT/runs.tgz"; done ) &
+saver=$!
 extra=()
 [ "$DEVICE" = cpu ] && extra=(--device cpu --set train.max_time=1 --set train.eval_tokens=2048)
-timeout "${SUITE_TIMEOUT:-430}" tinylm suite --profile gpu --results-dir "$OUT/results" --data-dir /tmp/gpu-data \
+timeout "${SUITE_TIMEOUT:-430}" python -m tinylm.cli suite --profile gpu --results-dir "$OUT/results" --data-dir /tmp/gpu-data \
   --quiet "${extra[@]}" > "$OUT/suite.log" 2>&1
-echo "suite exit $?"; grep -E "trained|error" "$OUT/suite.log" | cut -c1-220
+echo "suite exit $?"; kill $saver; grep -E "trained|error" "$OUT/suite.log" | cut -c1-220
 log "bench"
-timeout "${BENCH_TIMEOUT:-110}" tinylm bench --quick --no-time-to-target --device "$DEVICE" \
+timeout "${BENCH_TIMEOUT:-110}" python -m tinylm.cli bench --quick --no-time-to-target --device "$DEVICE" \
   --results-dir "$OUT/results" --data-dir /tmp/gpu-data > "$OUT/bench.log" 2>&1
 echo "bench exit $?"; tail -25 "$OUT/bench.log"
-rm -rf "$OUT"/results/runs/*/model.safetensors "$OUT"/results/runs/*/last "$OUT"/results/runs/*/.lock
+# Only shallow paths come back from the device machine: the runs travel as one archive (no weights).
+tar czf "$OUT/runs.tgz" -C "$OUT/results" --exclude=model.safetensors --exclude=last --exclude=.lock runs bench
+rm -rf "$OUT/results/runs"
 log "done"

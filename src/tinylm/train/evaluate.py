@@ -121,13 +121,15 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
+    device = torch.device(device)
     window, stride = protocol_window(model, stride)
-    # Keep the logits of one batch under ~2^25 floats (128 MB), whatever the vocabulary.
-    batch_size = max(1, min(batch_size, (1 << 25) // (window * model.config.vocab_size)))
+    # Keep the logits of one batch under ~2^25 floats (128 MB) on a CPU, 2^28 (1 GB) on a GPU, whatever the
+    # vocabulary (on a GPU the CPU's cap left word-level windows one at a time: slow).
+    budget = 1 << 28 if device.type == "cuda" else 1 << 25
+    batch_size = max(1, min(batch_size, budget // (window * model.config.vocab_size)))
     plan = window_plan(len(tokens), window, stride)
     total = torch.zeros((), dtype=torch.float64)
     scored = 0
-    device = torch.device(device)
     # Windows of the same length are batched; at most the last one is shorter.
     groups: dict[int, list[tuple[int, int]]] = {}
     for a, length, first in plan:

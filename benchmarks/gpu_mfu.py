@@ -1,0 +1,42 @@
+"""The GPU bench's core figures alone (for a short device window): bf16/TF32 matmul peaks and the training speed
+of the d=768 GPT and the baby GPT, eager and compiled; JSON rewritten after every figure so a timeout keeps them."""
+
+import json
+import os
+import sys
+
+import torch
+
+from tinylm.bench import BABY_GPT, GPU_GPT, datasheet_bf16_tflops, matmul_peak, train_speed
+from tinylm.device import configure, pick_device
+
+out_path = os.path.join(os.environ.get("OUT", "."), "gpu_mfu.json")
+dev = pick_device(sys.argv[1] if len(sys.argv) > 1 else "cuda")
+configure(dev)
+name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+report = {"device": name, "torch": torch.__version__, "datasheet_bf16_tflops": datasheet_bf16_tflops(name), "rows": []}
+
+
+def save() -> None:
+    with open(out_path, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+report["matmul_bf16"] = matmul_peak(dev, 3, torch.bfloat16)
+report["matmul_tf32"] = matmul_peak(dev, 3)
+save()
+peak = report["matmul_bf16"]["peak_gflops"]
+for case, dataset, sets in (("d768", "wikitext2", GPU_GPT), ("baby", "tinyshakespeare", BABY_GPT)):
+    for compiled in (False, True):
+        try:
+            row = train_speed("transformer", dataset, "bf16", 10, 3, str(dev), sets, compiled)
+            row["mfu_vs_measured_bf16"] = row["achieved_gflops"] / peak
+            if report["datasheet_bf16_tflops"]:
+                row["mfu_vs_datasheet_bf16"] = row["achieved_gflops"] / (report["datasheet_bf16_tflops"] * 1e3)
+        except Exception as e:  # noqa: BLE001
+            row = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        row["case"] = case
+        report["rows"].append(row)
+        save()
+        print(case, compiled, {k: row.get(k) for k in ("achieved_gflops", "mfu_vs_measured_bf16", "error")},
+              flush=True)
