@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
-
-import yaml
 
 from tinylm.data.tokenizers import EOS, UNK
 from tinylm.errors import TinyLMError, UsageError
@@ -93,8 +92,8 @@ def train_command(run_dir: Path) -> str:
     for section in want:
         for key, value in want[section].items():
             if have[section].get(key) != value:
-                words += ["--set", f"{section}.{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"]
-    return " ".join(words).replace("\n...", "")
+                words += ["--set", f"{section}.{key}={json.dumps(value)}"]  # JSON scalars are YAML too
+    return " ".join(words)
 
 
 def describe(run: LoadedRun, temperature: float, top_k: int | None, top_p: float | None, length: int) -> str:
