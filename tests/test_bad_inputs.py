@@ -42,6 +42,8 @@ def ws(tmp_path_factory):
         "truncated": lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]),
         "other-model": lambda d: save_file({"table.weight": torch.zeros(3, 3)}, str(d / "model.safetensors")),
         "pickled": lambda d: ((d / "model.safetensors").unlink(), torch.save({"x": 1}, d / "model.pt")),
+        "empty-config": lambda d: (d / "config.yaml").write_text(""),
+        "other-tokenizer": lambda d: (d / "tokenizer.json").write_text('{"type": "char", "tokens": ["a", "b", "c"]}'),
     }.items():
         shutil.copytree(good, runs / name, ignore=shutil.ignore_patterns(".lock"))
         damage(runs / name)
@@ -54,6 +56,7 @@ def ws(tmp_path_factory):
     (root / "typo.yaml").write_text("models:\n  transformer:\n    n_layer: 3\n")
     (root / "broken.yaml").write_text("training:\n  seed: [1, 2\n  batch_size: 3\n")
     (root / "afile").write_text("not a folder")
+    (root / "emptydir").mkdir()
     return root
 
 
@@ -126,7 +129,21 @@ CASES = {
     "level with a registered dataset": ("train --dataset ptb --level char --max-steps 1", 2,
                                         r"--level applies to --data files only"),
     # places that cannot be written
-    "results dir under a file": (f"train {D} --results-dir afile/results", 1, r"afile"),
+    "results dir under a file": (f"train {D} --results-dir afile/results", 1,
+                                 r"a file stands where a folder is needed \(afile"),
+    # issue 17: messages that pointed at the wrong cause
+    "mirror is a file": ("data download tinyshakespeare --mirror afile", 2, r"the mirror afile is a file; pass the folder"),
+    "generate a file": ("generate afile", 1, r"afile is a file, not a run directory"),
+    "data dir is a file": (f"train {D} --data-dir afile", 2, r"the data directory afile is a file"),
+    "results dir is a file": (f"train {D} --results-dir afile", 2, r"the results folder afile is a file"),
+    "empty config": ("generate results/runs/empty-config", 1, r"config.yaml is empty: .*restore the file .*train"),
+    "tokenizer of another run": ("generate results/runs/other-tokenizer", 1,
+                                 r"tokenizer.json has 3 tokens but the run was trained with a vocabulary of \d+"),
+    "folder without splits or level": ("train --data emptydir --max-steps 1", 2,
+                                       r"lacks train.txt, valid.txt, test.txt .*; a user text needs --level"),
+    "bad device on a finished run": ("train --resume results/runs/good --device banana", 2,
+                                     r"unknown device 'banana'"),
+    "models key nobody has": ("models --set model.n_layerz=6", 2, r"unknown key 'n_layerz'.*did you mean 'n_layers'"),
 }
 
 

@@ -22,11 +22,12 @@ import errno
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from tinylm.bench import run_bench, summary_lines
-from tinylm.config import DataConfig, RunConfig, TrainConfig
+from tinylm.config import DataConfig, RunConfig, TrainConfig, model_keys
 from tinylm.data import sources
 from tinylm.data.corpus import load_corpus, resolve_data_config
 from tinylm.device import pick_device
@@ -56,7 +57,7 @@ from tinylm.runs import (
     reference_dir,
     results_dir,
 )
-from tinylm.strict import field_docs
+from tinylm.strict import field_docs, unknown_key_error
 from tinylm.train.evaluate import evaluate
 
 
@@ -176,10 +177,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         vocab = load_corpus(data, quiet=True).tokenizer.vocab_size
     names = [args.model] if args.model else model_names()
+    every_key = sorted({k for name in names for k in model_keys(name)})
+    for item in args.set or []:
+        key = item.split("=", 1)[0].strip()
+        if key.startswith("model.") and key[len("model."):] not in every_key:
+            raise unknown_key_error(key[len("model."):], every_key, "--set model")
     header = f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}"
     print(f"{header}  config ({dataset}, V={vocab})")
     for name in names:
-        cfg = resolve_run(name, dataset, raw=raw, sets=args.set)
+        # without --model, a `--set model.KEY=...` applies to the models that have KEY
+        sets = [s for s in args.set or [] if args.model or not s.startswith("model.")
+                or s.split("=", 1)[0][len("model."):].strip() in model_keys(name)]
+        cfg = resolve_run(name, dataset, raw=raw, sets=sets)
         model = build_model(name, cfg.model_config(vocab))
         shown = {k: v for k, v in cfg.to_dict()["model"].items() if k not in ("name", "max_params", "bias")}
         print(f"{name:<12} {model.num_params():>12,} {model.flops_per_token():>16,.0f} "
@@ -595,10 +604,33 @@ def build_parser() -> Parser:
     return parser
 
 
+def os_error_line(e: OSError) -> str:
+    """One line for a failed read or write: what happened, where, and what to do."""
+    where = Path(e.filename) if getattr(e, "filename", None) else None
+    folder = where.parent if where is not None and where.suffix else where
+    if e.errno == errno.ENOSPC:
+        return (f"the disk is full: cannot write in {folder}; free space there (or point --results-dir or --data-dir "
+                "elsewhere) and run again; every file already written is complete")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"cannot write in {folder} ({e.strerror.lower()}); choose a writable --results-dir or --data-dir, "
+                "or fix the folder's permissions")
+    if e.errno == errno.ENOTDIR:
+        return f"a file stands where a folder is needed ({where}); pass a folder, or move the file away"
+    if e.errno == errno.EISDIR:
+        return f"{where} is a folder where a file is needed; pass a file"
+    return f"{e.strerror or e} ({where}); fix that and run again"
+
+
+def _warning_line(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    print(f"tinylm: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes print one line and exit non-zero."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _warning_line
     try:
         return args.func(args)
     except Interrupted as e:
@@ -614,10 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os._exit(0)
     except OSError as e:
-        what = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or str(e)
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        print(f"tinylm {args.command}: error: {what}{where}; free space or fix permissions and run again "
-              "(files already written are intact)", file=sys.stderr)
+        print(f"tinylm {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return 1
 
 

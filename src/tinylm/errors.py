@@ -17,3 +17,7 @@ class UsageError(TinyLMError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_code=2)
+
+
+class TinyLMWarning(UserWarning):
+    """Something the user should know that does not stop the command (the CLI prints it as one line)."""

@@ -7,8 +7,11 @@ tokenizers, run files and reports all write through `atomic_write`.
 
 from __future__ import annotations
 
+import errno
+import fnmatch
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +26,9 @@ from tinylm.errors import TinyLMError
 
 #: Seconds to wait between writing a temporary file and renaming it (tests use it to kill a process mid-write).
 FAULT_DELAY = float(os.environ.get("TINYLM_FAULT_WRITE_DELAY", "0") or 0)
+#: A file-name pattern whose writes fail as on a full disk (tests of every write path through the real CLI).
+FAULT_FULL_DISK = os.environ.get("TINYLM_FAULT_FULL_DISK")
+_OS_ERROR = re.compile(r"os error (\d+)")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -48,7 +54,15 @@ def atomic_write(
     tmp = Path(name)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except SafetensorError as e:  # safetensors reports I/O errors as its own type: make them OSErrors again
+            code = _OS_ERROR.search(str(e))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
+        if FAULT_FULL_DISK and fnmatch.fnmatch(path.name, FAULT_FULL_DISK):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         if check is not None:
             check(tmp)
         if FAULT_DELAY:  # fault injection for the kill-during-write tests

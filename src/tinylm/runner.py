@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from tinylm.config import RunConfig
 from tinylm.data.corpus import load_corpus
+from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.generate.sampling import generate_ids
 from tinylm.io import atomic_write_json, atomic_write_text, load_tensors, save_tensors
@@ -108,15 +109,18 @@ class RunFiles:
                     break  # a line cut by a kill: everything after the checkpoint is redone anyway
                 if row.get("step", 0) <= self.trainer.state.step:
                     self.history.append(row)
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in self.history))
+        self.write_history()
+
+    def write_history(self) -> None:
+        """history.jsonl, rewritten whole and atomically (a few hundred lines at most): never a cut line."""
+        atomic_write_text(self.path("history.jsonl"), "".join(json.dumps(r) + "\n" for r in self.history))
 
     def validate(self) -> None:
         """Score the valid subset, append a history line and keep the weights if they are the best so far."""
         row, improved = self.trainer.validate()
         row["time"] = time.time()
         self.history.append(row)
-        with open(self.path("history.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        self.write_history()
         if improved:
             save_tensors(self.path("model.safetensors"), self.trainer.model.weights(),
                          {"step": row["step"], "valid_loss": row["valid_loss"]})
@@ -282,6 +286,7 @@ def train_run(
     """
     if snapshot_every is not None and not snapshot_every > 0:
         raise UsageError(f"--snapshot-every must be a positive number of seconds (got {snapshot_every})")
+    pick_device(cfg.train.device)  # a bad --device is an error even when the run is complete and would be skipped
     run_dir = prepare_run_dir(cfg, results, run_name, run_dir)
     metrics = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else None
     finished = metrics is not None and metrics.get("status") in FINISHED

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from tinylm.config import RunConfig
 from tinylm.data.corpus import Corpus, load_corpus
 from tinylm.data.sources import canonical_name
 from tinylm.data.tokenizers import Tokenizer, load_tokenizer
-from tinylm.errors import TinyLMError, UsageError
+from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.io import load_tensors, read_json
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
@@ -44,8 +45,12 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def results_dir(path: str | Path | None = None) -> Path:
-    """Your working folder: the argument, else $TINYLM_RESULTS_DIR, else ./results."""
-    return Path(path or os.environ.get("TINYLM_RESULTS_DIR") or "results")
+    """Your working folder: the argument, else $TINYLM_RESULTS_DIR, else ./results; a file there is refused."""
+    root = Path(path or os.environ.get("TINYLM_RESULTS_DIR") or "results")
+    if root.is_file():
+        raise UsageError(f"the results folder {root} is a file; pass a folder with --results-dir (or "
+                         "TINYLM_RESULTS_DIR)")
+    return root
 
 
 REFERENCE_ENV = "TINYLM_REFERENCE_DIR"
@@ -135,19 +140,53 @@ class RunLock:
 def read_config(run_dir: Path) -> RunConfig:
     """The resolved config saved with a run."""
     path = run_dir / "config.yaml"
+    if run_dir.is_file():
+        raise TinyLMError(f"{run_dir} is a file, not a run directory; pass a folder under results/runs/")
     if not path.is_file():
         raise TinyLMError(f"{run_dir} is not a run directory (no config.yaml); pass a folder under results/runs/")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise TinyLMError(f"{path} is corrupted ({type(e).__name__}); train the run again") from None
+    if data is None:
+        raise TinyLMError(f"{path} is empty: the run's config is lost; restore the file (e.g. from git) or train the "
+                          "run again")
     return RunConfig.from_dict(data, str(path))
 
 
+#: The fields of metrics.json that tinylm reads, and their types (None is allowed where a value can be missing).
+METRICS_FIELDS: dict[str, tuple[type, ...]] = {
+    "model": (str,), "dataset": (str,), "status": (str,), "profile": (str, type(None)), "device": (str, type(None)),
+    "params": (int, type(None)), "vocab_size": (int, type(None)), "steps": (int, type(None)),
+    "tokens_trained": (int, type(None)), "best_step": (int, type(None)), "context_length": (int, type(None)),
+    **{k: (int, float, type(None)) for k in (
+        "train_flops", "train_seconds", "tokens_per_second", "best_valid_loss", "valid_loss", "valid_loglik",
+        "test_loss", "test_loglik", "test_perplexity", "test_bits", "unigram_test_loglik")},
+}
+REQUIRED_METRICS = ("model", "dataset", "status")
+
+
+def check_metrics(data: Any, path: Path) -> dict[str, Any]:
+    """`data` if it has the shape of a metrics.json, else a TinyLMError saying what is wrong and what to do."""
+    fix = "delete the run folder or train the run again"
+    if not isinstance(data, dict):
+        raise TinyLMError(f"{path} is damaged: it holds a {type(data).__name__}, not the metrics of a run; {fix}")
+    for key in REQUIRED_METRICS:
+        if key not in data:
+            raise TinyLMError(f"{path} is damaged: the field '{key}' is missing; {fix}")
+    for key, types in METRICS_FIELDS.items():
+        value = data.get(key)
+        if key in data and (not isinstance(value, types) or isinstance(value, bool)):
+            want = " or ".join("null" if t is type(None) else {"str": "a string", "int": "an integer", "float":
+                               "a number"}[t.__name__] for t in types)
+            raise TinyLMError(f"{path} is damaged: '{key}' must be {want}, not {value!r:.40}; {fix}")
+    return data
+
+
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """metrics.json of a run, or None if it has none."""
+    """metrics.json of a run (checked for its shape and types), or None if it has none."""
     path = run_dir / "metrics.json"
-    return read_json(path) if path.is_file() else None
+    return check_metrics(read_json(path), path) if path.is_file() else None
 
 
 @dataclass
@@ -180,6 +219,9 @@ def load_weights(model: LanguageModel, path: Path, run_dir: Path, model_name: st
 def load_run(run_dir: str | Path, weights: str = "model.safetensors") -> LoadedRun:
     """Load a run directory's config, tokenizer and best weights (no pickle anywhere)."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise TinyLMError(f"{run_dir} is a file, not a run directory; pass a folder under results/runs/ "
+                          "(`tinylm runs` lists them)")
     if not run_dir.is_dir():
         raise TinyLMError(f"run directory {run_dir} does not exist; list runs with `tinylm runs`")
     for stray in PICKLES:
@@ -190,6 +232,7 @@ def load_run(run_dir: str | Path, weights: str = "model.safetensors") -> LoadedR
             )
     cfg = read_config(run_dir)
     tok = load_tokenizer(run_dir / "tokenizer.json")
+    check_tokenizer(run_dir, cfg, tok)
     model = build_model(cfg.model_name, cfg.model_config(tok.vocab_size))
     path = run_dir / weights
     if not path.is_file():
@@ -197,6 +240,22 @@ def load_run(run_dir: str | Path, weights: str = "model.safetensors") -> LoadedR
     load_weights(model, path, run_dir, cfg.model_name)
     model.eval()
     return LoadedRun(run_dir, cfg, tok, model)
+
+
+def check_tokenizer(run_dir: Path, cfg: RunConfig, tok: Tokenizer) -> None:
+    """The run's tokenizer must fit its config (level) and the vocabulary it was trained with (metrics.json)."""
+    where = run_dir / "tokenizer.json"
+    if cfg.data.level is not None and tok.level != cfg.data.level:
+        raise TinyLMError(f"{where} is a {tok.level}-level tokenizer but the run's config is {cfg.data.level}-level: "
+                          "the tokenizer belongs to another run; restore this run's tokenizer.json or train it again")
+    try:
+        trained = (read_metrics(run_dir) or {}).get("vocab_size")
+    except TinyLMError:
+        trained = None
+    if trained is not None and trained != tok.vocab_size:
+        raise TinyLMError(f"{where} has {tok.vocab_size:,} tokens but the run was trained with a vocabulary of "
+                          f"{trained:,} (metrics.json): the tokenizer belongs to another run; restore this run's "
+                          "tokenizer.json or train it again")
 
 
 def load_run_corpus(run: LoadedRun, data_dir: str | Path | None = None, mirror: str | Path | None = None) -> Corpus:
@@ -207,17 +266,22 @@ def load_run_corpus(run: LoadedRun, data_dir: str | Path | None = None, mirror: 
     return corpus
 
 
+def scan_runs(root: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[Path, str]]]:
+    """(run dir, metrics) of every run under root/runs with readable metrics, and (run dir, why) of the others."""
+    good, bad = [], []
+    for d in sorted((root / "runs").glob("*")):
+        if not d.is_dir() or not (d / "metrics.json").exists():
+            continue
+        try:
+            good.append((d, read_metrics(d) or {}))
+        except TinyLMError as e:
+            bad.append((d, str(e)))
+    return good, bad
+
+
 def list_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     """(run dir, metrics) of every run under root/runs that has readable metrics."""
-    out = []
-    for d in sorted((root / "runs").glob("*")):
-        try:
-            m = read_metrics(d) if d.is_dir() else None
-        except TinyLMError:
-            continue
-        if isinstance(m, dict) and m:
-            out.append((d, m))
-    return out
+    return scan_runs(root)[0]
 
 
 @dataclass
@@ -244,11 +308,18 @@ class FoundRun:
         return str(self.metrics.get("status", "?"))
 
 
-def find_runs(working: Path, reference: Path | None = None) -> list[FoundRun]:
-    """Every run of your working folder, then every run of the shipped reference (if given)."""
-    found = [FoundRun(d, m, "yours") for d, m in list_runs(working)]
-    if reference is not None and reference.resolve() != working.resolve():
-        found += [FoundRun(d, m, "reference") for d, m in list_runs(reference)]
+def find_runs(working: Path | None, reference: Path | None = None) -> list[FoundRun]:
+    """Every run of your working folder, then every run of the shipped reference (if given); a run folder whose
+    metrics.json is damaged is left out with a warning that names it and the reason."""
+    roots = [(working, "yours")] if working is not None else []
+    if reference is not None and (working is None or reference.resolve() != working.resolve()):
+        roots.append((reference, "reference"))
+    found = []
+    for root, source in roots:
+        good, bad = scan_runs(root)
+        found += [FoundRun(d, m, source) for d, m in good]
+        for d, why in bad:
+            warnings.warn(f"skipped {d}: {why}", TinyLMWarning, stacklevel=2)
     return found
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 from tinylm.data import sources
 from tinylm.data.config import DataConfig
 from tinylm.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_json
-from tinylm.errors import TinyLMError, UsageError
+from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.io import atomic_write
 
 CACHE_VERSION = 1
@@ -118,8 +119,19 @@ def resolve_data_config(cfg: DataConfig) -> DataConfig:
         if spec.level == "char" and cfg.max_vocab is not None:
             raise UsageError(f"data.max_vocab applies to word-level data only, not to {name}")
         return DataConfig(name=name, level=spec.level, path=None, max_vocab=cfg.max_vocab)
+    problems = []
+    path = Path(cfg.path)
+    if path.is_dir():
+        missing = [f"{s}.txt" for s in sources.SPLITS if not (path / f"{s}.txt").is_file()]
+        if missing:
+            problems.append(f"data folder {path} lacks {', '.join(missing)} (give train.txt, valid.txt and test.txt, "
+                            "or one text file to split 80/10/10)")
+    elif not path.is_file():
+        problems.append(f"data file {path} does not exist (pass an existing text file with --data)")
     if cfg.level is None:
-        raise UsageError("a user text file needs --level char or --level word")
+        problems.append("a user text needs --level char or --level word")
+    if problems:
+        raise UsageError("; ".join(problems))
     return cfg
 
 
@@ -179,8 +191,9 @@ def _write_cache(cache: Path, splits: dict[str, np.ndarray], tok: Tokenizer) -> 
     try:
         atomic_write(cache / "tokens.npz", write)
         tok.save(cache / "tokenizer.json")
-    except OSError:
-        pass  # the cache is an optimisation; a read-only data directory still works
+    except OSError as e:  # the cache is an optimisation: a full or read-only data directory still works
+        warnings.warn(f"could not cache the tokenized data in {cache} ({e.strerror}); continuing without the cache, "
+                      "so the next run tokenizes again", TinyLMWarning, stacklevel=2)
 
 
 def sample_batch(

@@ -162,8 +162,11 @@ def canonical_name(name: str) -> str:
 
 
 def data_dir(path: str | Path | None = None) -> Path:
-    """The data directory: the argument, else $TINYLM_DATA_DIR, else ./data."""
-    return Path(path or os.environ.get("TINYLM_DATA_DIR") or "data")
+    """The data directory: the argument, else $TINYLM_DATA_DIR, else ./data; a file there is refused."""
+    root = Path(path or os.environ.get("TINYLM_DATA_DIR") or "data")
+    if root.is_file():
+        raise UsageError(f"the data directory {root} is a file; pass a folder with --data-dir (or TINYLM_DATA_DIR)")
+    return root
 
 
 def mirror_dir(path: str | Path | None = None) -> Path | None:
@@ -172,6 +175,9 @@ def mirror_dir(path: str | Path | None = None) -> Path | None:
     if not value:
         return None
     mirror = Path(value)
+    if mirror.is_file():
+        raise UsageError(f"the mirror {mirror} is a file; pass the folder that holds tinyshakespeare/, ptb/ and "
+                         "wikitext-2/ with --mirror (or TINYLM_DATA_MIRROR)")
     if not mirror.is_dir():
         raise UsageError(f"mirror directory {mirror} does not exist; fix --mirror / TINYLM_DATA_MIRROR or unset it")
     return mirror

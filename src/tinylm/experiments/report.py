@@ -45,9 +45,10 @@ def sample_texts(runs: list[Run]) -> dict[str, dict[str, str]]:
     """The sample each best run wrote when it finished (samples.txt), per dataset and architecture."""
     out: dict[str, dict[str, str]] = {}
     for (ds, model), r in sorted(best_runs(runs).items()):
-        path = r.path / "samples.txt"
-        if path.is_file():
-            out.setdefault(ds, {})[model] = path.read_text(encoding="utf-8")
+        try:
+            out.setdefault(ds, {})[model] = (r.path / "samples.txt").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # no sample (or a damaged one): the report goes on without it
     return out
 
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tinylm.config import RunConfig
 from tinylm.data.sources import DATASETS, dataset_order
-from tinylm.errors import TinyLMError
+from tinylm.errors import TinyLMError, TinyLMWarning
 from tinylm.experiments.suite import ADHOC, profile_index, profile_label
 from tinylm.models.registry import model_names
-from tinylm.runs import FoundRun, find_runs, list_runs, selection_loss
+from tinylm.runs import FoundRun, find_runs, read_config, selection_loss
 
 
 def dataset_key(name: str) -> tuple[int, str]:
@@ -83,38 +81,41 @@ class Run:
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:
+    """The evaluation rows of history.jsonl up to the first damaged line (curves are drawn from what is readable)."""
     history = []
-    if (path / "history.jsonl").is_file():
-        for line in (path / "history.jsonl").read_text(encoding="utf-8").splitlines():
-            try:
-                history.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+    try:
+        text = (path / "history.jsonl").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if not isinstance(row, dict):
+            break
+        history.append(row)
     return history
 
 
-def _as_run(found: FoundRun, index: dict[str, list[str]]) -> Run:
+def _as_run(found: FoundRun, index: dict[str, list[str]]) -> Run | None:
+    """The report's view of a run, or None (with a warning naming it) if its config.yaml cannot be read."""
     try:
-        config = yaml.safe_load((found.path / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        config = {}
-    try:
-        profile = profile_label(index, RunConfig.from_dict(config, str(found.path / "config.yaml")),
-                                found.metrics.get("profile"))
-    except TinyLMError:
-        profile = ADHOC
-    return Run(found.path, found.metrics, config, _read_history(found.path), found.source, profile)
+        cfg = read_config(found.path)
+    except TinyLMError as e:
+        warnings.warn(f"skipped {found.path}: {e}", TinyLMWarning, stacklevel=2)
+        return None
+    profile = profile_label(index, cfg, found.metrics.get("profile"))
+    return Run(found.path, found.metrics, cfg.to_dict(), _read_history(found.path), found.source, profile)
 
 
 def load_runs(working: Path | None, reference: Path | None, raw: dict[str, Any]) -> list[Run]:
     """Every finished run of your working folder and of the shipped reference, each labelled with its source and
     its profile (by the suite file `raw`), sorted by dataset, model and name."""
-    if working is not None:
-        found = find_runs(working, reference)
-    else:
-        found = [FoundRun(d, m, "reference") for d, m in list_runs(reference)] if reference is not None else []
+    found = find_runs(working, reference)
     index = profile_index(raw)
-    runs = [_as_run(f, index) for f in found if f.finished and f.metrics.get("test_loglik") is not None]
+    runs = [r for f in found if f.finished and f.metrics.get("test_loglik") is not None
+            for r in [_as_run(f, index)] if r is not None]
     runs.sort(key=lambda r: (dataset_key(r.dataset), model_key(r.model), r.path.name, r.source))
     return runs
 

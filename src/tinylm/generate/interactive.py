@@ -219,11 +219,14 @@ class Chat:
             self.say(self.settings())
             return True
         if name == "model":
+            if value not in model_names():
+                self.say(f"usage: model NAME, one of: {', '.join(model_names())}")
+                return True
             try:
                 self.run = load_run(resolve_run_dir(None, value, self.dataset, self.results))
                 self.say(self.settings())
             except TinyLMError as e:
-                self.say(f"usage: model NAME ({', '.join(model_names())}): {e}")
+                self.say(f"error: {e}")
             return True
         if name == "help" and not value:
             self.say(HELP)
@@ -255,6 +258,9 @@ class Chat:
                 if line is None or line.strip() in ("quit", "exit"):
                     break
                 if not line.strip() or self.command(line):
+                    continue
+                if any("\udc80" <= ch <= "\udcff" for ch in line):  # bytes that were not UTF-8, kept as escapes
+                    self.say("error: that line was not UTF-8 text; set your terminal to UTF-8 and type it again")
                     continue
                 try:
                     generate_text(self.run, line, self.length, self.temperature, self.top_k, self.top_p,
