@@ -202,7 +202,8 @@ def test_fuzz_set_overrides(ws, capsys, key, value):
 def test_fuzz_prompts(ws, capsys, monkeypatch, prompt):
     monkeypatch.chdir(ws)
     before = tree(ws)
-    assert _run(["generate", "results/runs/good", f"--prompt={prompt}", "--length", "3", "--seed", "1"], capsys) in (0, 1)
+    argv = ["generate", "results/runs/good", f"--prompt={prompt}", "--length", "3", "--seed", "1"]
+    assert _run(argv, capsys) in (0, 1)
     assert tree(ws) == before
 
 
