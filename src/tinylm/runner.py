@@ -288,7 +288,7 @@ def train_run(
         raise UsageError(f"--snapshot-every must be a positive number of seconds (got {snapshot_every})")
     pick_device(cfg.train.device)  # a bad --device is an error even when the run is complete and would be skipped
     run_dir = prepare_run_dir(cfg, results, run_name, run_dir)
-    metrics = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else None
+    metrics = read_metrics(run_dir)
     finished = metrics is not None and metrics.get("status") in FINISHED
     if finished and not force and (run_dir / "model.safetensors").is_file():
         return metrics, run_dir, "skipped"

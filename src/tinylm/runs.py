@@ -75,15 +75,19 @@ def identity(cfg: RunConfig) -> dict[str, Any]:
     return d
 
 
-def config_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """'section.key: old -> new' for every differing key of two identities."""
+def config_changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """(section, key, value in a, value in b) for every key in which two identities differ."""
     out = []
     for section in sorted(set(a) | set(b)):
         sa, sb = a.get(section) or {}, b.get(section) or {}
-        for key in sorted(set(sa) | set(sb)):
-            if sa.get(key) != sb.get(key):
-                out.append(f"{section}.{key}: {sa.get(key)!r} -> {sb.get(key)!r}")
-    return ", ".join(out) or "no differences"
+        out += [(section, key, sa.get(key), sb.get(key)) for key in sorted(set(sa) | set(sb))
+                if sa.get(key) != sb.get(key)]
+    return out
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """'section.key: old -> new' for every differing key of two identities."""
+    return ", ".join(f"{s}.{k}: {old!r} -> {new!r}" for s, k, old, new in config_changes(a, b)) or "no differences"
 
 
 def config_digest(cfg: RunConfig) -> str:

@@ -144,11 +144,16 @@ def vocab_size(name: str, max_vocab: int | None = None) -> int:
     return min(size, max_vocab) if max_vocab else size
 
 
+def registered_base(label: str) -> str | None:
+    """The registered dataset a run's dataset label stands for (wikitext2-10k -> wikitext2), or None."""
+    base = label.split("-")[0]
+    return base if base in DATASETS else None
+
+
 def dataset_order(label: str) -> tuple[int, str]:
     """Sort key of a dataset label: registered datasets in registry order (a capped one after its source)."""
-    base = label.split("-")[0] if label.split("-")[0] in DATASETS else label
-    position = list(DATASETS).index(base) if base in DATASETS else len(DATASETS)
-    return position, label
+    base = registered_base(label)
+    return (list(DATASETS).index(base) if base else len(DATASETS)), label
 
 
 def canonical_name(name: str) -> str:

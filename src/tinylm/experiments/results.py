@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinylm.data.sources import DATASETS, dataset_order
+from tinylm.data.sources import DATASETS, dataset_order, registered_base
 from tinylm.errors import TinyLMError, TinyLMWarning
 from tinylm.experiments.suite import ADHOC, profile_index, profile_label
 from tinylm.models.registry import model_names
@@ -68,9 +68,9 @@ class Run:
 
     def epochs(self) -> float | None:
         """Passes over the training split (registered datasets only)."""
-        base = self.dataset.split("-")[0]
+        base = registered_base(self.dataset)
         tokens = self.metrics.get("tokens_trained")
-        if base not in DATASETS or not isinstance(tokens, (int, float)):
+        if base is None or not isinstance(tokens, (int, float)):
             return None
         return tokens / DATASETS[base].split_tokens[0]
 

@@ -20,6 +20,7 @@ from tinylm.runs import (
     LoadedRun,
     ResultsOnly,
     best_run,
+    config_changes,
     identity,
     load_run,
     read_config,
@@ -88,11 +89,8 @@ def train_command(run_dir: Path) -> str:
         words += ["--dataset", cfg.data.label]
         base = resolve_run(cfg.model_name, cfg.data.label, raw=raw, profile=profile)
     words += ["--profile", profile] if profile else []
-    want, have = identity(cfg), identity(base)
-    for section in want:
-        for key, value in want[section].items():
-            if have[section].get(key) != value:
-                words += ["--set", f"{section}.{key}={json.dumps(value)}"]  # JSON scalars are YAML too
+    for section, key, _, value in config_changes(identity(base), identity(cfg)):
+        words += ["--set", f"{section}.{key}={json.dumps(value)}"]  # JSON scalars are YAML too
     return " ".join(words)
 
 
