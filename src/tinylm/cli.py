@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from tinylm import distributed
 from tinylm.bench import run_bench, summary_lines
 from tinylm.config import DataConfig, RunConfig, TrainConfig, model_keys
 from tinylm.data import sources
@@ -212,6 +213,8 @@ def _resolve_from_args(args: argparse.Namespace, model: str, raw: dict[str, Any]
 
 
 def _print_result(metrics: dict[str, Any], run_dir: Path, what: str) -> None:
+    if not distributed.world().main:
+        return
     tl, ppl, tps = metrics.get("test_loglik"), metrics.get("test_perplexity"), metrics.get("tokens_per_second")
     quality = "no test score" if tl is None else f"test LL {tl:.4f} nats/token, ppl {ppl:.2f}"
     speed = f"{tps:,.0f} tok/s" if tps else "-"
@@ -239,8 +242,23 @@ def announce(info: dict[str, Any]) -> None:
           "evaluation)", flush=True)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    results = results_dir(args.results_dir)
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip or a.startswith("--nproc="):
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        out.append(a)
+    return out
+
+
+def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any]]]:
+    """The runs `tinylm train` asked for, as (config, train_run keywords), checked for every user mistake."""
+    common = {"quiet": args.quiet, "data_dir": args.data_dir, "mirror": args.mirror,
+              "snapshot_every": args.snapshot_every, "announce": announce}
     if args.resume:
         run_dir = Path(args.resume)
         saved = read_config(run_dir)
@@ -250,21 +268,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         if identity(asked) != identity(saved):
             raise UsageError(f"--resume {run_dir}: the config given differs from the saved one "
                              f"({config_diff(identity(saved), identity(asked))}); drop those options to resume")
-        metrics, run_dir, what = train_run(asked, run_dir.parent, resume=True, quiet=args.quiet,
-                                           data_dir=args.data_dir, mirror=args.mirror, run_dir=run_dir,
-                                           snapshot_every=args.snapshot_every, announce=announce,
-                                           profile=(read_metrics(run_dir) or {}).get("profile"))
-        _print_result(metrics, run_dir, what)
-        return 0
+        return [(asked, {**common, "results": run_dir.parent, "resume": True, "run_dir": run_dir,
+                         "profile": (read_metrics(run_dir) or {}).get("profile")})]
+    results = results_dir(args.results_dir)
     raw = load_suite_file(args.config)
     index = profile_index(raw)
     models = model_names() if args.model == "all" else [args.model or DEFAULT_MODEL]
+    jobs = []
     for model in models:
         cfg = _resolve_from_args(args, model, raw, _profile(args))
-        metrics, run_dir, what = train_run(cfg, results, run_name=args.run_name if len(models) == 1 else None,
-                                           quiet=args.quiet, data_dir=args.data_dir, mirror=args.mirror,
-                                           force=args.force, profile=profile_label(index, cfg, _profile(args)),
-                                           snapshot_every=args.snapshot_every, announce=announce)
+        jobs.append((cfg, {**common, "results": results, "run_name": args.run_name if len(models) == 1 else None,
+                           "force": args.force, "profile": profile_label(index, cfg, _profile(args))}))
+    return jobs
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    jobs = _train_jobs(args)
+    if args.nproc is not None and distributed.world().size == 1:
+        # Every mistake that can be found here is reported here, once, before any process starts.
+        for cfg, kw in jobs:
+            pick_device(cfg.train.device)
+            if cfg.train.batch_size % args.nproc:
+                raise UsageError(f"train.batch_size={cfg.train.batch_size} must be a multiple of --nproc "
+                                 f"{args.nproc} (each process trains on an equal slice of the global batch)")
+            load_corpus(cfg.data, kw["data_dir"], kw["mirror"], quiet=args.quiet)  # downloads and tokenizes once
+        return distributed.launch(args.nproc, _without_nproc(args.argv))
+    for cfg, kw in jobs:
+        metrics, run_dir, what = train_run(cfg, **kw)
         _print_result(metrics, run_dir, what)
     return 0
 
@@ -495,6 +525,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="train again even if a complete run exists")
     p.add_argument("--snapshot-every", type=_number, metavar="SECONDS",
                    help="also save the weights every SECONDS of training (score them with `tinylm eval --snapshots`)")
+    p.add_argument("--nproc", type=_positive_int, metavar="N",
+                   help="data-parallel training in N processes on this machine (runs torchrun; gloo on CPU, NCCL on "
+                        "CUDA, one GPU each); the global batch is split among them")
     add_run_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -630,12 +663,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes print one line and exit non-zero."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _warning_line
     try:
         return args.func(args)
     except Interrupted as e:
-        print(f"\n{e}", file=sys.stderr)
-        print(f"resume with: tinylm train --resume {e.run_dir}", file=sys.stderr)
+        if distributed.world().main:
+            print(f"\n{e}", file=sys.stderr)
+            print(f"resume with: tinylm train --resume {e.run_dir}", file=sys.stderr)
         return e.exit_code
     except TinyLMError as e:
         print(f"tinylm {args.command}: error: {e}", file=sys.stderr)
@@ -645,6 +680,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         os._exit(0)
+    except RuntimeError as e:
+        w = distributed.world()
+        if w.size == 1 or not any(k in str(e) for k in ("gloo", "NCCL", "Connection", "closed")):
+            raise
+        print(f"tinylm {args.command}: error: process {w.rank} of {w.size} stopped because another one failed "
+              "(its message is above)", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"tinylm {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return 1

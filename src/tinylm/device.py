@@ -47,9 +47,10 @@ _ALLOCATOR_TUNED = False
 
 
 def use_all_cores() -> int:
-    """Let torch use every core present (and keep freed memory mapped); returns the thread count."""
+    """Let torch use every core present, shared evenly among the data-parallel processes of this machine (torchrun's
+    LOCAL_WORLD_SIZE), and keep freed memory mapped; returns the thread count."""
     keep_freed_memory()
-    n = cpu_count()
+    n = max(1, cpu_count() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

@@ -21,6 +21,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from tinylm import distributed
 from tinylm.config import RunConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.device import pick_device
@@ -68,17 +69,21 @@ def git_commit() -> str | None:
 
 
 class RunFiles:
-    """The files of one run directory that training writes."""
+    """The files of one run directory that training writes (only rank 0 writes; the other ranks of a data-parallel
+    run keep the same history in memory)."""
 
     def __init__(self, run_dir: Path, trainer: Trainer, profile: str | None = None):
         self.dir, self.trainer, self.profile = run_dir, trainer, profile
         self.history: list[dict[str, Any]] = []
+        self.writes = trainer.world.main
 
     def path(self, name: str) -> Path:
         return self.dir / name
 
     def clear(self) -> None:
         """A fresh start (also after a kill before the first checkpoint): nothing of an earlier attempt."""
+        if not self.writes:
+            return
         for stale in ("history.jsonl", "model.safetensors", "last/checkpoint.safetensors"):
             self.path(stale).unlink(missing_ok=True)
         for stale in self.path("snapshots").glob("*.safetensors"):
@@ -86,6 +91,8 @@ class RunFiles:
 
     def save_last(self) -> None:
         """The resume state as one safetensors file."""
+        if not self.writes:
+            return
         tensors, meta = self.trainer.state_dict()
         save_tensors(self.path("last") / "checkpoint.safetensors", tensors, meta)
 
@@ -113,6 +120,8 @@ class RunFiles:
 
     def write_history(self) -> None:
         """history.jsonl, rewritten whole and atomically (a few hundred lines at most): never a cut line."""
+        if not self.writes:
+            return
         atomic_write_text(self.path("history.jsonl"), "".join(json.dumps(r) + "\n" for r in self.history))
 
     def validate(self) -> None:
@@ -121,12 +130,14 @@ class RunFiles:
         row["time"] = time.time()
         self.history.append(row)
         self.write_history()
-        if improved:
+        if improved and self.writes:
             save_tensors(self.path("model.safetensors"), self.trainer.model.weights(),
                          {"step": row["step"], "valid_loss": row["valid_loss"]})
 
     def save_snapshot(self) -> None:
         """The current weights as snapshots/step<N>.safetensors, with step, tokens, FLOPs and seconds."""
+        if not self.writes:
+            return
         s = self.trainer.state
         meta = {"step": s.step, "tokens": s.tokens, "flops": s.flops, "seconds": s.seconds}
         save_tensors(self.path("snapshots") / f"step{s.step:08d}.safetensors", self.trainer.model.weights(), meta)
@@ -136,7 +147,8 @@ class RunFiles:
         metrics = {"run_id": self.dir.name, **self.trainer.summary(), "torch_version": torch.__version__,
                    "git_commit": git_commit(), "status": status, "profile": self.profile,
                    "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
-        atomic_write_json(self.path("metrics.json"), metrics)
+        if self.writes:
+            atomic_write_json(self.path("metrics.json"), metrics)
         return metrics
 
     def write_samples(self) -> None:
@@ -150,6 +162,7 @@ class RunFiles:
     def finish(self, status: str) -> dict[str, Any]:
         """Score the best weights on the full valid and test splits; write samples and metrics."""
         t = self.trainer
+        distributed.barrier()  # rank 0's last best weights are on disk
         if self.path("model.safetensors").is_file():
             load_weights(t.model, self.path("model.safetensors"), self.dir, t.cfg.model_name)
         valid = t.evaluate(t.valid_tokens)
@@ -158,7 +171,8 @@ class RunFiles:
         extra = {**valid.as_dict("valid"), **test.as_dict("test"), "unigram_test_loglik": unigram,
                  "eval_stride": test.stride, "eval_window": test.window,
                  "eval_note": "every token but the first of each split scored once"}
-        self.write_samples()
+        if self.writes:
+            self.write_samples()
         return self.write_metrics(status, extra)
 
 
@@ -181,7 +195,8 @@ class Loop:
         tty = sys.stderr.isatty()  # into a log file: one refresh every 30 s, not every step
         # smoothing: the rate behind the ETA is an exponential average with a long memory (tqdm's default 0.3
         # follows the last few updates, so every evaluation pause swung the ETA)
-        return tqdm(total=self.trainer.plan.total_steps, initial=self.trainer.state.step, disable=self.quiet,
+        return tqdm(total=self.trainer.plan.total_steps, initial=self.trainer.state.step,
+                    disable=self.quiet or not self.files.writes,
                     dynamic_ncols=True, desc=f"{cfg.model_name}/{cfg.data.label}", unit="step", leave=False,
                     mininterval=0.1 if tty else 30.0, smoothing=0.02)
 
@@ -191,7 +206,7 @@ class Loop:
             self.files.load_last()
         else:
             self.files.clear()
-        if self.announce is not None:
+        if self.announce is not None and self.files.writes:
             self.announce(self.trainer.forecast())
         handlers = {}
         try:
@@ -211,17 +226,23 @@ class Loop:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
 
+    def _interrupt(self) -> None:
+        files = self.files
+        files.save_last()
+        files.write_metrics("interrupted")
+        raise Interrupted(f"interrupted at step {self.trainer.state.step}; the state is saved in {files.path('last')}",
+                          EXIT_CODES.get(self.signal, 130), files.dir)
+
     def _steps(self, bar: tqdm) -> None:
         t, files, s = self.trainer, self.files, self.trainer.state
+        # fault injection for tests: rank 0 behaves as if SIGTERM arrived after this step
+        stop_at = int(os.environ.get("TINYLM_FAULT_STOP_AT_STEP", "0") or 0) if files.writes else 0
         last_valid = files.history[-1]["valid_loss"] if files.history else None
         every = self.snapshot_every
         next_snapshot = (math.floor(s.seconds / every) + 1) * every if every else math.inf
         while True:
-            if self.signal is not None:
-                files.save_last()
-                files.write_metrics("interrupted")
-                raise Interrupted(f"interrupted at step {s.step}; the state is saved in {files.path('last')}",
-                                  EXIT_CODES.get(self.signal, 130), files.dir)
+            if self.signal is not None and t.world.size == 1:  # (several processes agree in account(), below)
+                self._interrupt()
             lr = t.learning_rate()
             at_end = t.done() or s.stopped_early
             if (s.step % t.cfg.train.eval_interval == 0 or at_end) and not (
@@ -236,11 +257,15 @@ class Loop:
             start = time.perf_counter()
             loss = t.train_step(lr)
             try:
-                t.account(loss, time.perf_counter() - start)
+                if t.account(loss, time.perf_counter() - start, stop=self.signal is not None):
+                    self.signal = self.signal or signal.SIGTERM  # some rank was stopped: all stop at this step
+                    self._interrupt()
             except Diverged as e:
                 files.write_metrics("diverged")
                 raise TinyLMError(f"{e}. The best weights so far are kept in {files.path('model.safetensors')}") \
                     from None
+            if s.step == stop_at and self.signal is None:
+                self.signal = signal.SIGTERM
             if s.seconds >= next_snapshot:
                 files.save_snapshot()
                 next_snapshot = (math.floor(s.seconds / every) + 1) * every
@@ -286,7 +311,9 @@ def train_run(
     """
     if snapshot_every is not None and not snapshot_every > 0:
         raise UsageError(f"--snapshot-every must be a positive number of seconds (got {snapshot_every})")
-    pick_device(cfg.train.device)  # a bad --device is an error even when the run is complete and would be skipped
+    # a bad --device is an error even when the run is complete and would be skipped
+    distributed.setup(pick_device(cfg.train.device))
+    main = distributed.world().main
     run_dir = prepare_run_dir(cfg, results, run_name, run_dir)
     metrics = read_metrics(run_dir)
     finished = metrics is not None and metrics.get("status") in FINISHED
@@ -294,12 +321,19 @@ def train_run(
         return metrics, run_dir, "skipped"
     # A finished run without weights (results committed without them) is trained again, here.
     force = force or finished
-    corpus = load_corpus(cfg.data, data_dir, mirror, quiet=quiet)
+    if not main:
+        distributed.barrier()  # rank 0 downloads and tokenizes first; the others then read its cache
+    corpus = load_corpus(cfg.data, data_dir, mirror, quiet=quiet or not main)
+    if main:
+        distributed.barrier()
     has_last = (run_dir / "last" / "checkpoint.safetensors").is_file()
     resume = resume or (has_last and metrics is not None and metrics.get("status") in ("interrupted", "running"))
     if resume and not has_last:
         raise TinyLMError(f"{run_dir} has no resume state (last/checkpoint.safetensors); start the run again")
-    trainer = Trainer(cfg, corpus)  # validates before the first write
+    trainer = Trainer(cfg, corpus)  # validates before the first write; with DDP, every rank has decided by now
+    if not main:
+        loop = Loop(RunFiles(run_dir, trainer, profile), quiet=True, snapshot_every=snapshot_every)
+        return loop.run(resume=resume and not force), run_dir, "resumed" if resume and not force else "trained"
     with RunLock(run_dir):
         for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("last/.*.tmp")]:
             stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them

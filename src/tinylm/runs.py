@@ -163,6 +163,7 @@ METRICS_FIELDS: dict[str, tuple[type, ...]] = {
     "model": (str,), "dataset": (str,), "status": (str,), "profile": (str, type(None)), "device": (str, type(None)),
     "params": (int, type(None)), "vocab_size": (int, type(None)), "steps": (int, type(None)),
     "tokens_trained": (int, type(None)), "best_step": (int, type(None)), "context_length": (int, type(None)),
+    "world_size": (int, type(None)),
     **{k: (int, float, type(None)) for k in (
         "train_flops", "train_seconds", "tokens_per_second", "best_valid_loss", "valid_loss", "valid_loglik",
         "test_loss", "test_loglik", "test_perplexity", "test_bits", "unigram_test_loglik")},

@@ -197,10 +197,14 @@ def _write_cache(cache: Path, splits: dict[str, np.ndarray], tok: Tokenizer) -> 
 
 
 def sample_batch(
-    tokens: torch.Tensor, batch_size: int, length: int, generator: torch.Generator
+    tokens: torch.Tensor, batch_size: int, length: int, generator: torch.Generator,
+    rows: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """B random windows of `length` inputs and their next-token targets, as (B, L) LongTensors."""
+    """B random windows of `length` inputs and their next-token targets, as (B, L) LongTensors; with `rows`
+    (lo, hi), only windows lo..hi-1 of those B (a data-parallel rank's slice: the generator advances the same)."""
     starts = torch.randint(0, len(tokens) - length, (batch_size,), generator=generator)  # (B,)
+    if rows is not None:
+        starts = starts[rows[0] : rows[1]]
     idx = starts[:, None] + torch.arange(length + 1)  # (B, L+1)
     window = tokens[idx]  # (B, L+1)
     return window[:, :-1], window[:, 1:]

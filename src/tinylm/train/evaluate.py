@@ -105,6 +105,7 @@ def evaluate(
     stride: int | None = None,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> EvalResult:
     """Score every token of `tokens` (1-D LongTensor) but the first, exactly once.
 
@@ -115,6 +116,8 @@ def evaluate(
         stride: S of the protocol (default: half the context for attention models, 512 for window models).
         device: where the model lives.
         autocast_dtype: run the forward pass under autocast (e.g. torch.bfloat16).
+        shard: (i, n): score only windows i, i+n, i+2n, ... of the plan (process i of n; the n partial results
+            add up to the whole split's).
 
     Returns:
         The summed log-likelihood and the number of scored tokens (N - 1).
@@ -127,7 +130,7 @@ def evaluate(
     # vocabulary (on a GPU the CPU's cap left word-level windows one at a time: slow).
     budget = 1 << 28 if device.type == "cuda" else 1 << 25
     batch_size = max(1, min(batch_size, budget // (window * model.config.vocab_size)))
-    plan = window_plan(len(tokens), window, stride)
+    plan = window_plan(len(tokens), window, stride)[shard[0] :: shard[1]]
     total = torch.zeros((), dtype=torch.float64)
     scored = 0
     # Windows of the same length are batched; at most the last one is shorter.

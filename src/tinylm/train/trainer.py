@@ -3,6 +3,12 @@ state_dict of everything resume needs. It knows nothing of run directories (`tin
 
 One iteration of the loop that drives it (nanoGPT's order): evaluate on schedule -> set lr -> forward / backward
 -> clip -> step. `validate()` tracks the best valid loss; the caller keeps the best weights.
+
+Data parallel (torchrun, see `tinylm.distributed`): every rank draws the same global batch of random windows (the
+same generator state everywhere: B integers, nothing to speak of) and trains on its own slice of it under
+DistributedDataParallel, which averages the gradients. So the global batch, the loss and the resume state are
+those of a single process whatever the world size; a run resumes across a change of world size. Losses, step
+times and stop requests are averaged over the ranks every step, so every rank takes the same decisions.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
+from tinylm import distributed
 from tinylm.config import RunConfig
 from tinylm.data.corpus import Corpus, sample_batch
 from tinylm.device import configure, device_name, exact_fp32, pick_device, pick_dtype
@@ -97,12 +105,22 @@ class Trainer:
         if not cfg.train.has_budget():
             raise UsageError("no training budget: set --epochs, --max-steps, --max-tokens, --max-flops or --max-time")
         self.cfg, self.corpus = cfg, corpus
-        self.device = pick_device(cfg.train.device)
+        self.world = w = distributed.world()
+        if cfg.train.batch_size % w.size:
+            raise UsageError(f"train.batch_size={cfg.train.batch_size} must be a multiple of the {w.size} processes "
+                             "(each trains on an equal slice of the global batch)")
+        self.rows = (w.rank * cfg.train.batch_size // w.size, (w.rank + 1) * cfg.train.batch_size // w.size)
+        self.device = distributed.setup(pick_device(cfg.train.device))
         configure(self.device)
         self.dtype = pick_dtype(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model_name, cfg.model_config(corpus.tokenizer.vocab_size)).to(self.device)
-        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        self._seed_rank(0)
+        body = self.model
+        if w.size > 1:  # broadcasts rank 0's weights, then averages gradients in backward
+            body = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                           else None)
+        self.forward = torch.compile(body) if cfg.train.compile else body
         self.train_tokens = corpus.tensor("train")
         self.valid_tokens = corpus.tensor("valid")
         self.test_tokens = corpus.tensor("test")
@@ -152,7 +170,7 @@ class Trainer:
         t = self.cfg.train
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = sample_batch(self.train_tokens, t.batch_size, self.plan.fed_len, rng)  # (B, L)
+        x, y = sample_batch(self.train_tokens, t.batch_size, self.plan.fed_len, rng, self.rows)  # (B/world, L)
         if self.device.type == "cuda":  # pinned host memory: the copy overlaps with the GPU's work
             x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
         else:
@@ -213,9 +231,13 @@ class Trainer:
         tokens = evals * min(t.eval_tokens, len(self.valid_tokens)) + len(self.valid_tokens) + len(self.test_tokens)
         return train, tokens * eval_seconds
 
-    def account(self, loss: float, seconds: float) -> None:
-        """Count a finished step; raises Diverged if its loss is not finite or exploded."""
+    def account(self, loss: float, seconds: float, stop: bool = False) -> bool:
+        """Count a finished step; raises Diverged if its loss is not finite or exploded. With several processes
+        the loss and seconds are averaged over them; returns True if any of them asked to `stop`."""
         s = self.state
+        if self.world.size > 1:
+            mean = distributed.all_sum(torch.tensor([loss, seconds, float(stop)], dtype=torch.float64))
+            loss, seconds, stop = float(mean[0]) / self.world.size, float(mean[1]) / self.world.size, bool(mean[2])
         s.seconds += seconds
         s.step += 1
         s.tokens += self.plan.tokens_per_step
@@ -227,12 +249,19 @@ class Trainer:
             )
         s.loss_sum += loss
         s.loss_count += 1
+        return stop
 
     def evaluate(self, tokens: torch.Tensor) -> EvalResult:
         """Score `tokens` by the common protocol, always in fp32 (whatever the training precision), so scores
-        compare across machines (no TF32 either)."""
+        compare across machines (no TF32 either). With several processes each scores its share of the windows
+        and the sums are added up: every token is still scored exactly once."""
         with exact_fp32(self.device):
-            return evaluate(self.model, tokens, batch_size=64, device=self.device)
+            part = evaluate(self.model, tokens, batch_size=64, device=self.device,
+                            shard=(self.world.rank, self.world.size))
+        if self.world.size == 1:
+            return part
+        total = distributed.all_sum(torch.tensor([part.total_logprob, part.tokens], dtype=torch.float64))
+        return EvalResult(float(total[0]), int(total[1]), part.stride, part.window)
 
     def validate(self) -> tuple[dict[str, Any], bool]:
         """Score the valid subset; returns its history row and whether it is the best so far (updates patience)."""
@@ -272,6 +301,12 @@ class Trainer:
         self.batch_rng.set_state(tensors["rng.batch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self._seed_rank(self.state.step)
+
+    def _seed_rank(self, step: int) -> None:
+        """Ranks other than 0 draw their own dropout masks (rank 0's stream is the single-process one)."""
+        if self.world.rank:
+            torch.manual_seed(self.cfg.train.seed + 1_000_003 * self.world.rank + step)
 
     # -- facts for the run's metrics -----------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -296,4 +331,5 @@ class Trainer:
             "eval_precision": "fp32",
             "seed": self.cfg.train.seed,
             "device": device_name(self.device),
+            "world_size": self.world.size,
         }
