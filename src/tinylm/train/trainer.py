@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
@@ -121,9 +122,8 @@ class Trainer:
             body = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                            else None)
         self.forward = torch.compile(body) if cfg.train.compile else body
-        self.train_tokens = corpus.tensor("train")
-        self.valid_tokens = corpus.tensor("valid")
-        self.test_tokens = corpus.tensor("test")
+        # numpy arrays (memory-mapped from the cache): batches and evaluation windows gather what they need
+        self.train_tokens, self.valid_tokens, self.test_tokens = (corpus.splits[s] for s in ("train", "valid", "test"))
         if self.model.context_length >= len(self.valid_tokens):
             raise TinyLMError(
                 f"model.context_length={self.model.context_length} is longer than the validation split "
@@ -251,7 +251,7 @@ class Trainer:
         s.loss_count += 1
         return stop
 
-    def evaluate(self, tokens: torch.Tensor) -> EvalResult:
+    def evaluate(self, tokens: torch.Tensor | np.ndarray) -> EvalResult:
         """Score `tokens` by the common protocol, always in fp32 (whatever the training precision), so scores
         compare across machines (no TF32 either). With several processes each scores its share of the windows
         and the sums are added up: every token is still scored exactly once."""
