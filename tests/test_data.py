@@ -239,9 +239,9 @@ def _peak_anonymous_memory(cmd: list[str], env: dict[str, str]) -> tuple[int, in
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs /proc")
 def test_a_100_mb_text_trains_in_bounded_memory(tmp_path):
-    """Tokenizing streams the text and the splits are memory-mapped: a 100 MB file costs less than 100 MiB of
-    anonymous memory above the same run on a 1 MB file (held whole, its text would be 100 MB and its int64 ids
-    800 MB)."""
+    """Tokenizing streams the text and the splits are memory-mapped: a 100 MB file costs less than 50 MiB of
+    anonymous memory above the same run on a 1 MB file (measured: 172 MiB for both, and for 200 MB; held whole, the
+    text would be 100 MB and its int64 ids 800 MB)."""
     rng = np.random.default_rng(0)
     words = np.array(["the", "king", "queen", "and", "of", "to", "my", "lord", "thou", "art", "\n"])
     line = " ".join(rng.choice(words, size=200_000)).encode()  # ~1 MB
@@ -254,9 +254,11 @@ def test_a_100_mb_text_trains_in_bounded_memory(tmp_path):
     env = {**os.environ, "TINYLM_DATA_DIR": str(tmp_path / "data")}
     peaks = {}
     for f in (small, big):
-        cmd = [sys.executable, "-m", "tinylm.cli", "train", "--data", str(f), "--level", "char", "--model", "linear",
-               "--max-steps", "5", "--set", "train.eval_tokens=4096", "--quiet", "--results-dir", str(tmp_path / "r")]
+        cmd = [sys.executable, "-m", "tinylm.cli", "train", "--data", str(f), "--level", "char", "--model",
+               "transformer", "--max-steps", "5", "--set", "model.embed_dim=16", "--set", "model.n_layers=1",
+               "--set", "model.n_heads=1", "--set", "train.eval_tokens=4096", "--quiet", "--results-dir",
+               str(tmp_path / "r")]
         peaks[f.name] = _peak_anonymous_memory(cmd, env)[1]
-    assert peaks["big.txt"] - peaks["small.txt"] < 100, peaks
+    assert peaks["big.txt"] - peaks["small.txt"] < 50, peaks
     cache = next((tmp_path / "data" / "cache").glob("big-*"))
     assert (cache / "train.bin").stat().st_size == 2 * int(0.8 * big.stat().st_size)  # uint16 ids

@@ -158,7 +158,7 @@ def evaluate(
 
 
 def unigram_loglik(train: torch.Tensor | np.ndarray, test: torch.Tensor | np.ndarray, vocab_size: int,
-                   chunk: int = 1 << 24) -> float:
+                   chunk: int = 1 << 20) -> float:
     """Baseline: mean log p of the scored test tokens (all but the first) under add-one-smoothed train counts
     (counted `chunk` ids at a time, so a memory-mapped split is never copied whole)."""
     counts = np.ones(vocab_size, dtype=np.float64)
