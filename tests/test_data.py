@@ -193,6 +193,15 @@ def test_the_cache_is_flat_uint16_files_that_are_memory_mapped(mirror, data_dir)
     assert corpus_mod.token_dtype(65_536) == np.uint16 and corpus_mod.token_dtype(65_537) == np.uint32
 
 
+def split_text(text: str, level: str) -> dict[str, str]:
+    """The oracle: the whole text split 80/10/10 by character index (word level: after the next line break)."""
+    n = len(text)
+    cuts = [int(0.8 * n), int(0.9 * n)]
+    if level == "word":
+        cuts = [min(n, text.find("\n", c) + 1) if text.find("\n", c) >= 0 else c for c in cuts]
+    return {"train": text[: cuts[0]], "valid": text[cuts[0] : cuts[1]], "test": text[cuts[1] :]}
+
+
 def test_streamed_tokenization_equals_tokenizing_the_whole_text(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus_mod, "PIECE_CHARS", 37)  # many pieces, cut anywhere
     text = "".join(f"line {i} of the text, word{i % 7}\n" + ("\n" if i % 5 == 0 else "") for i in range(300)) + "end"
@@ -200,7 +209,7 @@ def test_streamed_tokenization_equals_tokenizing_the_whole_text(tmp_path, monkey
     f.write_text(text, encoding="utf-8")
     for level in ("char", "word"):
         c = load_corpus(DataConfig(name="t", level=level, path=str(f)), tmp_path / level, use_cache=level == "word")
-        parts = corpus_mod.split_text(text, level)
+        parts = split_text(text, level)
         tok = (CharTokenizer.build(parts["train"], [parts["valid"], parts["test"]]) if level == "char"
                else WordTokenizer.build(parts["train"]))
         assert c.tokenizer.tokens == tok.tokens

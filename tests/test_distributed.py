@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import TINY_TEXT
 from tinylm.data.corpus import sample_batch
 from tinylm.models.registry import build_model, make_config
 from tinylm.train.evaluate import evaluate
@@ -51,6 +52,17 @@ def assert_same_trajectory(a: Path, b: Path) -> None:
     assert mb["test_tokens"] == ma["test_tokens"] and mb["valid_tokens"] == ma["valid_tokens"]
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    """The single-process run every data-parallel run is compared with (trained once for the module)."""
+    tmp = tmp_path_factory.mktemp("one-process")
+    text = tmp / "tiny.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    out, run_dir = train(text, tmp, "one")
+    assert out.returncode == 0, out.stderr
+    return run_dir
+
+
 def test_evaluation_shards_add_up_to_the_whole_split():
     model = build_model("transformer", make_config("transformer", {"vocab_size": 11, "context_length": 16,
                                                                    "embed_dim": 16, "n_heads": 2, "n_layers": 1}))
@@ -73,9 +85,8 @@ def test_a_ranks_batch_is_its_slice_of_the_global_batch_and_the_generator_advanc
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_follow_the_single_process_trajectory(tiny_text_file, tmp_path):
-    one, one_dir = train(tiny_text_file, tmp_path, "one")
-    assert one.returncode == 0, one.stderr
+def test_two_gloo_processes_follow_the_single_process_trajectory(one_process, tiny_text_file, tmp_path):
+    one_dir = one_process
     two, two_dir = train(tiny_text_file, tmp_path, "two", "--nproc", "2")
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("trained ") == 1, two.stdout  # rank 0 alone reports
@@ -91,9 +102,8 @@ def test_two_gloo_processes_follow_the_single_process_trajectory(tiny_text_file,
 
 
 @pytest.mark.slow
-def test_a_run_resumes_across_a_change_of_world_size(tiny_text_file, tmp_path):
-    straight, straight_dir = train(tiny_text_file, tmp_path, "straight")
-    assert straight.returncode == 0, straight.stderr
+def test_a_run_resumes_across_a_change_of_world_size(one_process, tiny_text_file, tmp_path):
+    straight_dir = one_process
     # two processes, rank 0 stopped as by SIGTERM after step 8: every rank stops at the same step
     stopped, run_dir = train(tiny_text_file, tmp_path, "two-then-one", "--nproc", "2",
                              env={"TINYLM_FAULT_STOP_AT_STEP": "8"})
@@ -116,5 +126,5 @@ def test_nproc_mistakes_are_reported_once_before_any_process_starts(tiny_text_fi
     out, _ = train(tiny_text_file, tmp_path, "odd", "--nproc", "2", "--batch-size", "7")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "tinylm train: error: train.batch_size=7 must be a multiple of --nproc 2 (each process trains on an equal "
-        "slice of the global batch)"]
+        "tinylm train: error: train.batch_size=7 must be a multiple of the 2 processes (each trains on an equal slice "
+        "of the global batch)"]

@@ -288,9 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         # Every mistake that can be found here is reported here, once, before any process starts.
         for cfg, kw in jobs:
             pick_device(cfg.train.device)
-            if cfg.train.batch_size % args.nproc:
-                raise UsageError(f"train.batch_size={cfg.train.batch_size} must be a multiple of --nproc "
-                                 f"{args.nproc} (each process trains on an equal slice of the global batch)")
+            distributed.check_batch(cfg.train.batch_size, args.nproc)
             load_corpus(cfg.data, kw["data_dir"], kw["mirror"], quiet=args.quiet)  # downloads and tokenizes once
         return distributed.launch(args.nproc, _without_nproc(args.argv))
     for cfg, kw in jobs:

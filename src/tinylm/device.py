@@ -46,11 +46,11 @@ def keep_freed_memory() -> bool:
 _ALLOCATOR_TUNED = False
 
 
-def use_all_cores() -> int:
-    """Let torch use every core present, shared evenly among the data-parallel processes of this machine (torchrun's
-    LOCAL_WORLD_SIZE), and keep freed memory mapped; returns the thread count."""
+def use_all_cores(processes: int = 1) -> int:
+    """Let torch use every core present, shared evenly among `processes` (the data-parallel processes of this
+    machine), and keep freed memory mapped; returns the thread count."""
     keep_freed_memory()
-    n = max(1, cpu_count() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+    n = max(1, cpu_count() // processes)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
@@ -75,11 +75,11 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def configure(device: torch.device) -> None:
+def configure(device: torch.device, processes: int = 1) -> None:
     """Per-device speed settings: all cores on a CPU; TF32 matmuls and convolutions on CUDA (fp32 inputs, 10-bit
     mantissa products, fp32 accumulation: what the bf16-autocast step leaves in fp32 runs on tensor cores)."""
     if device.type == "cpu":
-        use_all_cores()
+        use_all_cores(processes)
     elif device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -49,6 +49,13 @@ def world() -> World:
         raise UsageError("RANK, LOCAL_RANK and WORLD_SIZE must be integers (set by torchrun)") from None
 
 
+def check_batch(batch_size: int, processes: int) -> None:
+    """A UsageError unless the global batch splits evenly among the processes."""
+    if batch_size % processes:
+        raise UsageError(f"train.batch_size={batch_size} must be a multiple of the {processes} processes (each trains "
+                         "on an equal slice of the global batch)")
+
+
 def setup(device: torch.device) -> torch.device:
     """Join the process group (once) and return this rank's device: cuda:LOCAL_RANK on CUDA, else `device`."""
     w = world()

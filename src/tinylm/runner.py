@@ -6,6 +6,7 @@ The engine (`tinylm.train.trainer.Trainer`) trains; this module decides what to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -195,8 +196,7 @@ class Loop:
         tty = sys.stderr.isatty()  # into a log file: one refresh every 30 s, not every step
         # smoothing: the rate behind the ETA is an exponential average with a long memory (tqdm's default 0.3
         # follows the last few updates, so every evaluation pause swung the ETA)
-        return tqdm(total=self.trainer.plan.total_steps, initial=self.trainer.state.step,
-                    disable=self.quiet or not self.files.writes,
+        return tqdm(total=self.trainer.plan.total_steps, initial=self.trainer.state.step, disable=self.quiet,
                     dynamic_ncols=True, desc=f"{cfg.model_name}/{cfg.data.label}", unit="step", leave=False,
                     mininterval=0.1 if tty else 30.0, smoothing=0.02)
 
@@ -206,7 +206,7 @@ class Loop:
             self.files.load_last()
         else:
             self.files.clear()
-        if self.announce is not None and self.files.writes:
+        if self.announce is not None:
             self.announce(self.trainer.forecast())
         handlers = {}
         try:
@@ -331,16 +331,16 @@ def train_run(
     if resume and not has_last:
         raise TinyLMError(f"{run_dir} has no resume state (last/checkpoint.safetensors); start the run again")
     trainer = Trainer(cfg, corpus)  # validates before the first write; with DDP, every rank has decided by now
-    if not main:
-        loop = Loop(RunFiles(run_dir, trainer, profile), quiet=True, snapshot_every=snapshot_every)
-        return loop.run(resume=resume and not force), run_dir, "resumed" if resume and not force else "trained"
-    with RunLock(run_dir):
-        for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("last/.*.tmp")]:
-            stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        corpus.tokenizer.save(run_dir / "tokenizer.json")
-        loop = Loop(RunFiles(run_dir, trainer, profile), quiet=quiet, snapshot_every=snapshot_every, announce=announce)
-        resuming = resume and not force
+    # the other ranks of a data-parallel run train silently and write nothing (RunFiles knows)
+    loop = Loop(RunFiles(run_dir, trainer, profile), quiet=quiet or not main, snapshot_every=snapshot_every,
+                announce=announce if main else None)
+    resuming = resume and not force
+    with RunLock(run_dir) if main else contextlib.nullcontext():
+        if main:
+            for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("last/.*.tmp")]:
+                stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them
+            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            corpus.tokenizer.save(run_dir / "tokenizer.json")
         return loop.run(resume=resuming), run_dir, "resumed" if resuming else "trained"
 
 

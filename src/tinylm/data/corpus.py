@@ -103,33 +103,37 @@ def _split_cuts(path: Path, level: str) -> list[int]:
     return out + [n] * (2 - len(out))
 
 
-def split_pieces(path: Path, level: str, cuts: list[int] | None) -> Iterator[tuple[str, str]]:
-    """(split, text) pieces of one file: all of it one split (`cuts` None: the file is that split), or cut at
-    the two character positions `cuts` into train, valid and test."""
+Layout = str | list[int]  # the split a whole file holds, or the positions where its valid and test parts begin
+Source = list[tuple[Path, Layout | None]]  # None: split 80/10/10 by position, cut points not counted yet
+
+
+def with_cuts(source: Source, level: str) -> list[tuple[Path, Layout]]:
+    """`source` with the cut points of every file split by position counted (one or two passes over it)."""
+    return [(path, _split_cuts(path, level) if layout is None else layout) for path, layout in source]
+
+
+def split_pieces(path: Path, level: str, layout: Layout) -> Iterator[tuple[str, str]]:
+    """(split, text) pieces of one file: all of it one split, or cut at two character positions into train,
+    valid and test."""
     pos = 0
     for piece in _pieces(path, level):
-        if cuts is None:
-            yield "", piece
+        if isinstance(layout, str):
+            yield layout, piece
             continue
         start, end = pos, pos + len(piece)
-        for split, (a, b) in zip(sources.SPLITS, [(0, cuts[0]), (cuts[0], cuts[1]), (cuts[1], end + 1)]):
+        for split, (a, b) in zip(sources.SPLITS, [(0, layout[0]), (layout[0], layout[1]), (layout[1], end + 1)]):
             lo, hi = max(a, start), min(b, end)
             if lo < hi:
                 yield split, piece[lo - start : hi - start]
         pos = end
 
 
-Source = list[tuple[Path, str | None]]  # files and the split each holds (None: split 80/10/10 by position)
+def _stream(source: list[tuple[Path, Layout]], level: str) -> Iterator[tuple[str, str]]:
+    for path, layout in source:
+        yield from split_pieces(path, level, layout)
 
 
-def _stream(source: Source, level: str) -> Iterator[tuple[str, str]]:
-    for path, split in source:
-        cuts = _split_cuts(path, level) if split is None else None
-        for part, text in split_pieces(path, level, cuts):
-            yield part or split, text
-
-
-def build_tokenizer(source: Source, level: str, max_vocab: int | None) -> Tokenizer:
+def build_tokenizer(source: list[tuple[Path, Layout]], level: str, max_vocab: int | None) -> Tokenizer:
     """The tokenizer of the training text (character set, or word counts), streamed."""
     if level == "char":
         train, other = set(), set()
@@ -166,18 +170,9 @@ def _source(cfg: DataConfig, root: Path, mirror: Path | None, quiet: bool) -> tu
         return [(p, s) for s, p in files.items()], {s: str(p) for s, p in files.items()}
     if not path.is_file():
         raise UsageError(f"data file {path} does not exist; pass an existing text file with --data")
-    if path.stat().st_size < PIECE_CHARS and not "".join(p for _, p in split_pieces(path, "char", None)).strip():
+    if path.stat().st_size < PIECE_CHARS and not "".join(_pieces(path, "char")).strip():
         raise TinyLMError(f"data file {path} is empty; give a text file with some content")
     return [(path, None)], {s: str(path) for s in sources.SPLITS}
-
-
-def split_text(text: str, level: str) -> dict[str, str]:
-    """Split one text 80/10/10 by character index (word level: moved forward to the next line break)."""
-    n = len(text)
-    cuts = [int(0.8 * n), int(0.9 * n)]
-    if level == "word":
-        cuts = [min(n, text.find("\n", c) + 1) if text.find("\n", c) >= 0 else c for c in cuts]
-    return {"train": text[: cuts[0]], "valid": text[cuts[0] : cuts[1]], "test": text[cuts[1] :]}
 
 
 def _cache_key(cfg: DataConfig, digests: list[str], level: str) -> str:
@@ -241,12 +236,14 @@ def load_corpus(
     cache = root_path / "cache" / f"{cfg.name}-{_cache_key(cfg, _source_digests(cfg), cfg.level)}"
     corpus = _read_cache(cache, cfg.name, origins) if use_cache else None
     if corpus is None:
+        source = with_cuts(source, cfg.level)  # counted once for the passes below
         tok = build_tokenizer(source, cfg.level, cfg.max_vocab)
         if use_cache:
             try:
                 _write_cache(cache, source, tok)
                 corpus = _read_cache(cache, cfg.name, origins)
-                corpus.from_cache = False
+                if corpus is not None:
+                    corpus.from_cache = False
             except OSError as e:  # the cache is an optimisation: a full or read-only data directory still works
                 warnings.warn(f"could not cache the tokenized data in {cache} ({e.strerror}); continuing without the "
                               "cache, so the next run tokenizes again", TinyLMWarning, stacklevel=2)
@@ -261,7 +258,7 @@ def load_corpus(
     return corpus
 
 
-def _encode_in_memory(source: Source, tok: Tokenizer) -> dict[str, np.ndarray]:
+def _encode_in_memory(source: list[tuple[Path, Layout]], tok: Tokenizer) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {s: [] for s in sources.SPLITS}
     for split, text in _stream(source, tok.level):
         parts[split].append(tok.encode(text).astype(np.int32))
@@ -273,7 +270,7 @@ def token_dtype(vocab_size: int) -> type:
     return np.uint16 if vocab_size <= 1 << 16 else np.uint32
 
 
-def _write_cache(cache: Path, source: Source, tok: Tokenizer) -> None:
+def _write_cache(cache: Path, source: list[tuple[Path, Layout]], tok: Tokenizer) -> None:
     """<split>.bin (flat ids), tokenizer.json and meta.json, written in a temporary folder renamed into place."""
     dtype = token_dtype(tok.vocab_size)
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -107,12 +107,10 @@ class Trainer:
             raise UsageError("no training budget: set --epochs, --max-steps, --max-tokens, --max-flops or --max-time")
         self.cfg, self.corpus = cfg, corpus
         self.world = w = distributed.world()
-        if cfg.train.batch_size % w.size:
-            raise UsageError(f"train.batch_size={cfg.train.batch_size} must be a multiple of the {w.size} processes "
-                             "(each trains on an equal slice of the global batch)")
+        distributed.check_batch(cfg.train.batch_size, w.size)
         self.rows = (w.rank * cfg.train.batch_size // w.size, (w.rank + 1) * cfg.train.batch_size // w.size)
         self.device = distributed.setup(pick_device(cfg.train.device))
-        configure(self.device)
+        configure(self.device, w.local_size)
         self.dtype = pick_dtype(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model_name, cfg.model_config(corpus.tokenizer.vocab_size)).to(self.device)
