@@ -15,7 +15,7 @@ import torch
 from tests.conftest import TINY_TEXT
 from tinylm.data.corpus import sample_batch
 from tinylm.models.registry import build_model, make_config
-from tinylm.train.evaluate import evaluate
+from tinylm.training.evaluate import evaluate
 
 TINY = ["--model", "transformer", "--level", "char", "--max-steps", "20", "--batch-size", "8",
         "--set", "model.embed_dim=32", "--set", "model.n_layers=2", "--set", "model.n_heads=2",

@@ -10,7 +10,7 @@ from tinylm.config import DataConfig
 from tinylm.resolve import resolve_run
 from tinylm.runner import train_run
 from tinylm.runs import load_run, load_run_corpus
-from tinylm.train.evaluate import evaluate
+from tinylm.training.evaluate import evaluate
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

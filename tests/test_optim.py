@@ -8,7 +8,7 @@ from torch import nn
 
 from tinylm.config import TrainConfig
 from tinylm.models.registry import build_model
-from tinylm.train.optim import make_optimizer, param_groups
+from tinylm.training.optim import make_optimizer, param_groups
 
 CONFIGS = {
     "linear": {"vocab_size": 50, "context_length": 4, "rank": 8},  # rank: a real nn.Linear besides the table

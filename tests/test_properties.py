@@ -12,7 +12,7 @@ from tinylm.errors import TinyLMError
 from tinylm.models import build_model
 from tinylm.resolve import resolve_run
 from tinylm.strict import from_dict
-from tinylm.train.evaluate import evaluate, window_plan
+from tinylm.training.evaluate import evaluate, window_plan
 
 ALPHABET = "abcXYZ \n.,;!é"
 

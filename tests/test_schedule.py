@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tinylm.train.schedule import learning_rate
+from tinylm.training.schedule import learning_rate
 
 PEAK, WARMUP, MIN_RATIO = 3e-3, 10, 0.1
 FLOOR = PEAK * MIN_RATIO

@@ -18,8 +18,8 @@ from tinylm.models import build_model
 from tinylm.resolve import resolve_run
 from tinylm.runner import Interrupted, train_run
 from tinylm.runs import RunLock, load_run
-from tinylm.train import trainer as trainer_mod
-from tinylm.train.evaluate import evaluate, protocol_window
+from tinylm.training import trainer as trainer_mod
+from tinylm.training.evaluate import evaluate, protocol_window
 
 TINY_MODELS = {
     "linear": ["model.context_length=4"],

@@ -1,6 +1,20 @@
-"""tinylm: a lab bench for tiny language models, trained and compared by one protocol."""
+"""tinylm: a lab bench for tiny language models, trained and compared by one protocol.
+
+`tinylm.load(...)` and `tinylm.train(...)` (see tinylm.api) are imported on first use, so that importing a light
+module such as tinylm.errors does not import torch.
+"""
+
+from typing import Any
 
 from tinylm.errors import TinyLMError
 
 __version__ = "0.1.0"
-__all__ = ["TinyLMError", "__version__"]
+__all__ = ["Run", "TinyLMError", "__version__", "load", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("load", "train", "Run"):
+        from tinylm import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tinylm' has no attribute '{name}'")

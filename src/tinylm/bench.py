@@ -39,8 +39,8 @@ from tinylm.io import atomic_write_json
 from tinylm.models.registry import build_model, model_names
 from tinylm.resolve import load_suite_file, resolve_run
 from tinylm.runner import score_snapshots, time_to, train_run
-from tinylm.train.evaluate import evaluate
-from tinylm.train.trainer import Trainer
+from tinylm.training.evaluate import evaluate
+from tinylm.training.trainer import Trainer
 
 
 def _median_spread(values: list[float]) -> dict[str, float]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm import distributed
+from tinylm.api import load
 from tinylm.bench import run_bench, summary_lines
 from tinylm.config import DataConfig, RunConfig, TrainConfig, model_keys
 from tinylm.data import sources
@@ -41,8 +42,6 @@ from tinylm.generate.interactive import (
     check_sampling,
     describe,
     encode_prompt,
-    generate_text,
-    resolve_run_dir,
 )
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
 from tinylm.resolve import data_config, load_suite_file, parse_overrides, resolve_run
@@ -51,15 +50,12 @@ from tinylm.runs import (
     config_diff,
     find_runs,
     identity,
-    load_run,
-    load_run_corpus,
     read_config,
     read_metrics,
     reference_dir,
     results_dir,
 )
 from tinylm.strict import field_docs, unknown_key_error
-from tinylm.train.evaluate import evaluate
 
 
 class Parser(argparse.ArgumentParser):
@@ -365,11 +361,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_snapshots(args)
     if args.target is not None:
         raise UsageError("--target applies with --snapshots only")
-    run = load_run(args.run_dir)
-    corpus = load_run_corpus(run, args.data_dir, args.mirror)
-    device = pick_device(args.device)
-    run.model.to(device)
-    result = evaluate(run.model, corpus.tensor(args.split), batch_size=64, stride=args.stride, device=device)
+    run = load(args.run_dir)
+    result = run.evaluate(args.split, stride=args.stride, device=args.device, data_dir=args.data_dir,
+                          mirror=args.mirror)
     out = {"run": str(args.run_dir), "split": args.split, **result.as_dict(args.split), "stride": result.stride,
            "window": result.window}
     if args.json:
@@ -414,17 +408,18 @@ def _eval_snapshots(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     check_sampling(args.temperature, args.top_k, args.top_p, args.length, args.seed)
-    run = load_run(resolve_run_dir(args.run_dir, args.model, args.dataset, args.results_dir))
-    encode_prompt(run, args.prompt, warn=lambda message: None)  # a prompt it cannot read fails before the header
+    run = load(args.run_dir, model=None if args.run_dir else args.model, dataset=args.dataset,
+               results=args.results_dir)
+    encode_prompt(run.loaded, args.prompt, warn=lambda message: None)  # a prompt it cannot read fails first
     seed = "random" if args.seed is None else args.seed
-    print(f"tinylm generate: {describe(run, args.temperature, args.top_k, args.top_p, args.length)}, seed {seed}",
-          file=sys.stderr)
+    print(f"tinylm generate: {describe(run.loaded, args.temperature, args.top_k, args.top_p, args.length)}, "
+          f"seed {seed}", file=sys.stderr)
     for i in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {i + 1}")
         seed = None if args.seed is None else args.seed + i
-        generate_text(run, args.prompt, args.length, args.temperature, args.top_k, args.top_p, seed,
-                      use_cache=not args.no_cache, out=sys.stdout, warn=lambda m: print(m, file=sys.stderr))
+        run.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, seed,
+                     use_cache=not args.no_cache, stream=sys.stdout)
     return 0
 
 

@@ -1,7 +1,7 @@
 """A run directory's life: skip, resume or force; the training loop's files (history, metrics, best weights,
 resume state, snapshots, samples); signals and the progress bar; scoring snapshots after the fact.
 
-The engine (`tinylm.train.trainer.Trainer`) trains; this module decides what to train and writes what it did.
+The engine (`tinylm.training.trainer.Trainer`) trains; this module decides what to train and writes what it did.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from tinylm.runs import (
     read_metrics,
     run_id,
 )
-from tinylm.train.evaluate import evaluate, unigram_loglik
-from tinylm.train.trainer import Diverged, Trainer
+from tinylm.training.evaluate import evaluate, unigram_loglik
+from tinylm.training.trainer import Diverged, Trainer
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 FINISHED = ("complete", "stopped_early")

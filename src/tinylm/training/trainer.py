@@ -32,10 +32,10 @@ from tinylm.device import configure, device_name, exact_fp32, pick_device, pick_
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
-from tinylm.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors
-from tinylm.train.evaluate import EvalResult, evaluate
-from tinylm.train.optim import make_optimizer
-from tinylm.train.schedule import learning_rate
+from tinylm.training.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from tinylm.training.evaluate import EvalResult, evaluate
+from tinylm.training.optim import make_optimizer
+from tinylm.training.schedule import learning_rate
 
 
 @dataclass

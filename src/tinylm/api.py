@@ -1,0 +1,192 @@
+"""The Python API: load, train, generate from and score runs in a notebook; the CLI is built on the same functions.
+
+    >>> import tinylm
+    >>> run = tinylm.load(model="transformer", dataset="tinyshakespeare")  # doctest: +SKIP
+    >>> run.generate("ROMEO:", length=200, temperature=0.8, top_p=0.9, seed=1)  # doctest: +SKIP
+    >>> run.score("To be, or not to be").loglik  # doctest: +SKIP
+
+Every score is the common protocol's (tinylm.training.evaluate): the same numbers `tinylm eval` prints.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from tinylm.config import DataConfig, TrainConfig
+from tinylm.device import pick_device
+from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
+from tinylm.experiments.suite import profile_index, profile_label
+from tinylm.generate.interactive import check_sampling, generate_text, resolve_run_dir
+from tinylm.models.registry import DEFAULT_MODEL, config_class
+from tinylm.resolve import load_suite_file, resolve_run
+from tinylm.runner import train_run
+from tinylm.runs import LoadedRun, load_run, load_run_corpus, read_metrics, results_dir
+from tinylm.strict import field_names, unknown_key_error
+from tinylm.training.evaluate import EvalResult, evaluate
+
+__all__ = ["EvalResult", "Run", "load", "train"]
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Run:
+    """A trained run: its directory, config, tokenizer and best-on-valid weights (`model`, in eval mode)."""
+
+    loaded: LoadedRun
+
+    @property
+    def path(self) -> Path:
+        """The run directory."""
+        return self.loaded.run_dir
+
+    @property
+    def model(self) -> Any:
+        """The torch module (a tinylm LanguageModel)."""
+        return self.loaded.model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The run's tokenizer (encode/decode)."""
+        return self.loaded.tokenizer
+
+    @property
+    def config(self) -> Any:
+        """The run's RunConfig (model, train and data sections)."""
+        return self.loaded.config
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """metrics.json of the run (empty if it has none)."""
+        return read_metrics(self.path) or {}
+
+    def __repr__(self) -> str:
+        m = self.metrics
+        test = m.get("test_loglik")
+        score = f", test {test:.4f} nats/token" if isinstance(test, float) else ""
+        return (f"Run({self.config.model_name} on {self.config.data.label}, {m.get('params', 0):,} params{score}, "
+                f"'{self.path}')")
+
+    def generate(
+        self,
+        prompt: str = "",
+        length: int = 200,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        use_cache: bool = True,
+        stream: TextIO | None = None,
+    ) -> str:
+        """The prompt and `length` new tokens sampled after it (temperature 0: greedy; top-k/top-p: truncation).
+
+        With `stream`, the text is also written there piece by piece (as `tinylm generate` prints it). Words of
+        the prompt the vocabulary lacks become `<unk>` with a TinyLMWarning (characters: dropped); none known is an
+        error.
+        """
+        check_sampling(temperature, top_k, top_p, length, seed)
+        return generate_text(self.loaded, prompt, length, temperature, top_k, top_p, seed, use_cache=use_cache,
+                             out=stream, warn=_warn)
+
+    def score(self, text: str, stride: int | None = None, device: str = "cpu") -> EvalResult:
+        """Log-likelihood of `text` by the common protocol: every token after the first scored once.
+
+        `.loglik` is nats per token (`.perplexity`, `.bits` beside it). Word-level runs map unknown words to
+        `<unk>`, as their corpus does; a character the vocabulary lacks is an error (dropping it would score
+        another text).
+        """
+        ids, unknown = self.tokenizer.encode_with_unknowns(text)
+        if unknown and self.tokenizer.unk_id is None:
+            shown = ", ".join(repr(u) for u in unknown[:10])
+            raise UsageError(f"the text has characters this model never saw ({shown}); remove them to score it")
+        if len(ids) < 2:
+            raise UsageError(f"the text has {len(ids)} token(s); scoring needs at least 2 (the first has no context)")
+        return self._evaluate(ids, stride, device)
+
+    def evaluate(self, split: str = "test", stride: int | None = None, device: str = "cpu",
+                 data_dir: str | Path | None = None, mirror: str | Path | None = None) -> EvalResult:
+        """Score a split of the run's dataset by the common protocol (what `tinylm eval` prints)."""
+        if split not in SPLITS:
+            raise UsageError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+        corpus = load_run_corpus(self.loaded, data_dir, mirror)
+        return self._evaluate(corpus.tensor(split), stride, device)
+
+    def _evaluate(self, tokens: Any, stride: int | None, device: str) -> EvalResult:
+        dev = pick_device(device)
+        self.model.to(dev)
+        return evaluate(self.model, tokens, batch_size=64, stride=stride, device=dev)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, TinyLMWarning, stacklevel=4)
+
+
+def load(path: str | Path | None = None, *, model: str | None = None, dataset: str = "tinyshakespeare",
+         results: str | Path | None = None) -> Run:
+    """A run directory, or the best trained run of `model` on `dataset` (chosen on the full validation split,
+    from your working folder and the shipped reference)."""
+    if path is not None and model is not None:
+        raise UsageError("give a run directory or a model, not both")
+    return Run(load_run(resolve_run_dir(None if path is None else str(path), model or DEFAULT_MODEL, dataset,
+                                        None if results is None else str(results))))
+
+
+def split_overrides(model: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword overrides as (model values, train values): each key is a field of the model's config or of
+    TrainConfig; anything else is a UsageError naming the closest keys."""
+    model_keys, train_keys = field_names(config_class(model)), field_names(TrainConfig)
+    m, t = {}, {}
+    for key, value in overrides.items():
+        if key in model_keys and key not in ("vocab_size",):
+            m[key] = value
+        elif key in train_keys:
+            t[key] = value
+        else:
+            raise unknown_key_error(key, sorted((set(model_keys) - {"vocab_size"}) | set(train_keys)),
+                                    f"tinylm.train(model='{model}')")
+    return m, t
+
+
+def train(
+    model: str = DEFAULT_MODEL,
+    dataset: str = "tinyshakespeare",
+    *,
+    quick: bool = False,
+    profile: str | None = None,
+    data: str | Path | None = None,
+    level: str | None = None,
+    results: str | Path | None = None,
+    run_name: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    **overrides: Any,
+) -> Run:
+    """Train one run (or return the finished one with the same config) and load it, as `tinylm train` does.
+
+    `overrides` are fields of the model's config or of TrainConfig (e.g. `embed_dim=64, max_steps=200`); the
+    suite file's defaults and the profile (`quick=True` is profile "quick") fill in the rest. `data` is a text
+    file or folder of yours (with `level` "char" or "word") instead of a registered dataset.
+    """
+    if quick and profile not in (None, "quick"):
+        raise UsageError("quick=True is profile 'quick'; give one of them")
+    profile = "quick" if quick else profile
+    raw = load_suite_file()
+    data_cfg = None
+    if data is not None:
+        path = Path(data).resolve()
+        data_cfg = DataConfig(name=path.stem or "text", level=level, path=str(path))
+    elif level is not None:
+        raise UsageError("level applies to data=... files only; registered datasets have a fixed level")
+    model_values, train_values = split_overrides(model, overrides)
+    cfg = resolve_run(model, dataset, raw=raw, profile=profile, model_values=model_values,
+                      train_values=train_values, data=data_cfg)
+    label = profile_label(profile_index(raw), cfg, profile)
+    metrics, run_dir, _ = train_run(cfg, results_dir(results), run_name=run_name, force=force, quiet=quiet,
+                                    profile=label)
+    if not (run_dir / "model.safetensors").is_file():
+        raise TinyLMError(f"{run_dir} finished as '{metrics.get('status')}' without weights")
+    return Run(load_run(run_dir))
+
