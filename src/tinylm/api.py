@@ -162,13 +162,15 @@ def train(
     run_name: str | None = None,
     force: bool = False,
     quiet: bool = False,
+    log: str | None = None,
     **overrides: Any,
 ) -> Run:
     """Train one run (or return the finished one with the same config) and load it, as `tinylm train` does.
 
     `overrides` are fields of the model's config or of TrainConfig (e.g. `embed_dim=64, max_steps=200`); the
     suite file's defaults and the profile (`quick=True` is profile "quick") fill in the rest. `data` is a text
-    file or folder of yours (with `level` "char" or "word") instead of a registered dataset.
+    file or folder of yours (with `level` "char" or "word") instead of a registered dataset. `log="tensorboard"`
+    also writes TensorBoard events under the run directory.
     """
     if quick and profile not in (None, "quick"):
         raise UsageError("quick=True is profile 'quick'; give one of them")
@@ -185,7 +187,7 @@ def train(
                       train_values=train_values, data=data_cfg)
     label = profile_label(profile_index(raw), cfg, profile)
     metrics, run_dir, _ = train_run(cfg, results_dir(results), run_name=run_name, force=force, quiet=quiet,
-                                    profile=label)
+                                    profile=label, logs=(log,) if log else ())
     if not (run_dir / "model.safetensors").is_file():
         raise TinyLMError(f"{run_dir} finished as '{metrics.get('status')}' without weights")
     return Run(load_run(run_dir))

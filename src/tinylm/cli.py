@@ -56,6 +56,7 @@ from tinylm.runs import (
     results_dir,
 )
 from tinylm.strict import field_docs, unknown_key_error
+from tinylm.tensorboard_log import LOGGERS, check_logs
 
 
 class Parser(argparse.ArgumentParser):
@@ -120,6 +121,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(*flags, dest=name, type=kind, help=docs.get(name))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.n_layers=6 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--log", action="append", choices=list(LOGGERS), default=[],
+                   help="also log to tensorboard (<run dir>/tensorboard; extra: pip install -e \".[tensorboard]\")")
 
 
 def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
@@ -254,7 +257,7 @@ def _without_nproc(argv: list[str]) -> list[str]:
 def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any]]]:
     """The runs `tinylm train` asked for, as (config, train_run keywords), checked for every user mistake."""
     common = {"quiet": args.quiet, "data_dir": args.data_dir, "mirror": args.mirror,
-              "snapshot_every": args.snapshot_every, "announce": announce}
+              "snapshot_every": args.snapshot_every, "announce": announce, "logs": check_logs(args.log)}
     if args.resume:
         run_dir = Path(args.resume)
         saved = read_config(run_dir)
@@ -320,13 +323,14 @@ def cmd_suite(args: argparse.Namespace) -> int:
     runs = plan(raw, profile, only=only, datasets=args.dataset, axes=axes or None, train_values=values,
                 sets=sets + list(args.set or []))
     results = results_dir(args.results_dir)
+    logs = check_logs(args.log)
     print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
     _baselines([r.config.data for r in runs], results, None, args.data_dir, args.mirror, missing_only=True)
     index = profile_index(raw)
     for i, run in enumerate(runs, 1):
         metrics, run_dir, what = train_run(run.config, results, quiet=args.quiet, data_dir=args.data_dir,
                                            mirror=args.mirror, profile=profile_label(index, run.config, profile),
-                                           announce=announce)
+                                           announce=announce, logs=logs)
         _print_result(metrics, run_dir, f"[{i}/{len(runs)}] {what}")
     return 0
 

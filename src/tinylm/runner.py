@@ -41,6 +41,7 @@ from tinylm.runs import (
     read_metrics,
     run_id,
 )
+from tinylm.tensorboard_log import TensorBoardLog, check_logs
 from tinylm.training.evaluate import evaluate, unigram_loglik
 from tinylm.training.trainer import Diverged, Trainer
 
@@ -73,10 +74,23 @@ class RunFiles:
     """The files of one run directory that training writes (only rank 0 writes; the other ranks of a data-parallel
     run keep the same history in memory)."""
 
-    def __init__(self, run_dir: Path, trainer: Trainer, profile: str | None = None):
+    def __init__(self, run_dir: Path, trainer: Trainer, profile: str | None = None, logs: tuple[str, ...] = ()):
         self.dir, self.trainer, self.profile = run_dir, trainer, profile
         self.history: list[dict[str, Any]] = []
         self.writes = trainer.world.main
+        self.logs = logs
+        self.board: TensorBoardLog | None = None
+
+    def open_logs(self) -> None:
+        """Start the extra loggers asked for (after a resume, events past the checkpoint are purged)."""
+        if self.writes and "tensorboard" in self.logs:
+            step = self.trainer.state.step  # events of the steps after the checkpoint are redone: hide the old ones
+            self.board = TensorBoardLog(self.dir, purge_step=step + 1 if step else None)
+
+    def close_logs(self) -> None:
+        if self.board is not None:
+            self.board.close()
+            self.board = None
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -87,7 +101,7 @@ class RunFiles:
             return
         for stale in ("history.jsonl", "model.safetensors", "last/checkpoint.safetensors"):
             self.path(stale).unlink(missing_ok=True)
-        for stale in self.path("snapshots").glob("*.safetensors"):
+        for stale in [*self.path("snapshots").glob("*.safetensors"), *self.path("tensorboard").glob("events.*")]:
             stale.unlink()
 
     def save_last(self) -> None:
@@ -131,6 +145,8 @@ class RunFiles:
         row["time"] = time.time()
         self.history.append(row)
         self.write_history()
+        if self.board is not None:
+            self.board.row(row)
         if improved and self.writes:
             save_tensors(self.path("model.safetensors"), self.trainer.model.weights(),
                          {"step": row["step"], "valid_loss": row["valid_loss"]})
@@ -152,13 +168,15 @@ class RunFiles:
             atomic_write_json(self.path("metrics.json"), metrics)
         return metrics
 
-    def write_samples(self) -> None:
-        """A short sample of the trained model, from its start token."""
+    def write_samples(self) -> str:
+        """A short sample of the trained model, from its start token (written to samples.txt, and returned)."""
         t = self.trainer
         tok = t.corpus.tokenizer
         n = 300 if tok.level == "char" else 80
         ids = list(generate_ids(t.model, tok.start_ids(), n, temperature=0.8, seed=t.cfg.train.seed, device=t.device))
-        atomic_write_text(self.path("samples.txt"), tok.decode(ids) + "\n")
+        text = tok.decode(ids) + "\n"
+        atomic_write_text(self.path("samples.txt"), text)
+        return text
 
     def finish(self, status: str) -> dict[str, Any]:
         """Score the best weights on the full valid and test splits; write samples and metrics."""
@@ -172,9 +190,11 @@ class RunFiles:
         extra = {**valid.as_dict("valid"), **test.as_dict("test"), "unigram_test_loglik": unigram,
                  "eval_stride": test.stride, "eval_window": test.window,
                  "eval_note": "every token but the first of each split scored once"}
-        if self.writes:
-            self.write_samples()
-        return self.write_metrics(status, extra)
+        samples = self.write_samples() if self.writes else None
+        metrics = self.write_metrics(status, extra)
+        if self.board is not None:
+            self.board.finish(t.state.step, metrics, samples)
+        return metrics
 
 
 class Loop:
@@ -215,6 +235,7 @@ class Loop:
         except ValueError:  # not the main thread: no signal handling
             pass
         bar = self._progress_bar()
+        self.files.open_logs()
         try:
             self.files.write_metrics("running")
             self._steps(bar)
@@ -223,6 +244,7 @@ class Loop:
             return self.files.finish("stopped_early" if self.trainer.state.stopped_early else "complete")
         finally:
             bar.close()
+            self.files.close_logs()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
 
@@ -270,6 +292,8 @@ class Loop:
                 files.save_snapshot()
                 next_snapshot = (math.floor(s.seconds / every) + 1) * every
             bar.update(1)
+            if files.board is not None and s.step % 10 == 0:
+                files.board.step(s.step, loss, s.tokens / max(s.seconds, 1e-9))
             if s.step % 10 == 0 or s.step == 1:
                 valid = "None" if last_valid is None else f"{last_valid:.3f}"
                 bar.set_postfix_str(f"loss {loss:.3f} valid {valid} {s.tokens / max(s.seconds, 1e-9):,.0f} tok/s",
@@ -301,6 +325,7 @@ def train_run(
     run_dir: Path | None = None,
     snapshot_every: float | None = None,
     announce: Callable[[dict[str, Any]], None] | None = None,
+    logs: tuple[str, ...] | list[str] = (),
 ) -> tuple[dict[str, Any], Path, str]:
     """Train (or resume, or skip if complete) one run; returns (metrics, run dir, what happened).
 
@@ -308,7 +333,9 @@ def train_run(
     `snapshot_every`: also save the weights every that many seconds of training under snapshots/ (for scoring a
     run's progress after the fact, e.g. the time-to-target benchmark; model selection never uses them).
     `announce` is given `Trainer.forecast()` (what will be trained and how long it should take) before training.
+    `logs`: extra loggers beside history.jsonl ("tensorboard").
     """
+    logs = check_logs(logs)
     if snapshot_every is not None and not snapshot_every > 0:
         raise UsageError(f"--snapshot-every must be a positive number of seconds (got {snapshot_every})")
     # a bad --device is an error even when the run is complete and would be skipped
@@ -332,7 +359,7 @@ def train_run(
         raise TinyLMError(f"{run_dir} has no resume state (last/checkpoint.safetensors); start the run again")
     trainer = Trainer(cfg, corpus)  # validates before the first write; with DDP, every rank has decided by now
     # the other ranks of a data-parallel run train silently and write nothing (RunFiles knows)
-    loop = Loop(RunFiles(run_dir, trainer, profile), quiet=quiet or not main, snapshot_every=snapshot_every,
+    loop = Loop(RunFiles(run_dir, trainer, profile, logs), quiet=quiet or not main, snapshot_every=snapshot_every,
                 announce=announce if main else None)
     resuming = resume and not force
     with RunLock(run_dir) if main else contextlib.nullcontext():
