@@ -15,7 +15,9 @@ from tinylm.cli import main
 from tinylm.config import DataConfig
 from tinylm.data import sources
 from tinylm.data.corpus import load_corpus, split_pieces, with_cuts
+from tinylm.data.tokenizers import CharTokenizer, WordTokenizer
 from tinylm.export import export_hf
+from tinylm.export.hf_tokenizer import build_backend
 from tinylm.models.base import LanguageModel
 from tinylm.resolve import resolve_run
 from tinylm.runner import train_run
@@ -137,6 +139,24 @@ def test_word_tokenizer_round_trips_the_test_split(words):
     assert ids.count(ours.index["<eos>"]) == test.count("\n") and ids[-1] == ours.index["<eos>"]
     assert ids.count(ours.unk_id) > 100
     assert tok.decode(ids) == ours.decode(ids)
+
+
+@pytest.mark.parametrize("tokens, text", [
+    (["\n", "a", "b"], "ab§\nba c\n"),  # no <unk>: unknown characters are dropped, as tinylm does
+    (["a", "b", "<unk>"], "ab§<unk>\n"),  # with <unk>: they map to it; a literal '<unk>' is five characters
+])
+def test_char_tokenizer_unknown_characters(tokens, text):
+    ours, hf = CharTokenizer(tokens), build_backend(CharTokenizer(tokens))
+    assert hf.encode(text).ids == ours.encode(text).tolist()
+
+
+def test_word_tokenizer_edges():
+    ours = WordTokenizer(["<eos>", "a", "b", "<unk>"])
+    hf = build_backend(ours)
+    for text in ["\na b\n\n", "a  b", "a\x1cb\x85c <eos> zz", ""]:
+        assert hf.encode(text).ids == ours.encode(text).tolist(), repr(text)
+    ids = [0, 1, 2, 0, 0, 3, 1, 0]
+    assert hf.decode(ids) == ours.decode(ids) == "\na b\n\n<unk> a\n"
 
 
 def test_pipeline_generates_text(shakespeare):
