@@ -7,6 +7,7 @@
     tinylm baseline             the Kneser-Ney n-gram baseline of a dataset
     tinylm eval                 score a run on a split with the common protocol
     tinylm generate / chat      sample text from a run
+    tinylm export               write a transformer run as a Hugging Face GPT-2 (--format hf)
     tinylm report               tables and figures from all runs
     tinylm bench                speed figures of this machine
     tinylm runs                 list run directories
@@ -37,6 +38,7 @@ from tinylm.errors import TinyLMError, UsageError
 from tinylm.experiments.ngram import baseline_path, default_order, run_baseline
 from tinylm.experiments.report import write_report
 from tinylm.experiments.suite import plan, profile_index, profile_label
+from tinylm.export import FORMATS, export_hf
 from tinylm.generate.interactive import (
     Chat,
     check_sampling,
@@ -434,6 +436,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return chat.loop()
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    out = export_hf(args.run_dir, args.out_dir, force=args.force)
+    print(f"wrote {out}: a transformers GPT-2 (config.json, model.safetensors) and its tokenizer; load them with "
+          f"GPT2LMHeadModel.from_pretrained('{out}') and AutoTokenizer.from_pretrained('{out}')")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     reference = reference_dir()
     if args.reference or args.update_readme:
@@ -586,6 +595,16 @@ def _add_sampling(sub: Any, name: str) -> None:
     p.set_defaults(func=cmd_generate if name == "generate" else cmd_chat)
 
 
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="write a trained transformer as a Hugging Face transformers GPT-2")
+    p.add_argument("run_dir", help="a transformer run directory (results/runs/<run>)")
+    p.add_argument("out_dir", help="the folder to write: new or empty (or --force)")
+    p.add_argument("--format", choices=FORMATS, default="hf",
+                   help="hf: a transformers GPT-2 checkpoint with its tokenizer (the default and only format)")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR if it is not empty")
+    p.set_defaults(func=cmd_export)
+
+
 def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="tables and figures: your runs beside the shipped ones (or the shipped alone)")
     p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
@@ -629,7 +648,7 @@ def build_parser() -> Parser:
         add(sub)
     _add_sampling(sub, "generate")
     _add_sampling(sub, "chat")
-    for add in (_add_report, _add_bench, _add_runs):
+    for add in (_add_export, _add_report, _add_bench, _add_runs):
         add(sub)
     return parser
 
