@@ -26,17 +26,24 @@ report["matmul_bf16"] = matmul_peak(dev, 3, torch.bfloat16)
 report["matmul_tf32"] = matmul_peak(dev, 3)
 save()
 peak = report["matmul_bf16"]["peak_gflops"]
-for case, dataset, sets in (("d768", "wikitext2", GPU_GPT), ("baby", "tinyshakespeare", BABY_GPT)):
-    for compiled in (False, True):
-        try:
-            row = train_speed("transformer", dataset, "bf16", 10, 3, str(dev), sets, compiled)
-            row["mfu_vs_measured_bf16"] = row["achieved_gflops"] / peak
-            if report["datasheet_bf16_tflops"]:
-                row["mfu_vs_datasheet_bf16"] = row["achieved_gflops"] / (report["datasheet_bf16_tflops"] * 1e3)
-        except Exception as e:  # noqa: BLE001
-            row = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
-        row["case"] = case
-        report["rows"].append(row)
-        save()
-        print(case, compiled, {k: row.get(k) for k in ("achieved_gflops", "mfu_vs_measured_bf16", "error")},
-              flush=True)
+# Knobs for a short window: MFU_CASES (d768,baby), MFU_COMPILED (0,1), MFU_BATCHES (the cases' own batch if unset)
+cases = [c for c in (("d768", "wikitext2", GPU_GPT), ("baby", "tinyshakespeare", BABY_GPT))
+         if c[0] in os.environ.get("MFU_CASES", "d768,baby").split(",")]
+compiled_modes = [m == "1" for m in os.environ.get("MFU_COMPILED", "0,1").split(",")]
+batches = [int(b) for b in os.environ.get("MFU_BATCHES", "").split(",") if b] or [None]
+for case, dataset, base in cases:
+    for batch in batches:
+        sets = base + ([f"train.batch_size={batch}"] if batch else [])
+        for compiled in compiled_modes:
+            try:
+                row = train_speed("transformer", dataset, "bf16", 10, 3, str(dev), sets, compiled)
+                row["mfu_vs_measured_bf16"] = row["achieved_gflops"] / peak
+                if report["datasheet_bf16_tflops"]:
+                    row["mfu_vs_datasheet_bf16"] = row["achieved_gflops"] / (report["datasheet_bf16_tflops"] * 1e3)
+            except Exception as e:  # noqa: BLE001
+                row = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+            row["case"] = case
+            report["rows"].append(row)
+            save()
+            print(case, batch, compiled, {k: row.get(k) for k in ("achieved_gflops", "mfu_vs_measured_bf16", "error")},
+                  flush=True)
