@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from tinylm.cli import main
+from tinylm.generate.sampling import generate_ids
 from tinylm.models import build_model
 from tinylm.train.evaluate import evaluate
-from tinylm.generate.sampling import generate_ids
 
 CONFIG = {"vocab_size": 9, "context_length": 6, "embed_dim": 8, "hidden_dim": 12, "n_layers": 2, "dropout": 0.0}
 
