@@ -17,6 +17,7 @@ from tinylm.models import build_model
 from tinylm.models.heads import AdaptiveHead, default_cutoffs
 from tinylm.models.registry import model_names
 from tinylm.train.evaluate import evaluate, protocol_window
+from tinylm.train.optim import param_groups
 
 V = 40
 SIZES = {
@@ -176,3 +177,10 @@ def test_the_adaptive_loss_is_the_cross_entropy_of_its_distribution():
     with torch.no_grad():
         expected, loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1)), model(x, targets=y).mean()
     assert float(loss) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_an_untied_head_matrix_is_decayed_as_a_full_heads_and_a_tied_one_is_not():
+    counts = counts_of(zipf_stream(500))
+    mlp, gpt = adaptive("mlp", counts), adaptive("transformer", counts)
+    assert id(mlp.head.weight) in {id(p) for p in param_groups(mlp, 0.1)[0]["params"]}
+    assert id(gpt.head.weight) in {id(p) for p in param_groups(gpt, 0.1)[1]["params"]}
