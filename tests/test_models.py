@@ -18,12 +18,14 @@ SMALL = {
     "mlp": {"context_length": 5, "embed_dim": 8, "hidden_dim": 16, "n_hidden": 2, "dropout": 0.0},
     "attention": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2},
     "transformer": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2, "dropout": 0.0},
+    "lstm": {"context_length": 12, "embed_dim": 16, "hidden_dim": 16, "n_layers": 2, "dropout": 0.0},
 }
 LARGER = {
     "linear": {"context_length": 16, "rank": 8},
     "mlp": {"context_length": 8, "embed_dim": 16, "hidden_dim": 64, "n_hidden": 3, "dropout": 0.0},
     "attention": {"context_length": 32, "embed_dim": 64, "n_heads": 4, "n_layers": 3},
     "transformer": {"context_length": 32, "embed_dim": 32, "n_heads": 4, "n_layers": 3, "dropout": 0.0},
+    "lstm": {"context_length": 32, "embed_dim": 16, "hidden_dim": 48, "n_layers": 3, "dropout": 0.0},
 }
 
 
@@ -88,13 +90,16 @@ def test_gradient_causality(name, t):
 
 def _measured_flops(model, T, backward=False):
     idx = torch.randint(0, model.config.vocab_size, (2, T))
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+    # (oneDNN's fused LSTM kernel is invisible to the counter; without it nn.LSTM runs its gate matmuls as matmuls)
+    with sdpa_kernel(SDPBackend.MATH), torch.backends.mkldnn.flags(enabled=False), \
+            FlopCounterMode(display=False) as counter:
         out = model(idx)
         if backward:
             out.sum().backward()
     return counter.get_total_flops() / (2 * T)
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # (torch's note when oneDNN is toggled)
 @pytest.mark.parametrize("sizes", [SMALL, LARGER], ids=["small", "larger"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_analytic_flops_match_flop_counter(name, sizes):

@@ -186,12 +186,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             raise unknown_key_error(key[len("model."):], every_key, "--set model")
     header = f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}"
     print(f"{header}  config ({dataset}, V={vocab})")
+    counts = None
     for name in names:
         # without --model, a `--set model.KEY=...` applies to the models that have KEY
         sets = [s for s in args.set or [] if args.model or not s.startswith("model.")
                 or s.split("=", 1)[0][len("model."):].strip() in model_keys(name)]
         cfg = resolve_run(name, dataset, raw=raw, sets=sets)
-        model = build_model(name, cfg.model_config(vocab))
+        if cfg.model.head == "adaptive" and counts is None:  # its cutoffs and FLOPs follow the training counts
+            counts = load_corpus(data, quiet=True).train_counts()
+        model = build_model(name, cfg.model_config(vocab, counts if cfg.model.head == "adaptive" else None))
         shown = {k: v for k, v in cfg.to_dict()["model"].items() if k not in ("name", "max_params", "bias")}
         print(f"{name:<12} {model.num_params():>12,} {model.flops_per_token():>16,.0f} "
               f"{model.flops_per_token(training=True):>18,.0f}  {shown}")
@@ -385,6 +388,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _protocol_note(model: Any, window: int, stride: int) -> str:
     """What the protocol's window and stride mean for this model."""
     k = model.context_length
+    if model.recurrent:
+        return (f"protocol: the split is read as one stream in chunks of {stride} tokens, the recurrent state carried "
+                "through the whole split and never reset: every token sees all the tokens before it")
     if model.fixed_window:
         return (f"protocol: windows of {window} tokens advance by {stride}; each scores {stride} positions, and the "
                 f"{window - stride} tokens before them give the first one its full {k}-token context")

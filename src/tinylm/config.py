@@ -111,9 +111,16 @@ class TrainConfig:
 
 
 
+FROM_DATA = ("vocab_size", "token_counts")
+"""Model config fields set from the dataset once it is loaded, never by a config file (nor saved in config.yaml)."""
+OMITTED_AT_DEFAULT = {"head": "full", "cutoffs": None}
+"""Model fields added after runs were shipped: left out of config.yaml (and so of the run's digest) at their defaults,
+so every earlier run keeps its name."""
+
+
 def model_keys(name: str) -> list[str]:
-    """The config fields of model `name` that a config file may set (all but the vocabulary size)."""
-    return [k for k in field_names(config_class(name)) if k != "vocab_size"]
+    """The config fields of model `name` that a config file may set (all but those set from the data)."""
+    return [k for k in field_names(config_class(name)) if k not in FROM_DATA]
 
 
 def check_model_keys(name: str, values: dict[str, Any], where: str) -> None:
@@ -136,13 +143,15 @@ class RunConfig:
     train: TrainConfig
     data: DataConfig
 
-    def model_config(self, vocab_size: int) -> LMConfig:
-        """The model's config for a vocabulary of `vocab_size` (validated again with it)."""
-        return dataclasses.replace(self.model, vocab_size=vocab_size)
+    def model_config(self, vocab_size: int, token_counts: list[int] | None = None) -> LMConfig:
+        """The model's config for a vocabulary of `vocab_size` (validated again with it) and, for an adaptive head,
+        the training count of every token id."""
+        return dataclasses.replace(self.model, vocab_size=vocab_size, token_counts=token_counts)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as saved in config.yaml (the vocabulary size is not part of it)."""
-        model = {k: v for k, v in to_dict(self.model).items() if k != "vocab_size"}
+        """The config as saved in config.yaml (without the fields set from the data)."""
+        model = {k: v for k, v in to_dict(self.model).items() if k not in FROM_DATA
+                 and not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])}
         return {"model": {"name": self.model_name, **model}, "train": to_dict(self.train), "data": to_dict(self.data)}
 
     @classmethod

@@ -238,7 +238,7 @@ def load_run(run_dir: str | Path, weights: str = "model.safetensors") -> LoadedR
     cfg = read_config(run_dir)
     tok = load_tokenizer(run_dir / "tokenizer.json")
     check_tokenizer(run_dir, cfg, tok)
-    model = build_model(cfg.model_name, cfg.model_config(tok.vocab_size))
+    model = build_model(cfg.model_name, cfg.model_config(tok.vocab_size, tok.counts))
     path = run_dir / weights
     if not path.is_file():
         raise TinyLMError(f"{path} does not exist; the run has no trained weights yet (train or resume it)")

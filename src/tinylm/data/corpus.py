@@ -52,6 +52,16 @@ class Corpus:
         `splits` directly)."""
         return torch.from_numpy(np.asarray(self.splits[split], dtype=np.int64))
 
+    def train_counts(self, chunk: int = 1 << 20) -> list[int]:
+        """How often every token id occurs in the training split (counted `chunk` ids at a time), also kept in the
+        tokenizer (`tokenizer.counts`), so a run that saves its tokenizer saves them."""
+        if self.tokenizer.counts is None:
+            train, counts = self.splits["train"], np.zeros(self.tokenizer.vocab_size, dtype=np.int64)
+            for i in range(0, len(train), chunk):
+                counts += np.bincount(np.asarray(train[i : i + chunk], dtype=np.int64), minlength=len(counts))
+            self.tokenizer.counts = counts.tolist()
+        return self.tokenizer.counts
+
 
 def gather(tokens: np.ndarray | torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """tokens[idx] as a LongTensor, for ids held in a tensor or a (memory-mapped) numpy array."""

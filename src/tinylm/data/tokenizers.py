@@ -21,12 +21,17 @@ class Tokenizer:
 
     level: str = ""
 
-    def __init__(self, tokens: list[str]):
+    def __init__(self, tokens: list[str], counts: list[int] | None = None):
         if len(set(tokens)) != len(tokens):
             raise TinyLMError("tokenizer vocabulary has duplicate entries; rebuild it from the dataset")
+        if counts is not None and (len(counts) != len(tokens) or not all(isinstance(c, int) and c >= 0
+                                                                            for c in counts)):
+            raise TinyLMError("tokenizer counts must be one non-negative integer per token; rebuild it")
         self.tokens = list(tokens)
         self.index = {t: i for i, t in enumerate(self.tokens)}
         self.unk_id = self.index.get(UNK)
+        #: training count of every id, once counted (`Corpus.train_counts`); saved with the tokenizer
+        self.counts = counts
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -72,7 +77,10 @@ class Tokenizer:
 
     def to_json(self) -> dict:
         """JSON-ready description."""
-        return {"type": self.level, "tokens": self.tokens}
+        out: dict = {"type": self.level, "tokens": self.tokens}
+        if self.counts is not None:
+            out["counts"] = self.counts
+        return out
 
     def save(self, path: str | Path) -> None:
         """Write the tokenizer as JSON (atomically)."""
@@ -178,7 +186,7 @@ def tokenizer_from_json(data: dict) -> Tokenizer:
     kinds = {"char": CharTokenizer, "word": WordTokenizer}
     if not isinstance(data, dict) or data.get("type") not in kinds or not isinstance(data.get("tokens"), list):
         raise TinyLMError("tokenizer.json is not a tinylm tokenizer (needs 'type' char|word and 'tokens')")
-    return kinds[data["type"]](data["tokens"])
+    return kinds[data["type"]](data["tokens"], data.get("counts"))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

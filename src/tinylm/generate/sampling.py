@@ -3,7 +3,8 @@
 Window policy (the same with and without the cache, so both give identical tokens): a model conditions on at
 most `context_length` tokens; when the window is full, it slides by half — the newest half is kept and, for
 cached models, re-encoded once — so a cached model re-encodes C/2 tokens once every C/2 steps instead of C tokens
-at every step.
+at every step. Recurrent models (LSTM) condition on everything: the whole prompt, and their state (their cache)
+carried from step to step without limit.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def generate_ids(
 ) -> Iterator[int]:
     """Yield `length` new token ids continuing `prompt` (non-empty), one at a time.
 
-    With `use_cache` (attention models), each step feeds one new position through the KV cache; without it the
+    With `use_cache` (attention models, the LSTM), each step feeds one new position through the cache; without it the
     whole window is run again. Both follow the window policy of the module docstring and give the same tokens.
     """
     model.eval()
@@ -78,7 +79,7 @@ def generate_ids(
     generator.manual_seed(seed if seed is not None else torch.seed() % (2**63))
     C = model.context_length
     cached = use_cache and getattr(model, "supports_kv_cache", False)
-    ctx = list(prompt)[-C:]
+    ctx = list(prompt) if model.recurrent else list(prompt)[-C:]
     cache = None
     last = None
     for _ in range(length):
@@ -92,7 +93,7 @@ def generate_ids(
         last = int(sample(logits, temperature, top_k, top_p, generator))
         yield last
         ctx.append(last)
-        if len(ctx) > C:
+        if len(ctx) > C and not model.recurrent:
             if model.fixed_window:
                 ctx = ctx[-C:]
             else:  # slide by half; the cache is rebuilt from the kept tokens

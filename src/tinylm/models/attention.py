@@ -1,7 +1,8 @@
 """Multi-head causal self-attention blocks without feed-forward layers (the 'attention' model).
 
-Token + learned position embeddings, n pre-LN blocks x + MHA(LN(x)), a final LayerNorm and a head tied to the
-token embedding. The transformer (transformer.py) is this model plus a feed-forward layer in every block.
+Token + learned position embeddings, n pre-LN blocks x + MHA(LN(x)), a final LayerNorm and a head (full or
+adaptive, models/heads.py) tied to the token embedding. The transformer (transformer.py) is this model plus a
+feed-forward layer in every block.
 References: Vaswani et al. 2017; nanoGPT model.py for the layout.
 """
 
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.models.base import Dropout, LanguageModel, LMConfig, init_weights
+from tinylm.models.heads import make_head
 
 
 @dataclass
@@ -132,6 +134,7 @@ class AttentionLM(LanguageModel):
     """Embeddings -> blocks -> LayerNorm -> head tied to the token embedding."""
 
     supports_kv_cache = True
+    takes_targets = True
 
     def __init__(self, config: AttentionConfig):
         super().__init__()
@@ -144,9 +147,9 @@ class AttentionLM(LanguageModel):
             for _ in range(c.n_layers)
         )
         self.ln_f = nn.LayerNorm(c.embed_dim, bias=c.bias)
-        self.head = nn.Linear(c.embed_dim, c.vocab_size, bias=False)
+        self.head = make_head(c, c.embed_dim, bias=False)
         init_weights(self, std=0.02)
-        self.head.weight = self.tok_emb.weight  # tied: one tensor, counted once
+        self.head.tie(self.tok_emb.weight)  # tied: one tensor, counted once
         for name, p in self.named_parameters():  # residual projections scaled by depth (GPT-2)
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
@@ -159,8 +162,10 @@ class AttentionLM(LanguageModel):
         """An empty KV cache for incremental generation."""
         return KVCache(self.config.n_layers, self.config.context_length)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (B, T, V) for token ids (B, T); with `cache`, idx continues the cached positions."""
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None,
+                targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for token ids (B, T); with `cache`, idx continues the cached positions; with `targets`
+        (B, T'), -log p of each target instead (base.py)."""
         B, T = idx.shape
         start = len(cache) if cache is not None else 0
         if start + T > self.config.context_length:
@@ -171,12 +176,12 @@ class AttentionLM(LanguageModel):
             x = block(x, cache.layers[i], start, cache.max_len) if cache is not None else block(x)
         if cache is not None:
             cache.length = start + T
-        return self.head(self.ln_f(x))  # (B, T, V)
+        return self.head_output(self.ln_f(x), targets)  # (B, T, V) or (B, T')
 
     def matmul_flops_per_token(self, seq_len: int | None = None) -> float:
-        """Per layer 8d^2 (qkv, proj) + 4Td (scores, weighted sum over T keys) [+ 4rd^2 FFN]; head 2dV."""
+        """Per layer 8d^2 (qkv, proj) + 4Td (scores, weighted sum over T keys) [+ 4rd^2 FFN]; the head's."""
         c = self.config
         T = seq_len or c.context_length
         d = c.embed_dim
         per_layer = 8 * d * d + 4 * T * d + (4 * self.ffn_ratio() * d * d if self.ffn_ratio() else 0)
-        return float(c.n_layers * per_layer + 2 * d * c.vocab_size)
+        return float(c.n_layers * per_layer + self.head.flops_per_token())

@@ -1,18 +1,23 @@
 """What every model shares: the config fields, parameter and FLOP counting, and the sequence-model contract.
 
 Contract: `forward(idx)` takes token ids of shape (B, T) and returns logits of shape (B, T, V); the logits at
-position t depend only on tokens at positions <= t, and on at most `context_length` of them.
+position t depend only on tokens at positions <= t, and on at most `context_length` of them (recurrent models: on
+all of them). Models with `takes_targets` also accept `forward(idx, targets=y)`, y of shape (B, T') for the last T'
+positions, and return -log p of each target (B, T') in fp32, computing only those positions and, with an adaptive
+head, only the softmax clusters their targets need.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 
 from tinylm.errors import UsageError
+from tinylm.models.heads import cutoff_problems
 
 
 @dataclass
@@ -25,6 +30,13 @@ class LMConfig:
     """Most tokens a prediction may look at (the current one included)."""
     dropout: float = 0.0
     """Dropout probability in training."""
+    head: Literal["full", "adaptive"] = "full"
+    """Output layer: full softmax, or adaptive softmax over tokens ranked by training frequency (models/heads.py)."""
+    cutoffs: list[int] | None = None
+    """Adaptive head: ranks where the head and each tail cluster end; None = where the most frequent tokens cover
+    80% and 95% of the training tokens."""
+    token_counts: list[int] | None = field(default=None, repr=False)
+    """Training count of every token id (set from the dataset, as vocab_size, for the adaptive head)."""
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -40,6 +52,13 @@ class LMConfig:
             out.append(f"model.context_length must be at least 1 (got {self.context_length})")
         if not 0 <= self.dropout < 1:
             out.append(f"model.dropout must be in [0, 1) (got {self.dropout})")
+        if self.head not in ("full", "adaptive"):
+            out.append(f"model.head must be full or adaptive (got {self.head!r})")
+        if self.cutoffs is not None and self.head != "adaptive":
+            out.append("model.cutoffs applies to model.head=adaptive only; set both or drop model.cutoffs")
+        out += cutoff_problems(self.cutoffs, self.vocab_size)
+        if self.token_counts is not None and self.vocab_size is not None and len(self.token_counts) != self.vocab_size:
+            out.append(f"model.token_counts has {len(self.token_counts)} entries for a vocabulary of {self.vocab_size}")
         return out
 
 
@@ -49,6 +68,10 @@ class LanguageModel(nn.Module):
     config: LMConfig
     #: True for models that restart a window of fixed size at every position (linear, MLP).
     fixed_window: bool = False
+    #: True for models whose forward(idx, targets=y) returns -log p of each target (see the module docstring).
+    takes_targets: bool = False
+    #: True for models that carry a state through a whole split (LSTM): evaluated as one stream, never reset.
+    recurrent: bool = False
 
     @property
     def context_length(self) -> int:
@@ -107,6 +130,12 @@ class LanguageModel(nn.Module):
             if alias not in tensors and source in tensors:
                 tensors[alias] = tensors[source]
         self.load_state_dict(tensors, strict=True)
+
+    def head_output(self, h: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        """Logits of features h (B, T, d) by `self.head`, or -log p of `targets` (B, T') at the last T' positions."""
+        if targets is None:
+            return self.head(h)
+        return self.head.nll(h[:, h.size(1) - targets.size(1) :], targets)
 
     def matmul_flops_per_token(self, seq_len: int | None = None) -> float:
         """Forward matmul FLOPs per token (2*m*n*k per matmul) at sequence length `seq_len`."""

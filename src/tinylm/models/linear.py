@@ -3,7 +3,8 @@
 Implemented as lookup-and-add: W is a table of k*V rows (one row per offset and token) and every position sums
 its k rows with `F.embedding_bag(mode="sum")`, which is exactly the one-hot matmul without its zeros. With
 `rank` set, W_j = E_j U is factored through a rank-r bottleneck (a log-bilinear model), which keeps word-level
-vocabularies affordable; without it, word-level tables of k*V*V parameters are refused.
+vocabularies affordable; without it, word-level tables of k*V*V parameters are refused. With `rank`, the r-dimensional
+sum goes through the model's head (full: the V x r matrix and bias; or adaptive, models/heads.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.models.base import LanguageModel, LMConfig, init_weights
+from tinylm.models.heads import make_head
 
 
 @dataclass
@@ -34,6 +36,9 @@ class LinearConfig(LMConfig):
         out = super().problems()
         if self.rank is not None and self.rank < 1:
             out.append(f"model.rank must be at least 1 or null (got {self.rank})")
+        if self.head == "adaptive" and self.rank is None:
+            out.append("model.head=adaptive needs model.rank for the linear model (its output is the sum of its table "
+                       "rows unless factored); set model.rank, e.g. 64")
         if self.vocab_size is None:  # checked again once the data gives the vocabulary
             return out
         width = self.rank if self.rank is not None else self.vocab_size
@@ -51,6 +56,7 @@ class LinearLM(LanguageModel):
     """logits_t = b + sum over the k-token window of one row per (offset, token)."""
 
     fixed_window = True
+    takes_targets = True
 
     def __init__(self, config: LinearConfig):
         super().__init__()
@@ -59,30 +65,39 @@ class LinearLM(LanguageModel):
         width = config.rank or V
         self.pad_row = k * V  # the row used before the start of a sequence: zero, never updated
         self.table = nn.EmbeddingBag(k * V + 1, width, mode="sum", padding_idx=self.pad_row)
-        self.out = nn.Linear(config.rank, V, bias=False) if config.rank else None
-        self.bias = nn.Parameter(torch.zeros(V)) if config.bias else None
+        adaptive = config.head == "adaptive"
+        self.out = nn.Linear(config.rank, V, bias=False) if config.rank and not adaptive else None
+        self.bias = nn.Parameter(torch.zeros(V)) if config.bias and not adaptive else None
+        self.head = make_head(config, config.rank, bias=config.bias) if adaptive else None
         init_weights(self, std=0.02)
-        if self.out is None:
+        if not config.rank:
             with torch.no_grad():
                 self.table.weight.zero_()  # softmax regression starts from the uniform distribution
         # offsets[i] = row block of window slot i; slot i holds the token k-1-i positions back
         self.register_buffer("offsets", (torch.arange(k - 1, -1, -1) * V), persistent=False)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, V) for token ids (B, T)."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for token ids (B, T); with `targets` (B, T'), -log p of each target (base.py)."""
         B, T = idx.shape
+        n = T if targets is None else targets.size(1)  # positions computed: the last n
         k = self.config.context_length
         padded = F.pad(idx, (k - 1, 0), value=-1)  # (B, T+k-1); -1 marks "before the start"
-        windows = padded.unfold(1, k, 1)  # (B, T, k), windows[b, t, i] = idx[b, t-(k-1)+i]
-        rows = torch.where(windows >= 0, windows + self.offsets, self.pad_row)  # (B, T, k)
-        h = self.table(rows.reshape(B * T, k))  # (B*T, width): sum of k rows
-        logits = self.out(h) if self.out is not None else h  # (B*T, V)
+        windows = padded[:, T - n :].unfold(1, k, 1)  # (B, n, k), windows[b, t, i] = idx[b, T-n+t-(k-1)+i]
+        rows = torch.where(windows >= 0, windows + self.offsets, self.pad_row)  # (B, n, k)
+        h = self.table(rows.reshape(B * n, k)).view(B, n, -1)  # (B, n, width): sum of k rows
+        if self.head is not None:
+            return self.head_output(h, targets)
+        logits = self.out(h) if self.out is not None else h  # (B, n, V)
         if self.bias is not None:
             logits = logits + self.bias
-        return logits.view(B, T, -1)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.float().reshape(B * n, -1), targets.reshape(-1), reduction="none").view(B, n)
 
     def matmul_flops_per_token(self, seq_len: int | None = None) -> float:
-        """Only the factored model has a matmul: 2*r*V."""
+        """Only the factored model has a matmul: 2*r*V (or its adaptive head's)."""
+        if self.head is not None:
+            return self.head.flops_per_token()
         return 2.0 * self.config.rank * self.config.vocab_size if self.config.rank else 0.0
 
     def other_flops_per_token(self) -> float:

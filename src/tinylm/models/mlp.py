@@ -1,7 +1,8 @@
 """Fixed-window MLP language model (Bengio et al. 2003): embed the k window tokens, concatenate, hidden layers.
 
 Every position of a sequence is computed in one call: the padded sequence is embedded once and `unfold` cuts
-the k-token window of every position out of it.
+the k-token window of every position out of it. Given training targets, only the scored positions go through the
+hidden layers (the k - 1 positions before them are context only: looked up, never computed).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.models.base import Dropout, LanguageModel, LMConfig, init_weights
+from tinylm.models.heads import make_head
 
 
 @dataclass
@@ -44,6 +46,7 @@ class MLPLM(LanguageModel):
     """Embedding window -> n_hidden x (Linear, GELU, Dropout) -> Linear head."""
 
     fixed_window = True
+    takes_targets = True
 
     def __init__(self, config: MLPConfig):
         super().__init__()
@@ -56,7 +59,7 @@ class MLPLM(LanguageModel):
             layers += [nn.Linear(width, c.hidden_dim, bias=c.bias), nn.GELU(), Dropout(c.dropout)]
             width = c.hidden_dim
         self.hidden = nn.Sequential(*layers)
-        self.head = nn.Linear(width, c.vocab_size, bias=c.bias)
+        self.head = make_head(c, width, bias=c.bias)
         init_weights(self, std=0.02)
         nn.init.normal_(self.embed.weight, std=1.0)
         with torch.no_grad():
@@ -65,17 +68,18 @@ class MLPLM(LanguageModel):
             if isinstance(m, nn.Linear):  # keep activations O(1) through the stack
                 nn.init.normal_(m.weight, std=m.in_features**-0.5)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, V) for token ids (B, T)."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for token ids (B, T); with `targets` (B, T'), -log p of each target (base.py)."""
         B, T = idx.shape
+        n = T if targets is None else targets.size(1)  # positions computed: the last n
         k, e = self.config.context_length, self.config.embed_dim
         padded = F.pad(idx, (k - 1, 0), value=self.config.vocab_size)  # (B, T+k-1)
-        emb = self.embed(padded)  # (B, T+k-1, e)
-        windows = emb.unfold(1, k, 1)  # (B, T, e, k)
-        x = windows.transpose(2, 3).reshape(B, T, k * e)  # (B, T, k*e), oldest token first
-        return self.head(self.hidden(x))  # (B, T, V)
+        emb = self.embed(padded[:, T - n :])  # (B, n+k-1, e)
+        windows = emb.unfold(1, k, 1)  # (B, n, e, k)
+        x = windows.transpose(2, 3).reshape(B, n, k * e)  # (B, n, k*e), oldest token first
+        return self.head_output(self.hidden(x), targets)  # (B, n, V) or (B, n)
 
     def matmul_flops_per_token(self, seq_len: int | None = None) -> float:
         c = self.config
-        dims = [c.context_length * c.embed_dim] + [c.hidden_dim] * c.n_hidden + [c.vocab_size]
-        return float(sum(2 * a * b for a, b in zip(dims[:-1], dims[1:])))
+        dims = [c.context_length * c.embed_dim] + [c.hidden_dim] * c.n_hidden
+        return float(sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))) + self.head.flops_per_token()

@@ -13,6 +13,7 @@ from tinylm.errors import UsageError
 from tinylm.models.attention import AttentionConfig, AttentionLM
 from tinylm.models.base import LanguageModel, LMConfig
 from tinylm.models.linear import LinearConfig, LinearLM
+from tinylm.models.lstm import LSTMLM, LSTMConfig
 from tinylm.models.mlp import MLPLM, MLPConfig
 from tinylm.models.transformer import TransformerConfig, TransformerLM
 from tinylm.strict import from_dict, unknown_name_error
@@ -37,6 +38,7 @@ MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(MLPConfig, MLPLM, "#ff7f0e", "--hidden-sizes", "hidden_dim"),
     "attention": ModelSpec(AttentionConfig, AttentionLM, "#2ca02c", "--heads", "n_heads"),
     "transformer": ModelSpec(TransformerConfig, TransformerLM, "#d62728", "--layers", "n_layers"),
+    "lstm": ModelSpec(LSTMConfig, LSTMLM, "#8c564b", "--lstm-hidden", "hidden_dim"),
 }
 DEFAULT_MODEL = "transformer"
 

@@ -10,6 +10,13 @@ scores only its last S positions, the ones no earlier window scored:
 Token t0 has no context and is never scored, so a split of N tokens yields N - 1 scores. Attention models use
 W = context length, so every scored token sees at least W - S preceding tokens (all of them near the start).
 Fixed-window models (linear, MLP) use W = S + k - 1, so every token sees its full k-token window.
+
+Recurrent models (LSTM) read the split as one stream in order, in chunks of S tokens (default 1024), carrying their
+state from chunk to chunk: every token but the first is scored once, with the state of everything before it, and the
+state is never reset inside the split.
+
+Models that take targets (base.py) are asked for the log-probability of each target only, which is exact and, with
+an adaptive head, cheaper than its full distribution.
 """
 
 from __future__ import annotations
@@ -70,6 +77,9 @@ def protocol_window(model: LanguageModel, stride: int | None = None) -> tuple[in
     """(window W, stride S) of the protocol for `model`."""
     if stride is not None and stride < 1:
         raise UsageError(f"--stride must be at least 1 (got {stride})")
+    if model.recurrent:
+        s = stride or 1024
+        return s, s
     if model.fixed_window:
         s = stride or 512
         return s + model.context_length - 1, s
@@ -128,6 +138,10 @@ def evaluate(
     model.eval()
     device = torch.device(device)
     window, stride = protocol_window(model, stride)
+    if model.recurrent:
+        result = _evaluate_stream(model, tokens, stride, device, autocast_dtype, shard)
+        model.train(was_training)
+        return result
     # Keep the logits of one batch under ~2^25 floats (128 MB) on a CPU, 2^28 (1 GB) on a GPU, whatever the
     # vocabulary (on a GPU the CPU's cap left word-level windows one at a time: slow).
     budget = 1 << 28 if device.type == "cuda" else 1 << 25
@@ -146,15 +160,40 @@ def evaluate(
             starts = torch.tensor([a for a, _ in chunk])
             seq = gather(tokens, starts[:, None] + offsets).to(device)  # (b, L+1)
             x, y = seq[:, :-1], seq[:, 1:]
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                logits = model(x)  # (b, L, V)
-            logp = -F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (b, L)
+            logp = _target_logp(model, x, y, autocast_dtype)  # (b, L)
             firsts = torch.tensor([f for _, f in chunk], device=device)
             mask = torch.arange(length, device=device)[None, :] >= firsts[:, None]  # (b, L)
             total += logp[mask].double().sum().cpu()
             scored += int(mask.sum())
     model.train(was_training)
     return EvalResult(float(total), scored, stride, window)
+
+
+def _target_logp(model: LanguageModel, x: torch.Tensor, y: torch.Tensor,
+                 autocast_dtype: torch.dtype | None) -> torch.Tensor:
+    """log p of every target y (b, L) given inputs x (b, L), in fp32."""
+    with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        if model.takes_targets:
+            return -model(x, targets=y)
+        logits = model(x)  # (b, L, V)
+    return -F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")
+
+
+def _evaluate_stream(model: LanguageModel, tokens: torch.Tensor | np.ndarray, chunk: int, device: torch.device,
+                     autocast_dtype: torch.dtype | None, shard: tuple[int, int]) -> EvalResult:
+    """A recurrent model's score of the split as one stream: chunks of `chunk` tokens in order, the state carried
+    (its cache) from each to the next. One stream cannot be split among processes: process 0 scores it all."""
+    total = torch.zeros((), dtype=torch.float64)
+    scored = 0
+    if shard[0] == 0:
+        cache = model.new_cache()
+        for a in range(0, len(tokens) - 1, chunk):
+            seq = gather(tokens, torch.arange(a, min(a + chunk, len(tokens) - 1) + 1)[None]).to(device)  # (1, L+1)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                nll = model(seq[:, :-1], cache, targets=seq[:, 1:])  # (1, L)
+            total -= nll.double().sum().cpu()
+            scored += nll.numel()
+    return EvalResult(float(total), scored, chunk, chunk)
 
 
 def unigram_loglik(train: torch.Tensor | np.ndarray, test: torch.Tensor | np.ndarray, vocab_size: int,

@@ -1,4 +1,4 @@
-"""AdamW with weight decay on the weight matrices of linear layers only."""
+"""AdamW with weight decay on the weight matrices of linear layers (and of an untied adaptive head) only."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import torch
 from torch import nn
 
 from tinylm.config import TrainConfig
+from tinylm.models.heads import AdaptiveHead
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: nn.Linear weights (decayed) and everything else — biases, norms, embeddings (not decayed).
+    """Two groups: nn.Linear weights and an untied adaptive head's token matrix (decayed) and everything else —
+    biases, norms, embeddings, LSTM weights (not decayed, as in PyTorch's word_language_model).
 
     Embeddings are not decayed because most of their rows are rarely seen (decay would shrink them towards zero
     between visits); a tied head shares the token embedding and follows it.
     """
-    decay = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    decay = {id(m.weight) for m in model.modules()
+             if isinstance(m, nn.Linear) or (isinstance(m, AdaptiveHead) and not m.tied)}  # (its own head matrix)
     embed = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
     seen, with_decay, without = set(), [], []
     for p in model.parameters():

@@ -81,7 +81,10 @@ class Plan:
                 "lower train.seq_len or model.context_length, or use more data"
             )
         tokens_per_step = t.batch_size * seq_len
-        flops_per_step = model.flops_per_token(training=True, seq_len=fed) * t.batch_size * fed
+        # what the model computes: given the targets, a window model computes only the scored positions (the k - 1
+        # context positions before them are embedding lookups, which cost nothing); otherwise every fed position
+        computed = seq_len if model.takes_targets else fed
+        flops_per_step = model.flops_per_token(training=True, seq_len=fed) * t.batch_size * computed
         limits = []
         if t.epochs is not None:
             limits.append(math.ceil(t.epochs * n_train / tokens_per_step))
@@ -113,7 +116,8 @@ class Trainer:
         configure(self.device, w.local_size)
         self.dtype = pick_dtype(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg.model_name, cfg.model_config(corpus.tokenizer.vocab_size)).to(self.device)
+        counts = corpus.train_counts() if cfg.model.head == "adaptive" else None  # (kept in the run's tokenizer)
+        self.model = build_model(cfg.model_name, cfg.model_config(corpus.tokenizer.vocab_size, counts)).to(self.device)
         self._seed_rank(0)
         body = self.model
         if w.size > 1:  # broadcasts rank 0's weights, then averages gradients in backward
@@ -174,9 +178,13 @@ class Trainer:
         else:
             x, y = x.to(self.device), y.to(self.device)
         skip = model.train_skip
-        with self.autocast():
-            logits = forward(x)  # (B, L, V)
-        loss = F.cross_entropy(logits[:, skip:].float().reshape(-1, logits.size(-1)), y[:, skip:].reshape(-1))
+        if model.takes_targets:  # only the scored positions, and an adaptive head's loss without its full softmax
+            with self.autocast():
+                loss = forward(x, targets=y[:, skip:]).mean()
+        else:
+            with self.autocast():
+                logits = forward(x)  # (B, L, V)
+            loss = F.cross_entropy(logits[:, skip:].float().reshape(-1, logits.size(-1)), y[:, skip:].reshape(-1))
         loss.backward()
         if t.gradient_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.gradient_clip)
