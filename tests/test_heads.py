@@ -16,8 +16,8 @@ from tinylm.errors import UsageError
 from tinylm.models import build_model
 from tinylm.models.heads import AdaptiveHead, default_cutoffs
 from tinylm.models.registry import model_names
-from tinylm.train.evaluate import evaluate, protocol_window
-from tinylm.train.optim import param_groups
+from tinylm.training.evaluate import evaluate, protocol_window
+from tinylm.training.optim import param_groups
 
 V = 40
 SIZES = {

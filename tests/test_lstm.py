@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tinylm.cli import main
 from tinylm.generate.sampling import generate_ids
 from tinylm.models import build_model
-from tinylm.train.evaluate import evaluate
+from tinylm.training.evaluate import evaluate
 
 CONFIG = {"vocab_size": 9, "context_length": 6, "embed_dim": 8, "hidden_dim": 12, "n_layers": 2, "dropout": 0.0}
 

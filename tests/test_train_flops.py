@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tinylm.config import DataConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.resolve import resolve_run
-from tinylm.train.trainer import Trainer
+from tinylm.training.trainer import Trainer
 
 SETS = {
     "mlp": ["model.context_length=8", "model.embed_dim=8", "model.hidden_dim=32", "model.n_hidden=2"],
