@@ -16,9 +16,12 @@ from tinylm.config import DataConfig
 from tinylm.data import sources
 from tinylm.data.corpus import load_corpus, split_pieces, with_cuts
 from tinylm.data.tokenizers import CharTokenizer, WordTokenizer
+from tinylm.errors import TinyLMError
 from tinylm.export import export_hf
+from tinylm.export.gpt2 import check_mappable
 from tinylm.export.hf_tokenizer import build_backend
 from tinylm.models.base import LanguageModel
+from tinylm.models.transformer import TransformerConfig, TransformerLM
 from tinylm.resolve import resolve_run
 from tinylm.runner import train_run
 from tinylm.runs import load_run
@@ -205,3 +208,11 @@ def test_a_non_empty_folder_is_replaced_only_with_force(shakespeare, tmp_path, c
     assert said.startswith(f"wrote {out}") and "from_pretrained" in said and len(said.splitlines()) == 1
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left beside it
+
+
+def test_an_adaptive_head_is_refused():
+    """A GPT-2's LM head is one full softmax: a transformer trained with the adaptive head cannot be one."""
+    cfg = TransformerConfig(vocab_size=50, head="adaptive", cutoffs=[10, 30], token_counts=list(range(50, 0, -1)),
+                            embed_dim=16, n_heads=2, n_layers=1, context_length=8)
+    with pytest.raises(TinyLMError, match="adaptive softmax head"):
+        check_mappable(TransformerLM(cfg))

@@ -76,7 +76,7 @@ def test_shipped_runs_are_results_only_and_generate_says_how_to_train_them(shipp
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "results only (weights not shipped)" in err
-    assert err.endswith("tinylm train --model transformer --dataset ptb --profile gpu")  # the best: the H100 run of 3,500 steps
+    assert err.endswith("tinylm train --model transformer --dataset ptb --profile gpu")  # the best: an H100 run
 
 
 SUITE = {

@@ -26,7 +26,7 @@ from tinylm.models.transformer import TransformerConfig, TransformerLM
 
 #: The config fields the mapping knows; a new field may change the function, so the export refuses it until mapped.
 KNOWN_FIELDS = {"vocab_size", "context_length", "dropout", "embed_dim", "n_heads", "n_layers", "attn_dropout", "bias",
-                "ffn_ratio"}
+                "ffn_ratio", "head", "cutoffs", "token_counts"}  # the last three: only head "full" is mappable
 ACTIVATION = "gelu"  # FeedForward's F.gelu (exact, erf)
 
 
@@ -36,6 +36,9 @@ def check_mappable(model: TransformerLM) -> None:
     if unknown:
         raise TinyLMError(f"the GPT-2 export does not know model.{unknown[0]} yet, so it cannot promise the same "
                           "function; extend tinylm/export/gpt2.py")
+    if model.config.head != "full":
+        raise TinyLMError(f"the model has an {model.config.head} softmax head; a GPT-2's LM head is a full softmax, so "
+                          "only runs with model.head=full can be exported")
     if model.tied_aliases().get("head.weight") != "tok_emb.weight":
         raise TinyLMError("the model's head is not tied to its token embedding, which the GPT-2 export needs")
 

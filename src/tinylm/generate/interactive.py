@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from tinylm.config import RunConfig
 from tinylm.data.tokenizers import EOS, UNK
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.generate.sampling import generate_ids
@@ -79,19 +80,35 @@ def train_command(run_dir: Path) -> str:
     """The `tinylm train` command that trains the config saved in `run_dir` again (into your working folder)."""
     cfg = read_config(run_dir)
     raw = load_suite_file()
-    profile = (read_metrics(run_dir) or {}).get("profile")
-    profile = profile if isinstance(profile, str) and profile in (raw.get("profiles") or {}) else None
+    claimed = (read_metrics(run_dir) or {}).get("profile")
+    profiles = list(raw.get("profiles") or {})
+    # the claimed profile first, then any profile whose config is exactly the run's (a run trained with --set
+    # overrides that a profile later adopted), else the claimed one with the differences as --set
+    candidates = ([claimed] if claimed in profiles else []) + [p for p in profiles if p != claimed] + [None]
     words = ["tinylm", "train", "--model", cfg.model_name]
-    if cfg.data.path is not None:
-        words += ["--data", cfg.data.path, "--level", str(cfg.data.level)]
-        base = resolve_run(cfg.model_name, raw=raw, profile=profile, data=cfg.data)
-    else:
-        words += ["--dataset", cfg.data.label]
-        base = resolve_run(cfg.model_name, cfg.data.label, raw=raw, profile=profile)
+    words += ["--data", cfg.data.path, "--level", str(cfg.data.level)] if cfg.data.path is not None else \
+        ["--dataset", cfg.data.label]
+
+    def base_of(profile: str | None) -> RunConfig:
+        if cfg.data.path is not None:
+            return resolve_run(cfg.model_name, raw=raw, profile=profile, data=cfg.data)
+        return resolve_run(cfg.model_name, cfg.data.label, raw=raw, profile=profile)
+
+    exact = [p for p in candidates if p is not None and _resolves(base_of, p, cfg)]
+    profile = exact[0] if exact else (claimed if claimed in profiles else None)
+    base = base_of(profile)
     words += ["--profile", profile] if profile else []
     for section, key, _, value in config_changes(identity(base), identity(cfg)):
         words += ["--set", f"{section}.{key}={json.dumps(value)}"]  # JSON scalars are YAML too
     return " ".join(words)
+
+
+def _resolves(base_of: Callable[[str | None], RunConfig], profile: str, cfg: RunConfig) -> bool:
+    """Whether `profile` resolves to exactly `cfg` (a profile without this model or dataset does not)."""
+    try:
+        return identity(base_of(profile)) == identity(cfg)
+    except TinyLMError:
+        return False
 
 
 def describe(run: LoadedRun, temperature: float, top_k: int | None, top_p: float | None, length: int) -> str:
