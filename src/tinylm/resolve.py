@@ -69,7 +69,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 TOP_KEYS = ["training", "models", "data", "ablations", "profiles", "targets"]
 DATA_KEYS = ["type", "path", "max_vocab", "source"]
-PROFILE_KEYS = ["description", "datasets", "ablations", "training", "models", "flop_budgets"]
+PROFILE_KEYS = ["description", "datasets", "ablations", "training", "models", "flop_budgets", "sizes"]
 
 
 def load_suite_file(path: str | Path | None = None) -> dict[str, Any]:

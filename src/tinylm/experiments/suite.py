@@ -52,6 +52,67 @@ def _ablated_datasets(setting: Any, profile: str, datasets: list[str]) -> set[st
     raise UsageError(f"profiles.{profile}.ablations must be true, false or a list of datasets (got {setting!r})")
 
 
+def _per_model(spec: Any, model: str, ds: str) -> Any:
+    """A profile value given for every run (a list), or per model (`{default: ..., <model>: ...}`), each of which
+    may again be per dataset (`{<dataset>: ...}`, falling back to its own `default`, then the top `default`); None
+    where nothing applies."""
+    if not isinstance(spec, dict):
+        return spec
+    fallback = spec.get("default")
+    spec = spec.get(model, fallback)
+    if isinstance(spec, dict):
+        spec = spec.get(ds, spec.get("default", fallback))
+    return spec
+
+
+def _budgets(prof: dict[str, Any] | None, profile: str, model: str, ds: str) -> list[float]:
+    """The training-FLOP budgets of a model on a dataset (`flop_budgets`: a list, or per model and dataset)."""
+    budgets = _per_model(prof.get("flop_budgets") if prof else None, model, ds)
+    if budgets is None:
+        return []
+    if not (isinstance(budgets, list) and budgets
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in budgets)):
+        raise UsageError(f"profiles.{profile}.flop_budgets must be a list of positive numbers (or such lists per "
+                         "model and dataset, with a `default`), e.g. [1.0e+12, 3.0e+12]")
+    return [float(b) for b in budgets]
+
+
+def _sizes(prof: dict[str, Any] | None, profile: str, model: str, ds: str) -> list[dict[str, Any]]:
+    """The model sizes of a model on a dataset (`sizes`: per model, optionally per dataset, a list of override
+    sets such as {embed_dim: 64, n_layers: 2}); [] where the profile has none."""
+    sizes = _per_model((prof.get("sizes") if prof else None) or {}, model, ds)
+    if sizes is None:
+        return []
+    if not (isinstance(sizes, list) and sizes and all(isinstance(v, dict) and v for v in sizes)):
+        raise UsageError(f"profiles.{profile}.sizes.{model} must be a list of model settings (or such lists per "
+                         "dataset), e.g. [{hidden_dim: 128}, {hidden_dim: 256}]")
+    return sizes
+
+
+Variant = tuple[dict[str, Any], list[str], str]
+
+
+def _variants(ds: str, model: str, prof: dict[str, Any] | None, profile: str, ablate: set[str],
+              ablations: dict[str, Any]) -> list[Variant]:
+    """(model values, --set overrides, label) of every run of a model on a dataset: its ablation values or sizes,
+    each crossed with the FLOP budgets."""
+    variants: list[Variant] = [({}, [], "default")]
+    sizes = _sizes(prof, profile, model, ds)
+    if sizes:
+        variants = [(dict(size), [], ", ".join(f"{k}={v}" for k, v in size.items())) for size in sizes]
+    elif ds in ablate and ablations.get(model):
+        axis = ablations[model]
+        if not (isinstance(axis, dict) and len(axis) == 1 and isinstance(next(iter(axis.values())), list)):
+            raise UsageError(f"ablations.{model} must be one key with a list of values, e.g. n_layers: [2, 4]")
+        (name, values), = axis.items()
+        variants = [({name: v}, [], f"{name}={v}") for v in values]
+    budgets = _budgets(prof, profile, model, ds)
+    if budgets:
+        variants = [(mv, s + ["train.epochs=null", "train.max_tokens=null", f"train.max_flops={b}"],
+                     f"{label} flops={b:.0e}") for mv, s, label in variants for b in budgets]
+    return variants
+
+
 def plan(
     raw: dict[str, Any],
     profile: str,
@@ -61,11 +122,11 @@ def plan(
     train_values: dict[str, Any] | None = None,
     sets: list[str] | None = None,
 ) -> list[SuiteRun]:
-    """Every run of a profile, in order: dataset, model, ablation value (or FLOP budget).
+    """Every run of a profile, in order: dataset, model, ablation value or size, FLOP budget.
 
     Args:
         raw: the suite file (load_suite_file).
-        profile: quick | full | isoflop | any profile of the file.
+        profile: quick | full | isoflop | scaling | any profile of the file.
         only: restrict to these models.
         datasets: restrict to (or, for datasets outside the profile, add) these datasets.
         axes: ablation values per model that replace the file's (e.g. {"linear": {"context_length": [16, 32]}}).
@@ -83,32 +144,22 @@ def plan(
     for model, axis in (axes or {}).items():
         ablations[model] = axis
         ablate = set(by_dataset)
-    budgets = prof.get("flop_budgets") if prof else None
-    if budgets is not None and not (isinstance(budgets, list)
-                                    and all(isinstance(b, (int, float)) and b > 0 for b in budgets)):
-        raise UsageError(f"profiles.{profile}.flop_budgets must be a list of positive numbers, e.g. [1.0e+12]")
     runs: list[SuiteRun] = []
+    seen: dict[str, str] = {}
     for ds, models in by_dataset.items():
         for model in models:
             if only and model not in only:
                 continue
-            variants: list[tuple[dict[str, Any], list[str], str]] = [({}, [], "default")]
-            if ds in ablate and ablations.get(model):
-                axis = ablations[model]
-                if not (isinstance(axis, dict) and len(axis) == 1 and isinstance(next(iter(axis.values())), list)):
-                    raise UsageError(f"ablations.{model} must be one key with a list of values, e.g. n_layers: [2, 4]")
-                (name, values), = axis.items()
-                variants = [({name: v}, [], f"{name}={v}") for v in values]
-            if budgets:
-                variants = [
-                    (mv, s + ["train.epochs=null", "train.max_tokens=null", f"train.max_flops={float(b)}"],
-                     f"{label} flops={float(b):.0e}")
-                    for mv, s, label in variants for b in budgets
-                ]
-            for model_values, extra_sets, label in variants:
+            for model_values, extra_sets, label in _variants(ds, model, prof, profile, ablate, ablations):
                 cfg = resolve_run(model, ds, raw=raw, profile=profile if prof else None, model_values=model_values,
                                   train_values=train_values, sets=extra_sets + list(sets or []))
-                runs.append(SuiteRun(cfg, f"{ds} {model} {label}"))
+                run = SuiteRun(cfg, f"{ds} {model} {label}")
+                digest = config_digest(cfg)
+                if digest in seen:
+                    raise UsageError(f"profiles.{profile} plans the same run twice ({seen[digest]}; {run.label}): "
+                                     "make its sizes or budgets differ")
+                seen[digest] = run.label
+                runs.append(run)
     return runs
 
 

@@ -1,0 +1,127 @@
+"""The scaling profile's plan and the report's scaling section (issue 16), from synthetic run directories."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from tinylm.errors import UsageError
+from tinylm.experiments import report as report_mod
+from tinylm.experiments.suite import plan, profile_index
+from tinylm.models.registry import model_names
+from tinylm.resolve import load_suite_file
+from tinylm.runs import config_digest
+
+
+def test_the_scaling_profile_crosses_budgets_and_sizes_for_every_architecture():
+    raw = load_suite_file()
+    runs = plan(raw, "scaling")
+    digests = [config_digest(r.config) for r in runs]
+    assert len(set(digests)) == len(runs)
+    index = profile_index(raw)
+    assert all(index[d] == ["scaling"] for d in digests)
+    for ds in ("tinyshakespeare", "ptb"):
+        assert {r.config.model_name for r in runs if r.config.data.label == ds} == set(model_names())
+        for model in model_names():
+            mine = [r.config for r in runs if r.config.data.label == ds and r.config.model_name == model]
+            budgets = sorted({c.train.max_flops for c in mine})
+            assert len(budgets) >= 4 and all(b / a >= 3 - 1e-9 for a, b in zip(budgets, budgets[1:])), budgets
+            for b in budgets:
+                sizes = {json.dumps(c.to_dict()["model"], sort_keys=True) for c in mine if c.train.max_flops == b}
+                assert len(sizes) >= 3
+            for c in mine:  # to exactly the budget: no other budget, no early stop, no time limit
+                t = c.train
+                assert (t.epochs, t.max_tokens, t.max_steps, t.max_time) == (None, None, None, None)
+                assert t.early_stopping_patience == 0 and t.scheduler == "cosine"
+
+
+def test_a_profile_that_plans_one_run_twice_is_refused():
+    raw = load_suite_file()
+    raw["profiles"]["twice"] = {"datasets": {"tinyshakespeare": ["mlp"]}, "flop_budgets": [1e12],
+                                "sizes": {"mlp": [{"hidden_dim": 64}, {"hidden_dim": 64}]}}
+    with pytest.raises(UsageError, match="plans the same run twice"):
+        plan(raw, "twice")
+
+
+SUITE = {
+    "training": {"seed": 1, "eval_interval": 10, "eval_tokens": 100},
+    "data": {"tinyshakespeare": {"type": "char"}},
+    "targets": {"tinyshakespeare": {"mlp": -1.0, "transformer": -1.65}},
+    "profiles": {
+        "quick": {"datasets": {"tinyshakespeare": ["mlp", "transformer"]}, "training": {"max_steps": 10}},
+        "scaling": {"datasets": {"tinyshakespeare": ["mlp", "transformer"]},
+                    "training": {"early_stopping_patience": 0},
+                    "flop_budgets": [1e11, 3e11, 1e12, 3e12],
+                    "sizes": {"mlp": [{"hidden_dim": h} for h in (32, 64, 128, 256)],
+                              "transformer": [{"embed_dim": d} for d in (16, 32, 64, 128)]}},
+    },
+}
+LAWS = {"mlp": (2.0, 40.0, 0.15), "transformer": (1.5, 3e3, 0.3)}
+
+
+def write_run(root, name, cfg, params, valid_loss, profile):
+    d = root / "runs" / name
+    d.mkdir(parents=True)
+    metrics = {"model": cfg.model_name, "dataset": cfg.data.label, "params": params, "tokens_trained": 1000,
+               "train_flops": cfg.train.max_flops or 1e12, "train_seconds": 1.0, "valid_loss": valid_loss,
+               "valid_loglik": -valid_loss, "best_valid_loss": valid_loss, "test_loglik": -valid_loss - 0.1,
+               "test_perplexity": float(np.exp(valid_loss + 0.1)), "test_bits": (valid_loss + 0.1) / 0.693,
+               "status": "complete", "device": "cpu: test", "torch_version": "x", "unigram_test_loglik": -3.3,
+               "profile": profile}
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: {**SUITE, "_path": "suite.yaml"})
+    root = tmp_path / "results"
+    for i, run in enumerate(plan(SUITE, "quick")):
+        write_run(root, f"quick-{i}", run.config, 1000, 2.5, "quick")
+    return root
+
+
+def add_scaling_runs(root, noise=0.002):
+    """Runs of the scaling plan whose valid loss follows L*(C) + 0.3·(log10 N − log10 N*(C))², N*(C) = 0.05·C^0.5."""
+    rng = np.random.default_rng(0)
+    for i, run in enumerate(plan(SUITE, "scaling")):
+        c, model = run.config.train.max_flops, run.config.model_name
+        sizes = SUITE["profiles"]["scaling"]["sizes"][model]
+        model_cfg = run.config.to_dict()["model"]
+        step = next(i for i, size in enumerate(sizes) if all(model_cfg[k] == v for k, v in size.items()))
+        n_star = 0.05 * c ** 0.5
+        params = n_star * 10 ** (-0.45 + 0.3 * step)
+        e, a, alpha = LAWS[model]
+        loss = e + a * c ** -alpha + 0.3 * np.log10(params / n_star) ** 2 + rng.normal(0, noise)
+        write_run(root, f"scaling-{i}", run.config, int(params), float(loss), "scaling")
+
+
+def test_the_report_has_a_scaling_section_and_figure_only_with_scaling_runs(results):
+    report_mod.write_report(results, results, None)
+    md = (results / "RESULTS.md").read_text()
+    assert "Scaling" not in md and not (results / "figures" / "scaling_tinyshakespeare.png").exists()
+    assert "log-linear fit over the compute frontier) |" in md
+    add_scaling_runs(results)
+    paths = report_mod.write_report(results, results, None)
+    md = (results / "RESULTS.md").read_text()
+    figure = results / "figures" / "scaling_tinyshakespeare.png"
+    assert figure in paths and figure.stat().st_size > 10_000
+    assert "## Scaling: which architecture wins at which compute" in md and "![scaling_tinyshakespeare]" in md
+    rows = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| tinyshakespeare | ")
+            and "budgets fitted" not in line and line.count("[") >= 4}
+    for model, (e, _, alpha) in LAWS.items():
+        cells = rows[model].split(" | ")
+        assert float(cells[2].split()[0]) == pytest.approx(e, abs=0.1)
+        assert float(cells[4].split()[0]) == pytest.approx(alpha, abs=0.1)
+        assert cells[6] == "4 of 4"
+    assert "the best loss falls as C^-" in md
+    # the missed transformer target is extrapolated by its scaling fit, with an interval
+    target = next(line for line in md.splitlines() if line.startswith("| tinyshakespeare | transformer | -1.650"))
+    assert "| no |" in target and "scaling fit" in target and "[" in target
+    c = float(target.split("~")[1].split()[0])  # valid loss 1.55 = 1.5 + 3e3·C^-0.3 at C = 8.5e15
+    assert 1e15 < c < 1e17
+    target = next(line for line in md.splitlines() if line.startswith("| tinyshakespeare | mlp | -1.000"))
+    assert "not reached: below the fitted floor" in target
