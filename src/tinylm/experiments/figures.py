@@ -19,8 +19,9 @@ from tinylm.io import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
 from tinylm.runs import selection_loss  # noqa: E402
 
-STYLES = {"full": "-", "quick": "--", "isoflop": ":", "sprint": "-.", "gpu": "-", ADHOC: (0, (1, 2, 5, 2))}
-MARKERS = {"full": "o", "quick": "s", "isoflop": "^", "sprint": "D", "gpu": "*", ADHOC: "x"}
+STYLES = {"full": "-", "quick": "--", "isoflop": ":", "sprint": "-.", "gpu": "-", "scaling": (0, (3, 1)),
+          ADHOC: (0, (1, 2, 5, 2))}
+MARKERS = {"full": "o", "quick": "s", "isoflop": "^", "sprint": "D", "gpu": "*", "scaling": "v", ADHOC: "x"}
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

@@ -7,6 +7,8 @@ import math
 from typing import Any
 
 from tinylm.experiments.results import Run, best_runs, dataset_key, model_key
+from tinylm.experiments.scaling import Frontier
+from tinylm.experiments.scaling_report import flops_to_target
 from tinylm.experiments.suite import ADHOC
 from tinylm.models.registry import model_names
 
@@ -35,13 +37,17 @@ def compute_fit(runs: list[Run], dataset: str, model: str) -> tuple[float, float
     return (my - b * mx, b, len(frontier)) if b > 0 else None
 
 
-def target_table(runs: list[Run], goals: dict[tuple[str, str], float], every: list[Run] | None = None) -> list[str]:
+def target_table(runs: list[Run], goals: dict[tuple[str, str], float], every: list[Run] | None = None,
+                 frontiers: dict[tuple[str, str], Frontier] | None = None) -> list[str]:
     """Each target beside the best test log-likelihood reached (best on valid among `runs`) and, when missed, the
-    training FLOPs a log-linear fit over `every` run of the architecture (any profile) says it would take."""
+    training FLOPs it would take: by the scaling fit of the architecture where the scaling profile ran (with its
+    bootstrap interval), else by a log-linear fit over `every` run of the architecture (any profile)."""
     best = best_runs(runs)
+    how = ("scaling fit with its 95% interval where the scaling profile ran, else a log-linear fit over the compute "
+           "frontier") if frontiers else "log-linear fit over the compute frontier"
     lines = ["### Targets (test log-likelihood, nats/token)", "",
              "| dataset | model | target | reached (best on valid) | met | its training FLOPs | "
-             "FLOPs to target (log-linear fit over the compute frontier) |",
+             f"FLOPs to target ({how}) |",
              "|---|---|---:|---:|---|---:|---|"]
     for (ds, model), goal in sorted(goals.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
         r = best.get((ds, model))
@@ -50,17 +56,25 @@ def target_table(runs: list[Run], goals: dict[tuple[str, str], float], every: li
             continue
         ll, flops = r.metrics["test_loglik"], r.metrics.get("train_flops") or 0.0
         met = ll >= goal
-        need = ""
-        if not met:
-            fit = compute_fit(every or runs, ds, model)
-            if fit is None:
-                need = "not extrapolated: fewer than two of its runs improve with compute"
-            else:
-                a, b, n = fit
-                need = f"~{10 ** ((goal - a) / b):.0e} ({b:+.3f} nats per 10x, {n} runs)"
+        need = "" if met else _flops_needed(every or runs, ds, model, goal, frontiers)
         lines.append(f"| {ds} | {model} | {goal:.3f} | {ll:.4f} ({r.path.name}) | {'yes' if met else 'no'} | "
                      f"{flops:.2e} | {need} |")
     return lines + [""]
+
+
+def _flops_needed(runs: list[Run], ds: str, model: str, goal: float,
+                  frontiers: dict[tuple[str, str], Frontier] | None) -> str:
+    """The training FLOPs a missed target would need: the scaling fit where there is one, else the old line (named
+    as such whenever scaling fits exist elsewhere in the report)."""
+    scaled = flops_to_target((frontiers or {}).get((ds, model)), goal)
+    if scaled is not None:
+        return scaled
+    fit = compute_fit(runs, ds, model)
+    if fit is None:
+        return "not extrapolated: fewer than two of its runs improve with compute"
+    a, b, n = fit
+    line = f"~{10 ** ((goal - a) / b):.0e} ({b:+.3f} nats per 10x, {n} runs)"
+    return f"log-linear fit (no scaling fit): {line}" if frontiers else line
 
 
 def _fmt_time(seconds: float | None) -> str:

@@ -1,0 +1,137 @@
+"""The report's scaling section: the scaling profile's runs fitted per dataset and architecture, a table of the laws
+and crossovers, plain-sentence conclusions with their uncertainty, and the compute a missed target would need."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+from statistics import median
+
+from tinylm.experiments.crossover import Comparison, compare
+from tinylm.experiments.results import Run, dataset_key, model_key
+from tinylm.experiments.scaling import RESAMPLES, Frontier, compute_for_loss, fit_frontier
+
+SCALING = "scaling"
+
+
+def budget_of(r: Run) -> float | None:
+    value = r.config.get("train", {}).get("max_flops")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def scaling_frontiers(runs: list[Run]) -> dict[tuple[str, str], Frontier]:
+    """{(dataset, model): its fitted frontier} from the CPU runs of the scaling profile (validation loss on the full
+    split against parameters, per FLOP budget); each frontier also carries the median test − valid loss gap."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for r in runs:
+        if r.profile == SCALING and not r.on_gpu and budget_of(r) and isinstance(r.metrics.get("valid_loss"), float):
+            groups.setdefault((r.dataset, r.model), []).append(r)
+    out = {}
+    for (ds, model), group in sorted(groups.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
+        points: dict[float, list[tuple[float, float]]] = {}
+        for r in group:
+            points.setdefault(budget_of(r), []).append((float(r.metrics["params"]), r.metrics["valid_loss"]))
+        frontier = fit_frontier(ds, model, points)
+        frontier.test_gap = median(-r.metrics["test_loglik"] - r.metrics["valid_loss"] for r in group)
+        out[(ds, model)] = frontier
+    return out
+
+
+def comparisons(frontiers: dict[tuple[str, str], Frontier]) -> list[Comparison]:
+    """Every pair of fitted architectures of a dataset, compared where their compute ranges meet."""
+    out = []
+    for one, two in combinations(frontiers.values(), 2):
+        if one.dataset == two.dataset:
+            result = compare(one, two)
+            if result is not None:
+                out.append(result)
+    return out
+
+
+def _interval(lo: float, hi: float, fmt: str) -> str:
+    return "[–]" if math.isnan(lo) else f"[{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _crossover_text(c: Comparison) -> str:
+    """One sentence on what the bands of two frontiers allow saying."""
+    if c.verdict == "undecided":
+        return (f"{c.first} and {c.second}: their bands overlap from {c.low:.0e} to {c.high:.0e} FLOPs; no ranking "
+                "or crossover is claimed")
+    low, high = c.separated  # type: ignore[misc]
+    if c.verdict in ("first", "second"):
+        winner, loser = (c.first, c.second) if c.verdict == "first" else (c.second, c.first)
+        return f"{winner} reaches a lower loss than {loser} from {low:.0e} to {high:.0e} FLOPs (bands separate)"
+    later = c.second if c.lower_first == c.first else c.first
+    interval = "no resample crosses there" if c.interval is None else \
+        f"95% interval {c.interval[0]:.2g} to {c.interval[1]:.2g}, {c.share:.0%} of resamples cross"
+    where = "; an extrapolation beyond the budgets both sampled" if c.extrapolated else ""
+    return f"{later} overtakes {c.lower_first} at ~{c.compute:.2g} FLOPs ({interval}{where})"
+
+
+def frontier_table(frontiers: dict[tuple[str, str], Frontier], found: list[Comparison]) -> list[str]:
+    """One row per dataset and architecture: E, A, α, the N*(C) exponent, budgets used and crossovers."""
+    lines = ["| dataset | model | E (nats/token) | A | α | N* ∝ C^a: a | budgets fitted | crossovers |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (ds, model), f in frontiers.items():
+        used = sum(not iso.under_sampled for iso in f.isoflops)
+        cross = "; ".join(f"{c.second if c.first == model else c.first} ~{c.compute:.2g}" for c in found
+                          if c.verdict == "crossover" and c.dataset == ds and model in (c.first, c.second)) or "-"
+        if f.law is None:
+            lines.append(f"| {ds} | {model} | no fit | | | | {used} of {len(f.isoflops)} | - |")
+            continue
+        (e, a, alpha), exp = f.law, f.size_law[1] if f.size_law else math.nan
+        lines.append(f"| {ds} | {model} | {e:.3f} {_interval(*f.interval(0), '.3f')} | {a:.3g} "
+                     f"{_interval(*f.interval(1), '.2g')} | {alpha:.3f} {_interval(*f.interval(2), '.3f')} | "
+                     f"{exp:.2f} {_interval(*f.interval(3), '.2f')} | {used} of {len(f.isoflops)} | {cross} |")
+    return lines
+
+
+def _frontier_sentence(f: Frontier) -> str:
+    flagged = [f"{iso.budget:.0e}" for iso in f.isoflops if iso.under_sampled]
+    edge = (f" The optimum of {', '.join(flagged)} FLOPs lies at or beyond the edge of the sampled sizes "
+            "(under-sampled) and is left out.") if flagged else ""
+    if f.law is None:
+        return (f"- {f.dataset}, {f.model}: no law fitted: fewer than three budgets have their optimum inside the "
+                f"sampled sizes.{edge}")
+    e, _, alpha = f.law
+    e_lo, e_hi = f.interval(0)
+    a_lo, a_hi = f.interval(2)
+    size = ""
+    if f.size_law:
+        size = f" The compute-optimal size grows as N* ∝ C^{f.size_law[1]:.2f} {_interval(*f.interval(3), '.2f')}."
+    return (f"- {f.dataset}, {f.model}: the best loss falls as C^-{alpha:.2f} {_interval(a_lo, a_hi, '.2f')} toward "
+            f"a floor of {e:.3f} {_interval(e_lo, e_hi, '.3f')} nats/token (valid).{size}{edge}")
+
+
+def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[str]) -> list[str]:
+    """The RESULTS.md section: method, table, conclusions and figures; [] without scaling runs."""
+    if not frontiers:
+        return []
+    found = comparisons(frontiers)
+    lines = ["## Scaling: which architecture wins at which compute", "",
+             "The `scaling` profile trains every architecture at several training-FLOP budgets C, several sizes N "
+             "each, every run to exactly its budget (cosine schedule ending there). Per budget a parabola of "
+             "validation loss (full split) in log N gives the compute-optimal size N*(C) and loss L*(C) (Hoffmann et "
+             "al. 2022); per architecture L*(C) = E + A·C^(−α) (Kaplan et al. 2020) and N*(C) ∝ C^a. Brackets are "
+             f"95% percentile bands of {RESAMPLES} bootstrap resamples (runs drawn with replacement within each "
+             "budget, every fit redone); with a handful of runs per budget such bands are, if anything, too narrow. "
+             "A crossover is named only where the band of the loss difference is clear of zero on both sides.", ""]
+    lines += frontier_table(frontiers, found) + [""]
+    lines += [_frontier_sentence(f) for f in frontiers.values()]
+    lines += [f"- {c.dataset}: {_crossover_text(c)}." for c in found] + [""]
+    lines += [f"![{name}](figures/{name}.png)" for name in figures] + ([""] if figures else [])
+    return lines
+
+
+def flops_to_target(frontier: Frontier | None, goal: float) -> str | None:
+    """The training FLOPs at which the scaling fit reaches a test log-likelihood goal (the valid-loss law shifted by
+    the architecture's median test − valid gap), with the bootstrap interval; None without a fit."""
+    if frontier is None or frontier.law is None or not len(frontier.samples):
+        return None
+    loss = -goal - frontier.test_gap
+    c, lo, hi, share = compute_for_loss(frontier, loss)
+    fit = f"scaling fit, valid loss {loss:.3f} after a test − valid gap of {frontier.test_gap:+.3f}"
+    if share == 0.0 or not math.isfinite(c):
+        return f"not reached: below the fitted floor E = {frontier.law[0]:.3f} ({fit})"
+    upper = "never reached" if math.isinf(hi) else f"{hi:.2g}"
+    return f"~{c:.2g} [{lo:.2g}, {upper}] ({fit}; {share:.0%} of resamples reach it)"
