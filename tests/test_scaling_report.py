@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 import yaml
 
+from tinylm.config import DataConfig
+from tinylm.data.corpus import load_corpus
 from tinylm.errors import UsageError
 from tinylm.experiments import report as report_mod
 from tinylm.experiments.suite import plan, profile_index
 from tinylm.models.registry import model_names
-from tinylm.resolve import load_suite_file
+from tinylm.resolve import load_suite_file, resolve_run
 from tinylm.runs import config_digest
+from tinylm.training.trainer import Trainer
 
 
 def test_the_scaling_profile_crosses_budgets_and_sizes_for_every_architecture():
@@ -125,3 +128,23 @@ def test_the_report_has_a_scaling_section_and_figure_only_with_scaling_runs(resu
     assert 1e15 < c < 1e17
     target = next(line for line in md.splitlines() if line.startswith("| tinyshakespeare | mlp | -1.000"))
     assert "not reached: below the fitted floor" in target
+
+
+def test_a_flop_budget_sets_the_steps_and_the_cosine_ends_there(tiny_text_file, tmp_path):
+    """A run is trained to its budget (to within one step) and its cosine reaches the floor at its last step (to
+    within sin²(π/2T) of the range: the last step's progress is (T − 1)/T)."""
+    data = DataConfig(name="tiny", level="char", path=str(tiny_text_file))
+    cfg = resolve_run("mlp", raw={}, data=data, train_values={"max_flops": 3e7},
+                      sets=["model.context_length=8", "model.embed_dim=8", "model.hidden_dim=16", "train.batch_size=4",
+                            "train.seq_len=16", "train.warmup_steps=2", "train.learning_rate=0.01"])
+    trainer = Trainer(cfg, load_corpus(cfg.data, tmp_path / "d", quiet=True))
+    steps, per_step = trainer.plan.total_steps, trainer.plan.flops_per_step
+    assert steps > 20 and 3e7 <= steps * per_step < 3e7 + per_step
+    rates = []
+    while not trainer.done():
+        rates.append(trainer.learning_rate())
+        trainer.account(trainer.train_step(rates[-1]), 0.0)
+    assert len(rates) == steps and trainer.state.flops == pytest.approx(steps * per_step)
+    floor = 0.01 * cfg.train.min_lr_ratio
+    assert floor <= rates[-1] <= floor + (0.01 - floor) * np.sin(np.pi / (2 * steps)) ** 2 * 1.0001
+    assert rates[-1] == min(rates[2:])
