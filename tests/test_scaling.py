@@ -95,3 +95,13 @@ def test_a_crossover_is_claimed_only_where_the_bands_separate():
              for i, (name, law) in enumerate((("mlp", shallow), ("lstm", steep)))]
     result = compare(*noisy)
     assert result is None or result.verdict != "crossover"
+
+
+def test_a_law_whose_exponent_runs_into_its_bound_is_not_kept():
+    """Optima that drop at once and then stay flat (as a lookup-table model's do) fit α at the bound of its range:
+    such a 'law' says nothing and is reported as rejected, not as a law."""
+    points = synthetic_points(1.5, 1e66, 6.0, 0.02, 0.5, 0.0, seed=6)
+    frontier = fit_frontier("ds", "m", points, resamples=20)
+    assert frontier.law is None and "bound" in frontier.rejected
+    kept = fit_frontier("ds", "m", synthetic_points(1.5, 3000.0, 0.3, 0.02, 0.5, 0.0, seed=6), resamples=20)
+    assert kept.law is not None and kept.rejected == ""

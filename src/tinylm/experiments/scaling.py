@@ -109,6 +109,8 @@ class Frontier:
     resamples: int = 0
     test_gap: float = 0.0
     """Median test − valid loss of its runs: what turns a test target into a valid loss on the law."""
+    rejected: str = ""
+    """Why a law fitted to the budgets was not kept (e.g. α at the bound of its range)."""
 
     @property
     def budgets(self) -> list[float]:
@@ -192,8 +194,12 @@ def fit_frontier(dataset: str, model: str, points: dict[float, list[tuple[float,
     """
     isoflops = [fit_parabola(b, [p for p, _ in pts], [loss for _, loss in pts]) for b, pts in sorted(points.items())]
     law, size_law = _fit_laws(isoflops)
+    rejected = ""
+    if law is not None and law[2] >= 0.99 * ALPHA_MAX:  # the optimiser ran into the bound: the points allow any α
+        rejected = f"the fitted α sits at the bound of its range ({ALPHA_MAX:g}): these budgets do not determine a law"
+        law, size_law = None, None
     samples = bootstrap(isoflops, law, resamples, seed) if law is not None else np.empty((0, 4))
-    return Frontier(dataset, model, isoflops, law, size_law, samples, resamples)
+    return Frontier(dataset, model, isoflops, law, size_law, samples, resamples, rejected=rejected)
 
 
 def compute_for_loss(frontier: Frontier, loss: float) -> tuple[float, float, float, float]:

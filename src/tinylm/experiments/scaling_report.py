@@ -91,8 +91,8 @@ def _frontier_sentence(f: Frontier) -> str:
     edge = (f" The optimum of {', '.join(flagged)} FLOPs lies at or beyond the edge of the sampled sizes "
             "(under-sampled) and is left out.") if flagged else ""
     if f.law is None:
-        return (f"- {f.dataset}, {f.model}: no law fitted: fewer than three budgets have their optimum inside the "
-                f"sampled sizes.{edge}")
+        why = f.rejected or "fewer than three budgets have their optimum inside the sampled sizes"
+        return f"- {f.dataset}, {f.model}: no law fitted: {why}.{edge}"
     e, _, alpha = f.law
     e_lo, e_hi = f.interval(0)
     a_lo, a_hi = f.interval(2)

@@ -233,9 +233,13 @@ def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, 
     for name, group in accelerator_groups(every, profile):
         table = summary_table(group, baselines, name)
         devices = ", ".join(sorted({str(r.metrics.get("device")) for r in group}))
-        lines += [table[0], "", f"Trained on {devices}; time budgets, not comparable with the CPU runs above."]
+        lines += [table[0], "", f"Trained on {devices}; GPU budgets, not comparable with the CPU runs above."]
         lines += table[1:] + [""]
-    lines += every_run_table(every, axes)
+    scaling = [r for r in every if r.profile == "scaling"]
+    lines += every_run_table([r for r in every if r.profile != "scaling"], axes)
+    if scaling:  # dozens of runs per dataset: their fits say what they show, results.json lists each one
+        lines += ["", f"The {len(scaling)} runs of the `scaling` profile are left out of this table: results.json "
+                  "lists each one, and RESULTS.md's scaling section fits them."]
     devices = sorted({f"{r.metrics.get('device')}, torch {r.metrics.get('torch_version')}" for r in every})
     lines += ["", "Measured on: " + "; ".join(devices) + ".",
               "Test log-likelihood: every test token but the first scored exactly once by the same sliding-window "
