@@ -56,11 +56,17 @@ class Corpus:
         """How often every token id occurs in the training split (counted `chunk` ids at a time), also kept in the
         tokenizer (`tokenizer.counts`), so a run that saves its tokenizer saves them."""
         if self.tokenizer.counts is None:
-            train, counts = self.splits["train"], np.zeros(self.tokenizer.vocab_size, dtype=np.int64)
-            for i in range(0, len(train), chunk):
-                counts += np.bincount(np.asarray(train[i : i + chunk], dtype=np.int64), minlength=len(counts))
-            self.tokenizer.counts = counts.tolist()
+            self.tokenizer.counts = id_counts(self.splits["train"], self.tokenizer.vocab_size, chunk).tolist()
         return self.tokenizer.counts
+
+
+def id_counts(ids: np.ndarray | torch.Tensor, vocab_size: int, chunk: int = 1 << 20) -> np.ndarray:
+    """How often every id in [0, vocab_size) occurs in `ids`, counted `chunk` ids at a time (a memory-mapped split
+    is never copied whole)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for i in range(0, len(ids), chunk):
+        counts += np.bincount(np.asarray(ids[i : i + chunk], dtype=np.int64), minlength=vocab_size)
+    return counts
 
 
 def gather(tokens: np.ndarray | torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

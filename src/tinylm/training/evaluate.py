@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tinylm.data.corpus import gather
+from tinylm.data.corpus import gather, id_counts
 from tinylm.errors import UsageError
 from tinylm.models.base import LanguageModel
 
@@ -200,9 +200,7 @@ def unigram_loglik(train: torch.Tensor | np.ndarray, test: torch.Tensor | np.nda
                    chunk: int = 1 << 20) -> float:
     """Baseline: mean log p of the scored test tokens (all but the first) under add-one-smoothed train counts
     (counted `chunk` ids at a time, so a memory-mapped split is never copied whole)."""
-    counts = np.ones(vocab_size, dtype=np.float64)
-    for i in range(0, len(train), chunk):
-        counts += np.bincount(np.asarray(train[i : i + chunk], dtype=np.int64), minlength=vocab_size)
+    counts = id_counts(train, vocab_size, chunk) + 1.0
     logp = np.log(counts / counts.sum())
     total = sum(float(logp[np.asarray(test[i : i + chunk], dtype=np.int64)].sum())
                 for i in range(1, len(test), chunk))
