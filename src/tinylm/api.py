@@ -11,7 +11,6 @@ Every score is the common protocol's (tinylm.training.evaluate): the same number
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,31 +31,17 @@ __all__ = ["EvalResult", "Run", "load", "train"]
 SPLITS = ("train", "valid", "test")
 
 
-@dataclass
-class Run:
-    """A trained run: its directory, config, tokenizer and best-on-valid weights (`model`, in eval mode)."""
+class Run(LoadedRun):
+    """A trained run: its directory (`path`), config, tokenizer and best-on-valid weights (`model`, in eval mode)."""
 
-    loaded: LoadedRun
+    @classmethod
+    def of(cls, loaded: LoadedRun) -> Run:
+        return cls(loaded.run_dir, loaded.config, loaded.tokenizer, loaded.model)
 
     @property
     def path(self) -> Path:
         """The run directory."""
-        return self.loaded.run_dir
-
-    @property
-    def model(self) -> Any:
-        """The torch module (a tinylm LanguageModel)."""
-        return self.loaded.model
-
-    @property
-    def tokenizer(self) -> Any:
-        """The run's tokenizer (encode/decode)."""
-        return self.loaded.tokenizer
-
-    @property
-    def config(self) -> Any:
-        """The run's RunConfig (model, train and data sections)."""
-        return self.loaded.config
+        return self.run_dir
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -88,7 +73,7 @@ class Run:
         error.
         """
         check_sampling(temperature, top_k, top_p, length, seed)
-        return generate_text(self.loaded, prompt, length, temperature, top_k, top_p, seed, use_cache=use_cache,
+        return generate_text(self, prompt, length, temperature, top_k, top_p, seed, use_cache=use_cache,
                              out=stream, warn=_warn)
 
     def score(self, text: str, stride: int | None = None, device: str = "cpu") -> EvalResult:
@@ -111,7 +96,7 @@ class Run:
         """Score a split of the run's dataset by the common protocol (what `tinylm eval` prints)."""
         if split not in SPLITS:
             raise UsageError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
-        corpus = load_run_corpus(self.loaded, data_dir, mirror)
+        corpus = load_run_corpus(self, data_dir, mirror)
         return self._evaluate(corpus.tensor(split), stride, device)
 
     def _evaluate(self, tokens: Any, stride: int | None, device: str) -> EvalResult:
@@ -130,7 +115,7 @@ def load(path: str | Path | None = None, *, model: str | None = None, dataset: s
     from your working folder and the shipped reference)."""
     if path is not None and model is not None:
         raise UsageError("give a run directory or a model, not both")
-    return Run(load_run(resolve_run_dir(None if path is None else str(path), model or DEFAULT_MODEL, dataset,
+    return Run.of(load_run(resolve_run_dir(None if path is None else str(path), model or DEFAULT_MODEL, dataset,
                                         None if results is None else str(results))))
 
 
@@ -190,5 +175,5 @@ def train(
                                     profile=label, logs=(log,) if log else ())
     if not (run_dir / "model.safetensors").is_file():
         raise TinyLMError(f"{run_dir} finished as '{metrics.get('status')}' without weights")
-    return Run(load_run(run_dir))
+    return Run.of(load_run(run_dir))
 

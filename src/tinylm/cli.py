@@ -422,9 +422,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     check_sampling(args.temperature, args.top_k, args.top_p, args.length, args.seed)
     run = load(args.run_dir, model=None if args.run_dir else args.model, dataset=args.dataset,
                results=args.results_dir)
-    encode_prompt(run.loaded, args.prompt, warn=lambda message: None)  # a prompt it cannot read fails first
+    encode_prompt(run, args.prompt, warn=lambda message: None)  # a prompt it cannot read fails first
     seed = "random" if args.seed is None else args.seed
-    print(f"tinylm generate: {describe(run.loaded, args.temperature, args.top_k, args.top_p, args.length)}, "
+    print(f"tinylm generate: {describe(run, args.temperature, args.top_k, args.top_p, args.length)}, "
           f"seed {seed}", file=sys.stderr)
     for i in range(args.num_samples):
         if args.num_samples > 1:
