@@ -189,7 +189,7 @@ def test_a_fresh_clone_stays_clean_after_the_readme_and_original_commands(tmp_pa
         [sys.executable, "scripts/generate.py", "--model", "linear", "--prompt", "HAMLET:", "--length", "20"],
         [sys.executable, "scripts/generate.py", "--model", "transformer", "--prompt", "the", "--length", "5",
          "--dataset", "ptb"],
-        [*tinylm, "report"],
+        [*tinylm, "report", "--no-figures"],  # figures: tests/test_report.py (20 s saved here)
         [*tinylm, "runs"],
     ]
     for command in commands:
