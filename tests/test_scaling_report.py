@@ -41,6 +41,21 @@ def test_the_scaling_profile_crosses_budgets_and_sizes_for_every_architecture():
                 assert t.early_stopping_patience == 0 and t.scheduler == "cosine"
 
 
+def test_sizes_per_budget_slides_a_window_up_the_size_ladder_as_the_budget_grows():
+    raw = load_suite_file()
+    ladder = [{"hidden_dim": h} for h in (8, 16, 32, 64, 128, 256)]
+    raw["profiles"]["window"] = {"datasets": {"tinyshakespeare": ["mlp"]}, "flop_budgets": [1e12, 1e11, 1e13, 1e14],
+                                 "sizes": {"mlp": ladder}, "sizes_per_budget": 3}
+    trained = {}
+    for run in plan(raw, "window"):
+        trained.setdefault(run.config.train.max_flops, []).append(run.config.model.hidden_dim)
+    assert trained == {1e11: [8, 16, 32], 1e12: [16, 32, 64], 1e13: [32, 64, 128], 1e14: [64, 128, 256]}
+    for width in (2, 7, "3", True):
+        raw["profiles"]["window"]["sizes_per_budget"] = width
+        with pytest.raises(UsageError, match="sizes_per_budget must be a whole number from 3"):
+            plan(raw, "window")
+
+
 def test_a_profile_that_plans_one_run_twice_is_refused():
     raw = load_suite_file()
     raw["profiles"]["twice"] = {"datasets": {"tinyshakespeare": ["mlp"]}, "flop_budgets": [1e12],

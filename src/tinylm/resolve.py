@@ -69,7 +69,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 TOP_KEYS = ["training", "models", "data", "ablations", "profiles", "targets"]
 DATA_KEYS = ["type", "path", "max_vocab", "source"]
-PROFILE_KEYS = ["description", "datasets", "ablations", "training", "models", "flop_budgets", "sizes"]
+PROFILE_KEYS = ["description", "datasets", "ablations", "training", "models", "flop_budgets", "sizes",
+                "sizes_per_budget"]
 
 
 def load_suite_file(path: str | Path | None = None) -> dict[str, Any]:

@@ -108,9 +108,28 @@ def _variants(ds: str, model: str, prof: dict[str, Any] | None, profile: str, ab
         variants = [({name: v}, [], f"{name}={v}") for v in values]
     budgets = _budgets(prof, profile, model, ds)
     if budgets:
+        windows = _size_windows(prof, profile, model, ds, len(variants), len(budgets)) if sizes else None
         variants = [(mv, s + ["train.epochs=null", "train.max_tokens=null", f"train.max_flops={b}"],
-                     f"{label} flops={b:.0e}") for mv, s, label in variants for b in budgets]
+                     f"{label} flops={b:.0e}")
+                    for i, b in enumerate(sorted(budgets))
+                    for mv, s, label in (variants[windows[i]] if windows else variants)]
     return variants
+
+
+def _size_windows(prof: dict[str, Any] | None, profile: str, model: str, ds: str, n_sizes: int,
+                  n_budgets: int) -> list[slice] | None:
+    """Which sizes each budget trains (budgets ascending): all of them, or with `sizes_per_budget: w` a window of
+    w consecutive sizes of the ladder that slides from the smallest (lowest budget) to the largest (highest), so
+    every budget samples sizes around its own compute-optimal one instead of the whole ladder."""
+    width = (prof or {}).get("sizes_per_budget")
+    if width is None:
+        return None
+    if not (isinstance(width, int) and not isinstance(width, bool) and 3 <= width <= n_sizes):
+        raise UsageError(f"profiles.{profile}.sizes_per_budget must be a whole number from 3 (a parabola needs "
+                         f"three sizes) to the number of sizes of {model} on {ds} ({n_sizes}); got {width!r}")
+    slack = n_sizes - width
+    starts = [round(i * slack / (n_budgets - 1)) if n_budgets > 1 else slack // 2 for i in range(n_budgets)]
+    return [slice(s, s + width) for s in starts]
 
 
 def plan(
