@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tinylm.experiments.results import Run, best_runs, dataset_key, model_key  # noqa: E402
+from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key  # noqa: E402
 from tinylm.experiments.suite import ADHOC  # noqa: E402
 from tinylm.io import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
@@ -49,7 +49,8 @@ def _kneser_ney(ax: plt.Axes, baselines: dict[str, dict[str, Any]], dataset: str
 def _curves_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselines: dict[str, Any]) -> None:
     for (d, model), r in sorted(best.items(), key=lambda kv: model_key(kv[0][1])):
         if d == ds:
-            ax.plot(*_loglik_curve(r, "tokens"), color=color(model), label=model)
+            ax.plot(*_loglik_curve(r, "tokens"), color=color(model),
+                    label=f"{model} (still improving)" if r.still_improving() else model)
     _kneser_ney(ax, baselines, ds, "valid")
     ax.set(title="Valid log-likelihood while training (best run per architecture)",
            xlabel="training tokens", ylabel="valid log-likelihood (nats/token)")
@@ -63,9 +64,18 @@ def _bars_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselin
     unigram = best[(ds, models[0])].metrics.get("unigram_test_loglik")
     kn = baselines.get(ds, {}).get("test_loglik")
     base = unigram if unigram is not None else min(values) - 0.5
-    ax.bar(models, [v - base for v in values], bottom=base, color=[color(m) for m in models])
-    for i, v in enumerate(values):
-        ax.annotate(f"{v:.3f}", (i, v), ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")
+    rising = [best[(ds, m)].still_improving() for m in models]
+    bars = ax.bar(models, [v - base for v in values], bottom=base, color=[color(m) for m in models])
+    for bar, up in zip(bars, rising):
+        if up:  # hatched: its budget, not its architecture, set this height
+            bar.set_hatch("//")
+            bar.set_edgecolor("white")
+    for i, (v, up) in enumerate(zip(values, rising)):
+        ax.annotate(f"{v:.3f}{' ' + MARK if up else ''}", (i, v), ha="center", va="bottom", xytext=(0, 3),
+                    textcoords="offset points")
+    if any(rising):
+        ax.annotate(f"hatched, {MARK}: still improving when its budget ended", (0.0, 1.0), xycoords="axes fraction",
+                    ha="left", va="top", fontsize=8, xytext=(3, -3), textcoords="offset points")
     for level, text, style in ((unigram, "unigram", ":"), (kn, f"{baselines.get(ds, {}).get('order')}-gram "
                                                              "Kneser-Ney", "--")):
         if level is not None:
@@ -112,7 +122,9 @@ def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[s
     for (d, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
         m = r.metrics
         lines.append(f"{model:<12}{d:<16}{m['params']:>10,}{m['test_loglik']:>9.3f}{m['test_perplexity']:>9.2f}"
-                     f"{m['train_flops']:>10.1e}")
+                     f"{m['train_flops']:>10.1e}{' ' + MARK if r.still_improving() else ''}")
+    if any(r.still_improving() for r in best.values()):
+        lines += ["", f"{MARK} still improving: valid rose > {STILL_IMPROVING} nats over its last tenth of training"]
     axes[1, 1].text(0.0, 1.0, "Best run on valid, per architecture and dataset\n\n" + "\n".join(lines),
                     family="monospace", fontsize=9, va="top")
     fig.suptitle(f"Architectures compared on {ds} (higher is better)", fontsize=14)
@@ -133,7 +145,7 @@ def compute_trajectories(every: list[Run], axes_by_model: dict[str, str], baseli
         fig, ax = plt.subplots(figsize=(10, 6))
         for r in sorted((r for r in every if r.dataset == ds and r.on_gpu == gpu), key=order):
             ax.plot(*_loglik_curve(r, "flops"), color=color(r.model), ls=STYLES.get(r.profile, "-"), alpha=0.8,
-                    label=r.label(axes_by_model))
+                    label=r.label(axes_by_model) + (f" {MARK} still improving" if r.still_improving() else ""))
         _kneser_ney(ax, baselines, ds, "valid")
         ax.set_xscale("log")
         where = "GPU runs" if gpu else "CPU runs"

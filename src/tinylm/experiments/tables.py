@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tinylm.experiments.results import Run, best_runs, dataset_key, model_key
+from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key
 from tinylm.experiments.scaling import Frontier
 from tinylm.experiments.scaling_report import flops_to_target
 from tinylm.experiments.suite import ADHOC
@@ -14,6 +14,17 @@ from tinylm.models.registry import model_names
 
 MARGIN = 0.02
 """Nats/token by which one score must beat another to be called clearly better."""
+
+FOOTNOTE = (f"{MARK} *still improving*: its valid log-likelihood rose by more than {STILL_IMPROVING} nats over the "
+            "last tenth of its training, so its budget, not its architecture, decided where it ended.")
+
+
+def _mark(r: Run) -> str:
+    return f" {MARK}" if r.still_improving() else ""
+
+
+def _footnote(runs: list[Run]) -> list[str]:
+    return ["", FOOTNOTE] if any(r.still_improving() for r in runs) else []
 
 
 def compute_fit(runs: list[Run], dataset: str, model: str) -> tuple[float, float, int] | None:
@@ -89,8 +100,10 @@ def row(r: Run, axes: dict[str, str]) -> dict[str, Any]:
     keys = ("params", "context_length", "tokens_trained", "train_flops", "train_seconds", "tokens_per_second",
             "best_valid_loss", "valid_loglik", "test_loglik", "test_perplexity", "test_bits", "unigram_test_loglik",
             "status", "device", "torch_version")
+    gain = r.last_tenth_gain()
     return {"run": r.path.name, "source": r.source, "model": r.model, "dataset": r.dataset,
-            "variant": r.variant(axes), "profile": r.profile, **{k: m.get(k) for k in keys}}
+            "variant": r.variant(axes), "profile": r.profile, **{k: m.get(k) for k in keys},
+            "last_tenth_valid_gain": None if gain is None else round(gain, 5), "still_improving": r.still_improving()}
 
 
 def summary_table(runs: list[Run], baselines: dict[str, dict[str, Any]], profile: str | None) -> list[str]:
@@ -101,7 +114,7 @@ def summary_table(runs: list[Run], baselines: dict[str, dict[str, Any]], profile
     lines = [f"### Test log-likelihood (nats/token, higher is better) of the best-on-valid run{among}", "",
              "| model | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
     def cell(r: Run | None) -> str:
-        return "" if r is None else f"{r.metrics['test_loglik']:.3f} (ppl {r.metrics['test_perplexity']:.2f})"
+        return "" if r is None else f"{r.metrics['test_loglik']:.3f} (ppl {r.metrics['test_perplexity']:.2f}){_mark(r)}"
 
     for model in model_names():
         cells = [cell(best.get((ds, model))) for ds in datasets]
@@ -116,7 +129,7 @@ def summary_table(runs: list[Run], baselines: dict[str, dict[str, Any]], profile
         cells = [f"{baselines[d]['test_loglik']:.3f} (ppl {baselines[d]['test_perplexity']:.2f}, "
                  f"{baselines[d]['order']}-gram)" if d in baselines else "" for d in datasets]
         lines.append("| *Kneser-Ney n-gram* | " + " | ".join(cells) + " |")
-    return lines
+    return lines + _footnote(list(best.values()))
 
 
 def _names(models: list[str]) -> str:
@@ -133,19 +146,31 @@ def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, d
         kn = baselines[ds]["test_loglik"]
         present = [m for m in model_names() if (ds, m) in best]
         beat = [m for m in present if best[(ds, m)].metrics["test_loglik"] >= kn + MARGIN]
-        not_beat = [m for m in present if m not in beat]
+        pending = [m for m in present if m not in beat and best[(ds, m)].still_improving()]
+        not_beat = [m for m in present if m not in beat and m not in pending]
         name = f"the {baselines[ds]['order']}-gram Kneser-Ney model ({kn:.3f})"
         only = f" (the only architecture run on {ds})" if len(present) == 1 else ""
+        wait = ""
+        if pending:
+            one = len(pending) == 1
+            wait = (f"{_names(pending)}{only if not (beat or not_beat) else ''} {'does' if one else 'do'} not beat "
+                    f"it yet but {'was' if one else 'were'} still improving when {'its' if one else 'their'} budget "
+                    "ended: no verdict")
         if not not_beat:
-            everyone = "every architecture run here" if len(present) > 1 else _names(present) + only
-            lines.append(f"- {ds}: {everyone} clearly beats {name}.")
+            if not pending:
+                everyone = "every architecture run here" if len(present) > 1 else _names(present) + only
+                lines.append(f"- {ds}: {everyone} clearly beats {name}.")
+            else:
+                lead = f"{_names(beat)} {'clearly beats' if len(beat) == 1 else 'clearly beat'} {name}; " if beat \
+                    else f"against {name}: "
+                lines.append(f"- {ds}: {lead}{wait}.")
             continue
         one = len(not_beat) == 1
         text = (f"- {ds}: {_names(not_beat)}{only} {'does' if one else 'do'} not clearly beat {name}: at these budgets "
                 f"{'it is' if one else 'they are'} no better than counting local contexts")
         if beat:
             text += f"; {_names(beat)} {'clearly beats' if len(beat) == 1 else 'clearly beat'} it"
-        lines.append(text + ".")
+        lines.append(text + (f"; {wait}" if wait else "") + ".")
     return lines
 
 
@@ -189,8 +214,10 @@ def order_surprises(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
                      and best[(ds, m)].metrics["test_loglik"] >= r.metrics["test_loglik"] + MARGIN]
             if above:
                 scores = ", ".join(f"{m} {best[(ds, m)].metrics['test_loglik']:.3f}" for m in above)
+                verdict = ("no conclusion on the architectures: its budget ended first" if r.still_improving()
+                           else "at these budgets the simpler model is better")
                 lines.append(f"- {ds}: {complex_model} ({r.metrics['test_loglik']:.3f}) scores below the simpler "
-                             f"{scores}; {_budget_note(r)}.")
+                             f"{scores}; {_budget_note(r)}: {verdict}.")
     return lines
 
 
@@ -210,10 +237,11 @@ def every_run_table(runs: list[Run], axes: dict[str, str]) -> list[str]:
         m, tps = r.metrics, r.metrics.get("tokens_per_second")
         lines.append(
             f"| {r.dataset} | {r.model} | {r.variant(axes)} | {r.profile} | " + (f"{r.source} | " if sources else "")
-            + f"{m['params']:,} | {m['test_loglik']:.4f} | {m['test_perplexity']:.2f} | {m['test_bits']:.3f} | "
+            + f"{m['params']:,} | {m['test_loglik']:.4f}{_mark(r)} | {m['test_perplexity']:.2f} | "
+            f"{m['test_bits']:.3f} | "
             f"{m['tokens_trained']:,} | {m['train_flops']:.2e} | {_fmt_time(m.get('train_seconds'))} | "
             f"{'-' if not tps else f'{tps:,.0f}'} |")
-    return lines
+    return lines + _footnote(runs)
 
 
 def accelerator_groups(every: list[Run], headline: str | None) -> list[tuple[str, list[Run]]]:

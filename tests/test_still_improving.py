@@ -1,0 +1,86 @@
+"""Issue 14, part 3: a run whose valid log-likelihood still rose by > 0.01 nats over its last tenth of training is
+marked *still improving* in the tables, the figures and the conclusions, which then draw no verdict from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+
+from tinylm.experiments.figures import _bars_panel
+from tinylm.experiments.results import STILL_IMPROVING, Run
+from tinylm.experiments.tables import FOOTNOTE, MARK, every_run_table, kneser_ney_verdicts, summary_table
+
+
+def make_run(name: str, model: str, valid: list[float], test_ll: float, dataset: str = "ptb") -> Run:
+    """A run evaluated every 100 steps with these valid losses."""
+    history = [{"step": 100 * (i + 1), "tokens": 1000 * (i + 1), "flops": 1e9 * (i + 1), "valid_loss": v}
+               for i, v in enumerate(valid)]
+    metrics = {"model": model, "dataset": dataset, "params": 1000, "tokens_trained": 1000 * len(valid),
+               "train_flops": 1e9 * len(valid), "train_seconds": 1.0, "tokens_per_second": 1.0,
+               "valid_loglik": -min(valid, default=9.0), "best_valid_loss": min(valid, default=9.0), "test_loglik": test_ll,
+               "test_perplexity": 2.718281828 ** -test_ll, "test_bits": -test_ll / 0.693147,
+               "unigram_test_loglik": -6.5}
+    return Run(Path(name), metrics, {"model": {}, "train": {}}, history, profile="full")
+
+
+@pytest.mark.parametrize("valid, gain, rising", [
+    ([5.0, 4.8, 4.7, 4.65, 4.62, 4.60, 4.59, 4.58, 4.57, 4.55], 0.02, True),    # the last eval gained 0.02
+    ([5.0, 4.8, 4.7, 4.65, 4.62, 4.60, 4.59, 4.58, 4.57, 4.565], 0.005, False),  # a plateau: 0.005
+    ([5.0, 4.8, 4.7, 4.6, 4.55, 4.55, 4.56, 4.58, 4.61, 4.63], 0.0, False),      # early-stopped after overfitting
+    ([5.0, 4.5], 0.5, True),                                                     # evals at 100 and 200: 90% is 180
+])
+def test_the_gain_over_the_last_tenth_of_steps_decides(valid, gain, rising):
+    run = make_run("r", "lstm", valid, -4.6)
+    assert run.last_tenth_gain() == pytest.approx(gain)
+    assert run.still_improving() is rising
+
+
+def test_a_gain_of_exactly_the_threshold_or_no_earlier_evaluation_is_not_marked():
+    exact = make_run("r", "lstm", [5.0] * 9 + [5.0 - STILL_IMPROVING / 2], -4.6)
+    assert not exact.still_improving()
+    assert make_run("one", "lstm", [5.0], -4.6).last_tenth_gain() is None
+    assert not make_run("none", "lstm", [], -4.6).still_improving()
+
+
+FALLING = [6.0 - 0.1 * i for i in range(10)]
+FLAT = [6.0, 5.0, 4.8, 4.7, 4.7, 4.7, 4.7, 4.7, 4.7, 4.7]
+
+
+def test_tables_mark_the_still_improving_runs_and_explain_the_mark_once():
+    runs = [make_run("ptb-mlp", "mlp", FALLING, -5.10), make_run("ptb-lstm", "lstm", FLAT, -4.50)]
+    table = summary_table(runs, {}, "full")
+    mlp_row = next(line for line in table if line.startswith("| mlp |"))
+    lstm_row = next(line for line in table if line.startswith("| lstm |"))
+    assert mlp_row.endswith(f"{MARK} |") and MARK not in lstm_row
+    assert table.count(FOOTNOTE) == 1
+    every = every_run_table(runs, {})
+    assert sum(MARK in line for line in every if line.startswith("| ptb |")) == 1 and every[-1] == FOOTNOTE
+    assert FOOTNOTE not in summary_table(runs[1:], {}, "full")
+
+
+def test_conclusions_draw_no_verdict_from_a_still_improving_run():
+    kn = {"ptb": {"test_loglik": -4.95, "order": 5}}
+    best = {("ptb", "mlp"): make_run("ptb-mlp", "mlp", FALLING, -5.10),
+            ("ptb", "lstm"): make_run("ptb-lstm", "lstm", FLAT, -4.50),
+            ("ptb", "attention"): make_run("ptb-att", "attention", FLAT, -5.20)}
+    line, = kneser_ney_verdicts(best, kn, ["ptb"])
+    assert "attention does not clearly beat" in line and "no better than counting local contexts" in line
+    assert "lstm clearly beats it" in line
+    assert "mlp does not beat it yet but was still improving when its budget ended: no verdict" in line
+    best.pop(("ptb", "attention"))
+    line, = kneser_ney_verdicts(best, kn, ["ptb"])
+    assert "counting local contexts" not in line and "no verdict" in line and line.startswith("- ptb: lstm clearly")
+
+
+def test_the_bar_of_a_still_improving_run_is_hatched_and_labelled():
+    best = {("ptb", "mlp"): make_run("ptb-mlp", "mlp", FALLING, -5.10),
+            ("ptb", "lstm"): make_run("ptb-lstm", "lstm", FLAT, -4.50)}
+    fig, ax = plt.subplots()
+    _bars_panel(ax, best, "ptb", {})
+    hatches = {t.get_text(): p.get_hatch() for t, p in zip(ax.get_xticklabels(), ax.patches)}
+    assert hatches == {"mlp": "//", "lstm": None}
+    labels = [t.get_text() for t in ax.texts]
+    assert f"-5.100 {MARK}" in labels and "-4.500" in labels
+    plt.close(fig)
