@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from tinylm.bench import precision_quality, run_bench, summary_lines, time_to_target
+from tinylm.bench import head_speed, precision_quality, run_bench, summary_lines, time_to_target, zipf_corpus
 
 pytestmark = pytest.mark.slow  # measures the machine; seconds each
 
@@ -51,3 +52,18 @@ def test_time_to_target_scores_the_sprint_runs_snapshots_on_test(tmp_path, mirro
     assert out["seconds_to_target"] == (first["seconds"] if first else None)
     unreachable = time_to_target(0.0, tmp_path, str(data_dir), str(mirror), "cpu", snapshot_every=0.5, sets=small)
     assert unreachable["reached"] is False and unreachable["seconds_to_target"] is None
+
+
+def test_adaptive_head_speed_compares_both_heads_on_the_same_body(mirror, data_dir):
+    row = head_speed("ptb", 1, 1, "cpu", data_dir, mirror)
+    assert row["corpus"] == "training split" and row["vocab_size"] == 10_000
+    full, adaptive = row["full"], row["adaptive"]
+    assert adaptive["train_flops_per_token"] < full["train_flops_per_token"]
+    assert row["speedup"] == pytest.approx(adaptive["tokens_per_second"]["median"] /
+                                           full["tokens_per_second"]["median"])
+    assert row["cutoffs"] and abs(sum(row["tail_shares"]) - (1 - 0.8)) < 0.1  # the head covers ~80% of tokens
+
+
+def test_the_stand_in_corpus_follows_zipfs_law():
+    counts = np.bincount(zipf_corpus("wikitext2").splits["train"], minlength=33_278)
+    assert counts[0] / counts[9] == pytest.approx(10, rel=0.15) and counts[0] > counts[1] > counts[3]

@@ -19,7 +19,8 @@ def make_run(name: str, model: str, valid: list[float], test_ll: float, dataset:
                for i, v in enumerate(valid)]
     metrics = {"model": model, "dataset": dataset, "params": 1000, "tokens_trained": 1000 * len(valid),
                "train_flops": 1e9 * len(valid), "train_seconds": 1.0, "tokens_per_second": 1.0,
-               "valid_loglik": -min(valid, default=9.0), "best_valid_loss": min(valid, default=9.0), "test_loglik": test_ll,
+               "valid_loglik": -min(valid, default=9.0), "best_valid_loss": min(valid, default=9.0),
+               "test_loglik": test_ll,
                "test_perplexity": 2.718281828 ** -test_ll, "test_bits": -test_ll / 0.693147,
                "unigram_test_loglik": -6.5}
     return Run(Path(name), metrics, {"model": {}, "train": {}}, history, profile="full")

@@ -122,6 +122,55 @@ def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: i
     }
 
 
+def zipf_corpus(dataset: str, n_train: int = 400_000) -> Corpus:
+    """Random tokens whose frequencies follow Zipf's law (p ∝ 1/rank), with the vocabulary size of `dataset`: the
+    stand-in for a word-level training split where the real one is not available (an adaptive head's speed
+    depends on how often its tail clusters are used, which uniform tokens would overstate)."""
+    V = DATASETS[dataset].vocab_size
+    p = 1.0 / np.arange(1, V + 1)
+    rng = np.random.default_rng(0)
+    tok = WordTokenizer([f"w{i}" for i in range(V)])
+    splits = {s: rng.choice(V, n, p=p / p.sum()).astype(np.int32) for s, n in
+              (("train", n_train), ("valid", 20_000), ("test", 20_000))}
+    return Corpus(dataset, tok, splits)
+
+
+def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: str | None,
+               mirror: str | None) -> dict[str, Any]:
+    """Training tokens/s of the full profile's transformer on a word-level dataset with the full softmax and with
+    the adaptive head (default cutoffs from the training counts), same body, same batches, alternated `repeats`
+    times in this process; on the real training split where it is available, else on Zipf-distributed tokens."""
+    try:
+        corpus, source = load_corpus(DataConfig(name=dataset), data_dir, mirror, quiet=True), "training split"
+    except TinyLMError:
+        corpus, source = zipf_corpus(dataset), "Zipf-distributed random tokens (dataset not available)"
+    raw = load_suite_file()
+    trainers = {}
+    for head in ("full", "adaptive"):
+        cfg = resolve_run("transformer", dataset, raw=raw, profile="full", sets=[f"model.head={head}"],
+                          train_values={"max_steps": 10**9, "precision": "fp32", "device": device})
+        trainers[head] = Trainer(cfg, corpus)
+        for _ in range(2):  # warm-up
+            trainers[head].train_step(1e-4)
+    rates: dict[str, list[float]] = {head: [] for head in trainers}
+    for _ in range(repeats):
+        for head, trainer in trainers.items():
+            _sync(trainer.device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                trainer.train_step(1e-4)
+            _sync(trainer.device)
+            rates[head].append(steps * trainer.plan.tokens_per_step / (time.perf_counter() - start))
+    out: dict[str, Any] = {"dataset": dataset, "corpus": source, "vocab_size": corpus.tokenizer.vocab_size}
+    for head, trainer in trainers.items():
+        out[head] = {"params": trainer.model.num_params(), "tokens_per_second": _median_spread(rates[head]),
+                     "train_flops_per_token": trainer.plan.flops_per_step / trainer.plan.tokens_per_step}
+    adaptive = trainers["adaptive"].model.head
+    out["cutoffs"], out["tail_shares"] = list(adaptive.cutoffs), list(adaptive.tail_shares)
+    out["speedup"] = statistics.median(rates["adaptive"]) / statistics.median(rates["full"])
+    return out
+
+
 def precision_quality(steps: int, data_dir: str | None, mirror: str | None, device: str) -> dict[str, Any]:
     """The reference transformer trained for the same steps (same seed, same batches) in fp32 and in bf16 on Tiny
     Shakespeare: tokens/s and the loss on the first 32k validation characters, scored in fp32."""
@@ -330,6 +379,11 @@ def run_bench(
     if "bf16" in precisions and (not only or "transformer" in only):
         progress("bf16 against fp32: speed and quality")
         report["precision_quality"] = precision_quality(20 if quick else 150, data_dir, mirror, device)
+    if not only or "transformer" in only:
+        report["adaptive_head"] = []
+        for name in ("ptb", "wikitext2"):
+            progress(f"adaptive against full softmax head: transformer on {name}")
+            report["adaptive_head"].append(head_speed(name, 3 if quick else 10, repeats, device, data_dir, mirror))
     progress("evaluation, generation and cache loading")
     report["evaluation"] = eval_speed("tinyshakespeare", repeats, dev)
     report["generation"] = generation_speed(repeats, dev, 128 if quick else 384)
@@ -373,6 +427,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"bf16 vs fp32, transformer, {q['steps']} steps on Tiny Shakespeare: {q['speedup']:.2f}x "
                      f"tokens/s, valid loss {q['bf16']['valid_loss']:.4f} vs {q['fp32']['valid_loss']:.4f} "
                      f"({q['valid_loss_difference']:+.4f})")
+    for h in report.get("adaptive_head", []):
+        fast, slow = h["adaptive"]["tokens_per_second"]["median"], h["full"]["tokens_per_second"]["median"]
+        lines.append(f"adaptive head, transformer on {h['dataset']} ({h['corpus']}): {fast:,.0f} vs {slow:,.0f} "
+                     f"tokens/s with the full softmax ({h['speedup']:.2f}x)")
     e, g, c = report["evaluation"], report["generation"], report["cache_load"]
     lines.append(f"evaluation (transformer, full test split): {e['seconds']['median']:.1f} s, "
                  f"{e['tokens_per_second']:,.0f} tokens/s")
