@@ -80,3 +80,10 @@ def test_zero_warmup_steps_means_no_warmup(kind):
 def test_min_ratio_one_is_flat_and_zero_decays_to_zero():
     assert lr(progress=0.6, min_ratio=1.0) == pytest.approx(PEAK)
     assert lr(progress=1.0, min_ratio=0.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_plateau_holds_the_peak_and_divides_it_at_each_plateau_whatever_the_progress():
+    for progress in (0.0, 0.5, 1.0):
+        assert lr(WARMUP, progress, kind="plateau") == PEAK
+    assert learning_rate(50, 0.3, PEAK, WARMUP, MIN_RATIO, "plateau", decays=2, factor=0.5) == pytest.approx(PEAK / 4)
+    assert learning_rate(3, 0.3, PEAK, WARMUP, MIN_RATIO, "plateau", decays=2) == pytest.approx(PEAK * 4 / WARMUP)

@@ -9,6 +9,7 @@ import signal
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from safetensors.torch import load_file
 
 from tinylm import runner as runner_mod
@@ -259,3 +260,37 @@ def test_scoring_a_run_without_snapshots_says_how_to_get_them(tmp_path, tiny_tex
     _, run_dir, _ = train_run(tiny_config("linear", tiny_text_file, steps=3), tmp_path, run_name="plain", quiet=True)
     with pytest.raises(TinyLMError, match="--snapshot-every"):
         score_snapshots(run_dir)
+
+
+def test_the_plateau_schedule_decays_at_each_plateau_and_ends_the_run_by_early_stopping(tiny_text_file, tmp_path,
+                                                                                        monkeypatch):
+    """Validation losses scripted per evaluation (at step 0, then every 10 steps): improve, plateau 2 evals (decay),
+    improve once, then never again: decays at 2 and 4 bad evals, stop at 5, long before the 200-step budget."""
+    cfg = tiny_config("mlp", tiny_text_file, steps=200, extra=[
+        "train.scheduler=plateau", "train.plateau_patience=2", "train.plateau_factor=0.5",
+        "train.early_stopping_patience=5", "train.learning_rate=0.004", "train.warmup_steps=0"])
+    losses = iter([3.1, 3.0, 2.9, 2.95, 2.95, 2.8] + [2.85] * 10)
+    original = trainer_mod.Trainer.evaluate
+
+    def scripted(self, tokens):
+        real = original(self, tokens)
+        if len(tokens) <= cfg.train.eval_tokens + 1:  # the periodic evaluations on the valid subset
+            loss = next(losses)
+            return trainer_mod.EvalResult(-loss * real.tokens, real.tokens, real.stride, real.window)
+        return real
+
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", scripted)
+    metrics, run_dir, _ = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
+    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    lr = {r["step"]: r["lr"] for r in rows if r.get("valid_loss") is not None}
+    assert metrics["status"] == "stopped_early" and metrics["steps"] == 100
+    # the lr logged at an evaluation is the one the steps before it used
+    assert [lr[s] for s in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)] == pytest.approx(
+        [0.004, 0.004, 0.004, 0.004, 0.002, 0.002, 0.002, 0.001, 0.001, 0.0005])
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+    assert saved["plateau_factor"] == 0.5 and "plateau_patience" not in saved  # 2 is the default
+
+
+def test_training_fields_added_later_stay_out_of_config_yaml_at_their_defaults(tiny_text_file):
+    train = tiny_config("mlp", tiny_text_file).to_dict()["train"]
+    assert "plateau_patience" not in train and "plateau_factor" not in train

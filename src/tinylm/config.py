@@ -44,8 +44,14 @@ class TrainConfig:
     """The cosine schedule decays to learning_rate * min_lr_ratio."""
     warmup_steps: int = 100
     """Linear warm-up steps."""
-    scheduler: Literal["cosine", "constant", "linear"] = "cosine"
-    """Decay after warm-up."""
+    scheduler: Literal["cosine", "constant", "linear", "plateau"] = "cosine"
+    """Decay after warm-up: over the budget (cosine, linear), none (constant), or on the validation curve (plateau:
+    the rate is multiplied by plateau_factor after every plateau_patience evaluations without improvement, so the
+    run ends by early stopping rather than by its budget)."""
+    plateau_patience: int = 2
+    """plateau: evaluations without improvement before each decay of the learning rate."""
+    plateau_factor: float = 0.25
+    """plateau: the factor of each decay."""
     weight_decay: float = 0.1
     """AdamW decay, applied to the weight matrices of linear layers only (not biases, norms, embeddings)."""
     beta1: float = 0.9
@@ -91,6 +97,9 @@ class TrainConfig:
             problems.append(f"train.learning_rate must be positive (got {self.learning_rate})")
         if not 0 <= self.min_lr_ratio <= 1:
             problems.append(f"train.min_lr_ratio must be in [0, 1] (got {self.min_lr_ratio})")
+        if self.plateau_patience < 1 or not 0 < self.plateau_factor < 1:
+            problems.append("train.plateau_patience must be >= 1 and train.plateau_factor in (0, 1) (got "
+                            f"{self.plateau_patience}, {self.plateau_factor})")
         for name in ("warmup_steps", "early_stopping_patience"):
             if getattr(self, name) < 0:
                 problems.append(f"train.{name} must be >= 0 (got {getattr(self, name)})")
@@ -116,6 +125,8 @@ FROM_DATA = ("vocab_size", "token_counts")
 OMITTED_AT_DEFAULT = {"head": "full", "cutoffs": None}
 """Model fields added after runs were shipped: left out of config.yaml (and so of the run's digest) at their defaults,
 so every earlier run keeps its name."""
+TRAIN_OMITTED_AT_DEFAULT = {"plateau_patience": 2, "plateau_factor": 0.25}
+"""The same for training fields."""
 
 
 def model_keys(name: str) -> list[str]:
@@ -152,7 +163,9 @@ class RunConfig:
         """The config as saved in config.yaml (without the fields set from the data)."""
         model = {k: v for k, v in to_dict(self.model).items() if k not in FROM_DATA
                  and not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])}
-        return {"model": {"name": self.model_name, **model}, "train": to_dict(self.train), "data": to_dict(self.data)}
+        train = {k: v for k, v in to_dict(self.train).items()
+                 if not (k in TRAIN_OMITTED_AT_DEFAULT and v == TRAIN_OMITTED_AT_DEFAULT[k])}
+        return {"model": {"name": self.model_name, **model}, "train": train, "data": to_dict(self.data)}
 
     @classmethod
     def from_dict(cls, values: Any, where: str = "config.yaml") -> RunConfig:

@@ -52,6 +52,8 @@ class TrainState:
     loss_sum: float = 0.0
     loss_count: int = 0
     stopped_early: bool = False
+    lr_decays: int = 0
+    """Plateaus of the validation curve so far (the `plateau` schedule's decays)."""
 
 
 class Diverged(TinyLMError):
@@ -156,7 +158,7 @@ class Trainer:
         """The learning rate of the next step."""
         t = self.cfg.train
         return learning_rate(self.state.step, self.progress(), t.learning_rate, t.warmup_steps, t.min_lr_ratio,
-                             t.scheduler)
+                             t.scheduler, self.state.lr_decays, t.plateau_factor)
 
     # -- steps ---------------------------------------------------------------------------------------------------
     def autocast(self) -> torch.autocast:
@@ -282,6 +284,8 @@ class Trainer:
             s.best_valid, s.best_step, s.bad_evals = result.loss, s.step, 0
         else:
             s.bad_evals += 1
+            if t.scheduler == "plateau" and s.bad_evals % t.plateau_patience == 0:
+                s.lr_decays += 1
         if t.early_stopping_patience and s.bad_evals >= t.early_stopping_patience:
             s.stopped_early = True
         return row, improved
