@@ -60,7 +60,11 @@ def _crossover_text(c: Comparison) -> str:
     low, high = c.separated  # type: ignore[misc]
     if c.verdict in ("first", "second"):
         winner, loser = (c.first, c.second) if c.verdict == "first" else (c.second, c.first)
-        return f"{winner} reaches a lower loss than {loser} from {low:.0e} to {high:.0e} FLOPs (bands separate)"
+        beyond = c.sampled is not None and not (c.sampled[0] <= low and high <= c.sampled[1])
+        where = ("; the budgets both sampled do not overlap, so this compares extrapolations" if c.sampled
+                 and c.sampled[0] > c.sampled[1] else "; partly beyond the budgets both sampled" if beyond else "")
+        return (f"{winner} reaches a lower loss than {loser} from {low:.0e} to {high:.0e} FLOPs (bands "
+                f"separate{where})")
     later = c.second if c.lower_first == c.first else c.first
     interval = "no resample crosses there" if c.interval is None else \
         f"95% interval {c.interval[0]:.2g} to {c.interval[1]:.2g}, {c.share:.0%} of resamples cross"
@@ -80,10 +84,17 @@ def frontier_table(frontiers: dict[tuple[str, str], Frontier], found: list[Compa
             lines.append(f"| {ds} | {model} | no fit | | | | {used} of {len(f.isoflops)} | - |")
             continue
         (e, a, alpha), exp = f.law, f.size_law[1] if f.size_law else math.nan
-        lines.append(f"| {ds} | {model} | {e:.3f} {_interval(*f.interval(0), '.3f')} | {a:.3g} "
+        floor = "0 (at its bound)" if _no_floor(f) else f"{e:.3f} {_interval(*f.interval(0), '.3f')}"
+        lines.append(f"| {ds} | {model} | {floor} | {a:.3g} "
                      f"{_interval(*f.interval(1), '.2g')} | {alpha:.3f} {_interval(*f.interval(2), '.3f')} | "
                      f"{exp:.2f} {_interval(*f.interval(3), '.2f')} | {used} of {len(f.isoflops)} | {cross} |")
     return lines
+
+
+def _no_floor(f: Frontier) -> bool:
+    """The floor E of the fit (and of nearly all its resamples) sits at its lower bound 0: over these budgets the
+    frontier is a pure power law and shows no floor, which says nothing about the floor there is."""
+    return f.law is not None and f.law[0] < 1e-3 and f.interval(0)[1] < 1e-3
 
 
 def _frontier_sentence(f: Frontier) -> str:
@@ -99,8 +110,10 @@ def _frontier_sentence(f: Frontier) -> str:
     size = ""
     if f.size_law:
         size = f" The compute-optimal size grows as N* ∝ C^{f.size_law[1]:.2f} {_interval(*f.interval(3), '.2f')}."
-    return (f"- {f.dataset}, {f.model}: the best loss falls as C^-{alpha:.2f} {_interval(a_lo, a_hi, '.2f')} toward "
-            f"a floor of {e:.3f} {_interval(e_lo, e_hi, '.3f')} nats/token (valid).{size}{edge}")
+    floor = ("with no floor in sight (E fits at its bound 0: over these budgets a pure power law)" if _no_floor(f)
+             else f"toward a floor of {e:.3f} {_interval(e_lo, e_hi, '.3f')} nats/token (valid)")
+    return (f"- {f.dataset}, {f.model}: the best loss falls as C^-{alpha:.2f} {_interval(a_lo, a_hi, '.2f')} "
+            f"{floor}.{size}{edge}")
 
 
 def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[str]) -> list[str]:
