@@ -10,7 +10,14 @@ import pytest
 
 from tinylm.experiments.figures import _bars_panel
 from tinylm.experiments.results import STILL_IMPROVING, Run
-from tinylm.experiments.tables import FOOTNOTE, MARK, every_run_table, kneser_ney_verdicts, summary_table
+from tinylm.experiments.tables import (
+    FOOTNOTE,
+    MARK,
+    every_run_table,
+    kneser_ney_verdicts,
+    order_surprises,
+    summary_table,
+)
 
 
 def make_run(name: str, model: str, valid: list[float], test_ll: float, dataset: str = "ptb") -> Run:
@@ -85,3 +92,13 @@ def test_the_bar_of_a_still_improving_run_is_hatched_and_labelled():
     labels = [t.get_text() for t in ax.texts]
     assert f"-5.100 {MARK}" in labels and "-4.500" in labels
     plt.close(fig)
+
+
+def test_a_simpler_model_ahead_of_a_still_improving_one_decides_nothing():
+    linear = make_run("ptb-linear", "linear", FLAT, -5.20)
+    rising = {("ptb", "linear"): linear, ("ptb", "mlp"): make_run("ptb-mlp", "mlp", FALLING, -5.60)}
+    line, = order_surprises(rising, ["ptb"])
+    assert "was still improving when its budget ended: no conclusion on the architectures." in line
+    done = {("ptb", "linear"): linear, ("ptb", "mlp"): make_run("ptb-mlp", "mlp", FLAT, -5.60)}
+    line, = order_surprises(done, ["ptb"])
+    assert line.endswith("at these budgets the simpler model is better.") and "still improving" not in line

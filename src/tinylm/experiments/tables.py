@@ -154,8 +154,8 @@ def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, d
         if pending:
             one = len(pending) == 1
             wait = (f"{_names(pending)}{only if not (beat or not_beat) else ''} {'does' if one else 'do'} not beat "
-                    f"it yet but {'was' if one else 'were'} still improving when {'its' if one else 'their'} budget "
-                    "ended: no verdict")
+                    f"it yet but {'was' if one else 'were'} still improving when "
+                    f"{'its budget' if one else 'their budgets'} ended: no verdict")
         if not not_beat:
             if not pending:
                 everyone = "every architecture run here" if len(present) > 1 else _names(present) + only
@@ -214,7 +214,7 @@ def order_surprises(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
                      and best[(ds, m)].metrics["test_loglik"] >= r.metrics["test_loglik"] + MARGIN]
             if above:
                 scores = ", ".join(f"{m} {best[(ds, m)].metrics['test_loglik']:.3f}" for m in above)
-                verdict = ("no conclusion on the architectures: its budget ended first" if r.still_improving()
+                verdict = ("no conclusion on the architectures" if r.still_improving()
                            else "at these budgets the simpler model is better")
                 lines.append(f"- {ds}: {complex_model} ({r.metrics['test_loglik']:.3f}) scores below the simpler "
                              f"{scores}; {_budget_note(r)}: {verdict}.")
