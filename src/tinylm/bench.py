@@ -135,11 +135,12 @@ def zipf_corpus(dataset: str, n_train: int = 400_000) -> Corpus:
     return Corpus(dataset, tok, splits)
 
 
-def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: str | None,
-               mirror: str | None) -> dict[str, Any]:
+def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: str | None, mirror: str | None,
+               progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Training tokens/s of the full profile's transformer on a word-level dataset with the full softmax and with
     the adaptive head (default cutoffs from the training counts), same body, same batches, alternated `repeats`
     times in this process; on the real training split where it is available, else on Zipf-distributed tokens."""
+    progress(f"adaptive against full softmax head: transformer on {dataset}")
     try:
         corpus, source = load_corpus(DataConfig(name=dataset), data_dir, mirror, quiet=True), "training split"
     except TinyLMError:
@@ -380,10 +381,8 @@ def run_bench(
         progress("bf16 against fp32: speed and quality")
         report["precision_quality"] = precision_quality(20 if quick else 150, data_dir, mirror, device)
     if not only or "transformer" in only:
-        report["adaptive_head"] = []
-        for name in ("ptb", "wikitext2"):
-            progress(f"adaptive against full softmax head: transformer on {name}")
-            report["adaptive_head"].append(head_speed(name, 3 if quick else 10, repeats, device, data_dir, mirror))
+        report["adaptive_head"] = [head_speed(name, 3 if quick else 10, repeats, device, data_dir, mirror, progress)
+                                   for name in ("ptb", "wikitext2")]
     progress("evaluation, generation and cache loading")
     report["evaluation"] = eval_speed("tinyshakespeare", repeats, dev)
     report["generation"] = generation_speed(repeats, dev, 128 if quick else 384)

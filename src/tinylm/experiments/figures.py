@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key  # noqa: E402
+from tinylm.experiments.scaling_report import SCALING  # noqa: E402
 from tinylm.experiments.suite import ADHOC  # noqa: E402
 from tinylm.io import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
@@ -134,7 +135,9 @@ def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[s
 
 def compute_trajectories(every: list[Run], axes_by_model: dict[str, str], baselines: dict[str, Any],
                          out: Path) -> list[Path]:
-    """Per dataset: valid log-likelihood against cumulative training FLOPs of every run (one labelled line each)."""
+    """Per dataset: valid log-likelihood against cumulative training FLOPs of every run (one labelled line each), but
+    the scaling profile's (dozens per dataset: the scaling figure draws them)."""
+    every = [r for r in every if r.profile != SCALING]
     def order(r: Run) -> tuple:
         value = r.config.get("model", {}).get(axes_by_model.get(r.model, ""))
         return model_key(r.model), r.profile, value if isinstance(value, (int, float)) else 0, r.path.name
@@ -193,7 +196,9 @@ def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list
 
 
 def run_curves(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
-    """One figure per run: train (mean since the last evaluation) and valid log-likelihood against tokens."""
+    """One figure per run (but the scaling profile's, which the scaling figure draws): train (mean since the last
+    evaluation) and valid log-likelihood against tokens."""
+    runs = [r for r in runs if r.profile != SCALING]
     paths = []
     shipped = {r.path.name for r in runs if r.source == "reference"}
     for r in runs:
