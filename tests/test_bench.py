@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tinylm.bench import head_speed, precision_quality, run_bench, summary_lines, time_to_target, zipf_corpus
+from tinylm.bench import head_speed, precision_quality, random_corpus, run_bench, summary_lines, time_to_target
 
 pytestmark = pytest.mark.slow  # measures the machine; seconds each
 
@@ -65,5 +65,5 @@ def test_adaptive_head_speed_compares_both_heads_on_the_same_body(mirror, data_d
 
 
 def test_the_stand_in_corpus_follows_zipfs_law():
-    counts = np.bincount(zipf_corpus("wikitext2").splits["train"], minlength=33_278)
+    counts = np.bincount(random_corpus("wikitext2", zipf=True).splits["train"], minlength=33_278)
     assert counts[0] / counts[9] == pytest.approx(10, rel=0.15) and counts[0] > counts[1] > counts[3]

@@ -83,14 +83,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def random_corpus(dataset: str, n_train: int = 400_000) -> Corpus:
-    """A corpus of random tokens with the vocabulary size of `dataset`."""
+def random_corpus(dataset: str, n_train: int = 400_000, zipf: bool = False) -> Corpus:
+    """A corpus of random tokens with the vocabulary size of `dataset`: uniform, or with `zipf` frequencies that
+    follow Zipf's law (p ∝ 1/rank, the stand-in for a word-level split where an adaptive head's speed depends on how
+    often its tail clusters are used, which uniform tokens would overstate)."""
     V = DATASETS[dataset].vocab_size
     tok = CharTokenizer([chr(32 + i) for i in range(V)]) if V < 200 else WordTokenizer([f"w{i}" for i in range(V)])
     rng = np.random.default_rng(0)
-    splits = {s: rng.integers(0, V, n, dtype=np.int32) for s, n in
+    p = 1.0 / np.arange(1, V + 1) if zipf else np.ones(V)
+    splits = {s: rng.choice(V, n, p=p / p.sum()).astype(np.int32) for s, n in
               (("train", n_train), ("valid", 20_000), ("test", DATASETS[dataset].split_tokens[2]))}
     return Corpus(dataset, tok, splits)
+
+
+def _step_rate(trainer: Trainer, steps: int) -> float:
+    """Training tokens/s of `steps` of the trainer's own step."""
+    _sync(trainer.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(1e-4)
+    _sync(trainer.device)
+    return steps * trainer.plan.tokens_per_step / (time.perf_counter() - start)
 
 
 def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: int, device: str,
@@ -101,14 +114,7 @@ def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: i
     trainer = Trainer(cfg, random_corpus(dataset))
     for _ in range(3):  # warm-up
         trainer.train_step(1e-4)
-    rates = []
-    for _ in range(repeats):
-        _sync(trainer.device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer.train_step(1e-4)
-        _sync(trainer.device)
-        rates.append(steps * trainer.plan.tokens_per_step / (time.perf_counter() - start))
+    rates = [_step_rate(trainer, steps) for _ in range(repeats)]
     tps = statistics.median(rates)
     flops_per_token = trainer.plan.flops_per_step / trainer.plan.tokens_per_step
     return {
@@ -122,19 +128,6 @@ def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: i
     }
 
 
-def zipf_corpus(dataset: str, n_train: int = 400_000) -> Corpus:
-    """Random tokens whose frequencies follow Zipf's law (p ∝ 1/rank), with the vocabulary size of `dataset`: the
-    stand-in for a word-level training split where the real one is not available (an adaptive head's speed
-    depends on how often its tail clusters are used, which uniform tokens would overstate)."""
-    V = DATASETS[dataset].vocab_size
-    p = 1.0 / np.arange(1, V + 1)
-    rng = np.random.default_rng(0)
-    tok = WordTokenizer([f"w{i}" for i in range(V)])
-    splits = {s: rng.choice(V, n, p=p / p.sum()).astype(np.int32) for s, n in
-              (("train", n_train), ("valid", 20_000), ("test", 20_000))}
-    return Corpus(dataset, tok, splits)
-
-
 def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: str | None, mirror: str | None,
                progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Training tokens/s of the full profile's transformer on a word-level dataset with the full softmax and with
@@ -144,7 +137,7 @@ def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: st
     try:
         corpus, source = load_corpus(DataConfig(name=dataset), data_dir, mirror, quiet=True), "training split"
     except TinyLMError:
-        corpus, source = zipf_corpus(dataset), "Zipf-distributed random tokens (dataset not available)"
+        corpus, source = random_corpus(dataset, zipf=True), "Zipf-distributed random tokens (dataset not available)"
     raw = load_suite_file()
     trainers = {}
     for head in ("full", "adaptive"):
@@ -156,12 +149,7 @@ def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: st
     rates: dict[str, list[float]] = {head: [] for head in trainers}
     for _ in range(repeats):
         for head, trainer in trainers.items():
-            _sync(trainer.device)
-            start = time.perf_counter()
-            for _ in range(steps):
-                trainer.train_step(1e-4)
-            _sync(trainer.device)
-            rates[head].append(steps * trainer.plan.tokens_per_step / (time.perf_counter() - start))
+            rates[head].append(_step_rate(trainer, steps))
     out: dict[str, Any] = {"dataset": dataset, "corpus": source, "vocab_size": corpus.tokenizer.vocab_size}
     for head, trainer in trainers.items():
         out[head] = {"params": trainer.model.num_params(), "tokens_per_second": _median_spread(rates[head]),

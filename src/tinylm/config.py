@@ -122,11 +122,16 @@ class TrainConfig:
 
 FROM_DATA = ("vocab_size", "token_counts")
 """Model config fields set from the dataset once it is loaded, never by a config file (nor saved in config.yaml)."""
-OMITTED_AT_DEFAULT = {"head": "full", "cutoffs": None}
-"""Model fields added after runs were shipped: left out of config.yaml (and so of the run's digest) at their defaults,
-so every earlier run keeps its name."""
-TRAIN_OMITTED_AT_DEFAULT = {"plateau_patience": 2, "plateau_factor": 0.25}
-"""The same for training fields."""
+OMITTED_AT_DEFAULT = {"model": {"head": "full", "cutoffs": None},
+                      "train": {"plateau_patience": 2, "plateau_factor": 0.25}}
+"""Fields added after runs were shipped, per section: left out of config.yaml (and so of the run's digest) at their
+defaults, so every earlier run keeps its name."""
+
+
+def _saved(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A section's values as config.yaml keeps them (the later-added fields only where they differ from default)."""
+    omitted = OMITTED_AT_DEFAULT[section]
+    return {k: v for k, v in values.items() if not (k in omitted and v == omitted[k])}
 
 
 def model_keys(name: str) -> list[str]:
@@ -161,10 +166,8 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as saved in config.yaml (without the fields set from the data)."""
-        model = {k: v for k, v in to_dict(self.model).items() if k not in FROM_DATA
-                 and not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])}
-        train = {k: v for k, v in to_dict(self.train).items()
-                 if not (k in TRAIN_OMITTED_AT_DEFAULT and v == TRAIN_OMITTED_AT_DEFAULT[k])}
+        model = _saved("model", {k: v for k, v in to_dict(self.model).items() if k not in FROM_DATA})
+        train = _saved("train", to_dict(self.train))
         return {"model": {"name": self.model_name, **model}, "train": train, "data": to_dict(self.data)}
 
     @classmethod
