@@ -32,6 +32,35 @@ def test_layering_model_then_dataset_then_profile_then_cli():
     assert resolve_run("mlp", "tinyshakespeare", raw=raw).model.hidden_dim == 64
 
 
+def test_a_profiles_training_block_sets_a_datasets_defaults_for_every_architecture():
+    raw = {
+        "models": {"mlp": {"epochs": 1}, "lstm": {"epochs": 1}},
+        "profiles": {"p": {"training": {"batch_size": 4, "by_dataset": {"ptb": {"head": "adaptive", "batch_size": 8}}},
+                           "models": {"lstm": {"by_dataset": {"ptb": {"batch_size": 20}}}}}},
+    }
+    mlp, lstm = (resolve_run(m, "ptb", raw=raw, profile="p") for m in ("mlp", "lstm"))
+    assert mlp.model.head == lstm.model.head == "adaptive"
+    assert mlp.train.batch_size == 8 and lstm.train.batch_size == 20  # the profile's models layer comes after
+    assert resolve_run("mlp", "tinyshakespeare", raw=raw, profile="p").model.head == "full"
+    assert resolve_run("mlp", "tinyshakespeare", raw=raw, profile="p").train.batch_size == 4
+
+
+def test_the_full_profiles_word_level_runs_end_on_their_validation_curve_with_one_head_per_dataset():
+    """Issue 14: no word-level row of the full profile is cut by a token budget, and a dataset's head is the same
+    for every architecture, so the comparison stays about the body."""
+    raw = load_suite_file()
+    datasets = raw["profiles"]["full"]["datasets"]
+    for ds in ("ptb", "wikitext2"):
+        assert set(datasets[ds]) == {"linear", "mlp", "attention", "transformer", "lstm"}
+        cfgs = [resolve_run(model, ds, raw=raw, profile="full") for model in datasets[ds]]
+        assert {cfg.model.head for cfg in cfgs} == {"adaptive"}
+        for cfg in cfgs:
+            t = cfg.train
+            assert t.scheduler == "plateau" and t.early_stopping_patience > 0, (cfg.model.name, ds)
+            assert (t.max_tokens, t.max_steps, t.max_flops, t.max_time) == (None, None, None, None), cfg.model.name
+            assert t.epochs and t.epochs >= 20  # a cap that early stopping reaches first
+
+
 def test_misspelled_key_suggests_the_closest():
     raw = {"models": {"transformer": {"n_layer": 3}}}
     with pytest.raises(UsageError, match=r"unknown key 'n_layer'.*did you mean 'n_layers'"):

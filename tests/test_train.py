@@ -291,6 +291,41 @@ def test_the_plateau_schedule_decays_at_each_plateau_and_ends_the_run_by_early_s
     assert saved["plateau_factor"] == 0.5 and "plateau_patience" not in saved  # 2 is the default
 
 
+def test_an_improvement_smaller_than_min_improvement_counts_as_none(tiny_text_file, tmp_path, monkeypatch):
+    """Scripted valid losses creeping down by 1e-4 an evaluation: with min_improvement 1e-3 they are plateaus (the
+    rate decays at each, the run stops after 3 and keeps the weights of the last real improvement); with the
+    default 0, every one of them is a new best and the run goes on to its budget."""
+    losses = [3.0, 2.5] + [2.5 - 1e-4 * (i + 1) for i in range(20)]
+
+    def run(name: str, extra: list[str]) -> tuple[dict, list[dict]]:
+        cfg = tiny_config("mlp", tiny_text_file, steps=100, extra=[
+            "train.scheduler=plateau", "train.plateau_patience=1", "train.early_stopping_patience=3",
+            "train.warmup_steps=0", "train.learning_rate=0.004", *extra])
+        scripted_losses = iter(losses)
+        original = trainer_mod.Trainer.evaluate
+
+        def scripted(self, tokens):
+            real = original(self, tokens)
+            if len(tokens) <= cfg.train.eval_tokens + 1:
+                loss = next(scripted_losses)
+                return trainer_mod.EvalResult(-loss * real.tokens, real.tokens, real.stride, real.window)
+            return real
+
+        monkeypatch.setattr(trainer_mod.Trainer, "evaluate", scripted)
+        metrics, run_dir, _ = train_run(cfg, tmp_path / name, quiet=True, data_dir=tmp_path / "d")
+        monkeypatch.setattr(trainer_mod.Trainer, "evaluate", original)
+        rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+        return metrics, [r for r in rows if r.get("valid_loss") is not None]
+
+    metrics, evals = run("strict", ["train.min_improvement=0.001"])
+    assert metrics["status"] == "stopped_early" and metrics["steps"] == 40 and metrics["best_step"] == 10
+    assert [r["lr"] for r in evals[1:]] == pytest.approx([0.004, 0.004, 0.001, 0.00025])
+    metrics, evals = run("any", [])
+    assert metrics["status"] != "stopped_early" and metrics["steps"] == 100 and metrics["best_step"] == 100
+    assert {r["lr"] for r in evals[1:]} == {0.004}
+
+
 def test_training_fields_added_later_stay_out_of_config_yaml_at_their_defaults(tiny_text_file):
     train = tiny_config("mlp", tiny_text_file).to_dict()["train"]
     assert "plateau_patience" not in train and "plateau_factor" not in train
+    assert "min_improvement" not in train

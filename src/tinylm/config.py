@@ -66,6 +66,9 @@ class TrainConfig:
     """Valid tokens scored at each periodic evaluation (the whole split at the end)."""
     early_stopping_patience: int = 0
     """Stop after this many evaluations without improvement (0 disables)."""
+    min_improvement: float = 0.0
+    """Nats by which a valid loss must beat the best so far to count as an improvement (for early stopping, the
+    plateau schedule and the kept best weights), so that a curve flattening by 1e-4 nats an evaluation ends."""
     seed: int = 1337
     """Seed of weights, dropout and batch sampling."""
     device: str = "auto"
@@ -100,6 +103,8 @@ class TrainConfig:
         if self.plateau_patience < 1 or not 0 < self.plateau_factor < 1:
             problems.append("train.plateau_patience must be >= 1 and train.plateau_factor in (0, 1) (got "
                             f"{self.plateau_patience}, {self.plateau_factor})")
+        if not 0 <= self.min_improvement < 1:
+            problems.append(f"train.min_improvement must be in [0, 1) nats (got {self.min_improvement})")
         for name in ("warmup_steps", "early_stopping_patience"):
             if getattr(self, name) < 0:
                 problems.append(f"train.{name} must be >= 0 (got {getattr(self, name)})")
@@ -123,7 +128,7 @@ class TrainConfig:
 FROM_DATA = ("vocab_size", "token_counts")
 """Model config fields set from the dataset once it is loaded, never by a config file (nor saved in config.yaml)."""
 OMITTED_AT_DEFAULT = {"model": {"head": "full", "cutoffs": None},
-                      "train": {"plateau_patience": 2, "plateau_factor": 0.25}}
+                      "train": {"plateau_patience": 2, "plateau_factor": 0.25, "min_improvement": 0.0}}
 """Fields added after runs were shipped, per section: left out of config.yaml (and so of the run's digest) at their
 defaults, so every earlier run keeps its name."""
 

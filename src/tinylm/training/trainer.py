@@ -279,7 +279,7 @@ class Trainer:
                "lr": self.learning_rate(), "train_loss": s.loss_sum / s.loss_count if s.loss_count else None,
                "valid_loss": result.loss}
         s.loss_sum, s.loss_count = 0.0, 0
-        improved = s.best_valid is None or result.loss < s.best_valid
+        improved = s.best_valid is None or result.loss < s.best_valid - t.min_improvement
         if improved:
             s.best_valid, s.best_step, s.bad_evals = result.loss, s.step, 0
         else:
