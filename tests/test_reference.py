@@ -16,6 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from tinylm.cli import main
+from tinylm.resolve import resolve_run
 from tinylm.runner import train_run
 from tinylm.runs import run_id
 
@@ -71,7 +72,8 @@ def test_shipped_runs_are_results_only_and_generate_says_how_to_train_them(shipp
     assert main(["runs"]) == 0
     out = capsys.readouterr().out
     assert "no runs of yours yet" in out
-    assert "ptb-transformer-a3e5eda7" in out and "results only (weights not shipped)" in out
+    full_ptb_transformer = run_id(resolve_run("transformer", "ptb", profile="full"))
+    assert full_ptb_transformer in out and "results only (weights not shipped)" in out
     assert main(["generate", "--model", "transformer", "--dataset", "ptb"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
