@@ -102,3 +102,14 @@ def test_a_simpler_model_ahead_of_a_still_improving_one_decides_nothing():
     done = {("ptb", "linear"): linear, ("ptb", "mlp"): make_run("ptb-mlp", "mlp", FLAT, -5.60)}
     line, = order_surprises(done, ["ptb"])
     assert line.endswith("at these budgets the simpler model is better.") and "still improving" not in line
+
+
+def test_the_lstm_reference_row_is_not_a_rung_of_the_ladder_of_complexity():
+    """The classical LSTM stands beside the linear < mlp < attention < transformer ladder: a converged transformer
+    ahead of it is not "the simpler model is better", while a rung below a rung still is."""
+    best = {("ptb", "transformer"): make_run("ptb-transformer", "transformer", FLAT, -4.60),
+            ("ptb", "lstm"): make_run("ptb-lstm", "lstm", FLAT, -4.80)}
+    assert order_surprises(best, ["ptb"]) == []
+    best[("ptb", "attention")] = make_run("ptb-attention", "attention", FLAT, -4.40)
+    line, = order_surprises(best, ["ptb"])
+    assert line.startswith("- ptb: transformer (-4.600) scores below the simpler attention -4.400")

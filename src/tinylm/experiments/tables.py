@@ -10,7 +10,7 @@ from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, da
 from tinylm.experiments.scaling import Frontier
 from tinylm.experiments.scaling_report import flops_to_target
 from tinylm.experiments.suite import ADHOC
-from tinylm.models.registry import model_names
+from tinylm.models.registry import ladder_names, model_names
 
 MARGIN = 0.02
 """Nats/token by which one score must beat another to be called clearly better."""
@@ -201,10 +201,10 @@ def _budget_note(r: Run) -> str:
 
 
 def order_surprises(best: dict[tuple[str, str], Run], datasets: list[str]) -> list[str]:
-    """Where a simpler architecture (earlier in the registry) clearly beats a more complex one, with each run's
-    budget: the comparison may be decided by compute rather than by the architectures."""
+    """Where a simpler architecture (a lower rung of the ladder, models/registry.py) clearly beats a more complex
+    one, with each run's budget: the comparison may be decided by compute rather than by the architectures."""
     lines = []
-    names = model_names()
+    names = ladder_names()
     for ds in datasets:
         for i, complex_model in enumerate(names):
             r = best.get((ds, complex_model))

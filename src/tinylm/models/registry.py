@@ -31,6 +31,9 @@ class ModelSpec:
     """The suite's command-line flag that sweeps one config field, e.g. `--layers` ..."""
     sweep_field: str | None = None
     """... and that field, e.g. `n_layers`."""
+    rung: bool = True
+    """A rung of the bench's ladder of complexity (linear < mlp < attention < transformer, in registry order), which
+    the report compares by that order; False for a reference row beside the ladder (the classical LSTM)."""
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -38,7 +41,7 @@ MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(MLPConfig, MLPLM, "#ff7f0e", "--hidden-sizes", "hidden_dim"),
     "attention": ModelSpec(AttentionConfig, AttentionLM, "#2ca02c", "--heads", "n_heads"),
     "transformer": ModelSpec(TransformerConfig, TransformerLM, "#d62728", "--layers", "n_layers"),
-    "lstm": ModelSpec(LSTMConfig, LSTMLM, "#8c564b", "--lstm-hidden", "hidden_dim"),
+    "lstm": ModelSpec(LSTMConfig, LSTMLM, "#8c564b", "--lstm-hidden", "hidden_dim", rung=False),
 }
 DEFAULT_MODEL = "transformer"
 
@@ -46,6 +49,11 @@ DEFAULT_MODEL = "transformer"
 def model_names() -> list[str]:
     """Every registered model, in registry order (simplest first)."""
     return list(MODELS)
+
+
+def ladder_names() -> list[str]:
+    """The models that are rungs of the ladder of complexity, simplest first."""
+    return [name for name, spec in MODELS.items() if spec.rung]
 
 
 def check_name(name: str) -> str:
