@@ -262,6 +262,21 @@ def test_scoring_a_run_without_snapshots_says_how_to_get_them(tmp_path, tiny_tex
         score_snapshots(run_dir)
 
 
+def script_valid_losses(monkeypatch, cfg, losses: list[float]) -> None:
+    """Make the periodic evaluations on the valid subset return these losses, in order (the rest stay real)."""
+    scripted_losses = iter(losses)
+    original = trainer_mod.Trainer.evaluate
+
+    def scripted(self, tokens):
+        real = original(self, tokens)
+        if len(tokens) <= cfg.train.eval_tokens + 1:
+            loss = next(scripted_losses)
+            return trainer_mod.EvalResult(-loss * real.tokens, real.tokens, real.stride, real.window)
+        return real
+
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", scripted)
+
+
 def test_the_plateau_schedule_decays_at_each_plateau_and_ends_the_run_by_early_stopping(tiny_text_file, tmp_path,
                                                                                         monkeypatch):
     """Validation losses scripted per evaluation (at step 0, then every 10 steps): improve, plateau 2 evals (decay),
@@ -269,17 +284,7 @@ def test_the_plateau_schedule_decays_at_each_plateau_and_ends_the_run_by_early_s
     cfg = tiny_config("mlp", tiny_text_file, steps=200, extra=[
         "train.scheduler=plateau", "train.plateau_patience=2", "train.plateau_factor=0.5",
         "train.early_stopping_patience=5", "train.learning_rate=0.004", "train.warmup_steps=0"])
-    losses = iter([3.1, 3.0, 2.9, 2.95, 2.95, 2.8] + [2.85] * 10)
-    original = trainer_mod.Trainer.evaluate
-
-    def scripted(self, tokens):
-        real = original(self, tokens)
-        if len(tokens) <= cfg.train.eval_tokens + 1:  # the periodic evaluations on the valid subset
-            loss = next(losses)
-            return trainer_mod.EvalResult(-loss * real.tokens, real.tokens, real.stride, real.window)
-        return real
-
-    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", scripted)
+    script_valid_losses(monkeypatch, cfg, [3.1, 3.0, 2.9, 2.95, 2.95, 2.8] + [2.85] * 10)
     metrics, run_dir, _ = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
     rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     lr = {r["step"]: r["lr"] for r in rows if r.get("valid_loss") is not None}
@@ -301,19 +306,9 @@ def test_an_improvement_smaller_than_min_improvement_counts_as_none(tiny_text_fi
         cfg = tiny_config("mlp", tiny_text_file, steps=100, extra=[
             "train.scheduler=plateau", "train.plateau_patience=1", "train.early_stopping_patience=3",
             "train.warmup_steps=0", "train.learning_rate=0.004", *extra])
-        scripted_losses = iter(losses)
-        original = trainer_mod.Trainer.evaluate
-
-        def scripted(self, tokens):
-            real = original(self, tokens)
-            if len(tokens) <= cfg.train.eval_tokens + 1:
-                loss = next(scripted_losses)
-                return trainer_mod.EvalResult(-loss * real.tokens, real.tokens, real.stride, real.window)
-            return real
-
-        monkeypatch.setattr(trainer_mod.Trainer, "evaluate", scripted)
-        metrics, run_dir, _ = train_run(cfg, tmp_path / name, quiet=True, data_dir=tmp_path / "d")
-        monkeypatch.setattr(trainer_mod.Trainer, "evaluate", original)
+        with monkeypatch.context() as patch:
+            script_valid_losses(patch, cfg, losses)
+            metrics, run_dir, _ = train_run(cfg, tmp_path / name, quiet=True, data_dir=tmp_path / "d")
         rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
         return metrics, [r for r in rows if r.get("valid_loss") is not None]
 
