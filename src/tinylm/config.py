@@ -38,8 +38,15 @@ class TrainConfig:
     """Sequences per optimizer step."""
     seq_len: int | None = None
     """Scored positions per training sequence; default: the model's context length (256 for window models)."""
+    carry_state: bool = False
+    """Recurrent models only: read the training split as batch_size contiguous streams in order and carry the state
+    (detached: truncated BPTT) from each step's sequences to the next, resetting it at each pass, as PyTorch's
+    word_language_model trains; otherwise every sequence is a random window started from a zero state."""
     learning_rate: float = 1e-3
-    """Peak learning rate of AdamW."""
+    """Peak learning rate."""
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    """adamw, or plain SGD without momentum (PyTorch's word_language_model trains its LSTM with SGD at rate 20 and
+    gradient clip 0.25); SGD's weight_decay is an L2 term in the gradient, so learning_rate * weight_decay < 1."""
     min_lr_ratio: float = 0.1
     """The cosine schedule decays to learning_rate * min_lr_ratio."""
     warmup_steps: int = 100
@@ -53,7 +60,7 @@ class TrainConfig:
     plateau_factor: float = 0.25
     """plateau: the factor of each decay."""
     weight_decay: float = 0.1
-    """AdamW decay, applied to the weight matrices of linear layers only (not biases, norms, embeddings)."""
+    """Decay of the weight matrices of linear layers only (not biases, norms, embeddings): decoupled in AdamW."""
     beta1: float = 0.9
     """AdamW beta1."""
     beta2: float = 0.99
@@ -110,6 +117,10 @@ class TrainConfig:
                 problems.append(f"train.{name} must be >= 0 (got {getattr(self, name)})")
         if self.weight_decay < 0 or self.gradient_clip < 0:
             problems.append("train.weight_decay and train.gradient_clip must be >= 0")
+        if self.optimizer == "sgd" and self.learning_rate * self.weight_decay >= 1:
+            problems.append(f"train.optimizer=sgd shrinks the decayed weights by learning_rate * weight_decay = "
+                            f"{self.learning_rate * self.weight_decay:g} of themselves each step: set "
+                            "train.weight_decay below 1 / learning_rate (0 as in word_language_model)")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             problems.append("train.beta1 and train.beta2 must be in [0, 1)")
         if self.eval_interval < 1 or self.eval_tokens < 2:
@@ -128,7 +139,8 @@ class TrainConfig:
 FROM_DATA = ("vocab_size", "token_counts")
 """Model config fields set from the dataset once it is loaded, never by a config file (nor saved in config.yaml)."""
 OMITTED_AT_DEFAULT = {"model": {"head": "full", "cutoffs": None},
-                      "train": {"plateau_patience": 2, "plateau_factor": 0.25, "min_improvement": 0.0}}
+                      "train": {"plateau_patience": 2, "plateau_factor": 0.25, "min_improvement": 0.0,
+                                "optimizer": "adamw", "carry_state": False}}
 """Fields added after runs were shipped, per section: left out of config.yaml (and so of the run's digest) at their
 defaults, so every earlier run keeps its name."""
 

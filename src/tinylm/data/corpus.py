@@ -336,6 +336,23 @@ def _read_cache(cache: Path, name: str, origins: dict[str, str]) -> Corpus | Non
     return Corpus(name, tok, splits, origins, from_cache=True)
 
 
+def stream_batch(
+    tokens: np.ndarray | torch.Tensor, batch_size: int, length: int, step: int, rows: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Step `step`'s inputs and targets, (B, L) each, when the split is read as B contiguous streams in order
+    (PyTorch's word_language_model batching): stream b is the b-th of B equal slices, read `length` tokens a step from
+    its start, and a pass ends when the streams have no whole window left. Also True when this step starts a pass
+    (a carried state resets there). With `rows` (lo, hi), only streams lo..hi-1 (a data-parallel rank's)."""
+    stream = (len(tokens) - 1) // batch_size
+    windows = stream // length  # per pass; >= 1 is checked by the trainer's plan
+    j = step % windows
+    starts = torch.arange(batch_size) * stream + j * length  # (B,)
+    if rows is not None:
+        starts = starts[rows[0] : rows[1]]
+    window = gather(tokens, starts[:, None] + torch.arange(length + 1))  # (B, L+1)
+    return window[:, :-1], window[:, 1:], j == 0
+
+
 def sample_batch(
     tokens: np.ndarray | torch.Tensor, batch_size: int, length: int, generator: torch.Generator,
     rows: tuple[int, int] | None = None,

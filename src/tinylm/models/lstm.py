@@ -3,10 +3,11 @@
 Token embedding -> dropout -> nn.LSTM of n layers (dropout between layers) -> dropout -> [projection to the
 embedding width] -> head (full or adaptive, models/heads.py) tied to the token embedding when `tie_weights`.
 
-Training is truncated backpropagation through time with a window of `context_length` tokens: every training
-sequence starts from a zero state and is backpropagated through whole, and no state is carried from one random
-sequence to the next. Evaluation and generation carry the state (its cache, `LSTMState`) without limit: the protocol
-reads a split as one stream and never resets it.
+Training is truncated backpropagation through time with a window of `context_length` tokens: by default every
+training sequence is a random window started from a zero state; with `train.carry_state` the trainer reads the split
+as contiguous streams and carries each stream's state, detached, from one step to the next. Evaluation and
+generation carry the state (its cache, `LSTMState`) without limit: the protocol reads a split as one stream and never
+resets it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class LSTMState:
 
     def __len__(self) -> int:
         return self.length
+
+    def detach(self) -> None:
+        """Cut the graph behind the state (truncated BPTT): the next backward pass stops here."""
+        if self.state is not None:
+            self.state = (self.state[0].detach(), self.state[1].detach())
 
 
 class LSTMLM(LanguageModel):

@@ -1,4 +1,5 @@
-"""AdamW with weight decay on the weight matrices of linear layers (and of an untied adaptive head) only."""
+"""The optimizer (AdamW or SGD), with weight decay on the weight matrices of linear layers (and of an untied adaptive
+head) only."""
 
 from __future__ import annotations
 
@@ -30,9 +31,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": with_decay, "weight_decay": weight_decay}, {"params": without, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW, fused where this torch supports it on `device` (CPU included since torch 2.4)."""
-    kwargs = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
-    if "fused" in inspect.signature(torch.optim.AdamW).parameters and device.type in ("cpu", "cuda"):
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """`cfg.optimizer`: AdamW or SGD without momentum, fused where this torch supports it on `device`."""
+    kind = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.AdamW
+    kwargs = dict(lr=cfg.learning_rate) if cfg.optimizer == "sgd" else dict(lr=cfg.learning_rate,
+                                                                           betas=(cfg.beta1, cfg.beta2))
+    if "fused" in inspect.signature(kind).parameters and device.type in ("cpu", "cuda"):
         kwargs["fused"] = True
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), **kwargs)
+    return kind(param_groups(model, cfg.weight_decay), **kwargs)

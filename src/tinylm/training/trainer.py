@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tinylm import distributed
 from tinylm.config import RunConfig
-from tinylm.data.corpus import Corpus, sample_batch
+from tinylm.data.corpus import Corpus, sample_batch, stream_batch
 from tinylm.device import configure, device_name, exact_fp32, pick_device, pick_dtype
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.base import LanguageModel
@@ -82,6 +82,11 @@ class Plan:
                 f"training sequences of {fed} tokens do not fit the training split ({n_train} tokens); "
                 "lower train.seq_len or model.context_length, or use more data"
             )
+        if t.carry_state and fed > (n_train - 1) // t.batch_size:
+            raise TinyLMError(
+                f"train.carry_state cuts the training split ({n_train} tokens) into {t.batch_size} streams, shorter "
+                f"than one sequence of {fed} tokens; lower train.batch_size or train.seq_len, or use more data"
+            )
         tokens_per_step = t.batch_size * seq_len
         # what the model computes: given the targets, a window model computes only the scored positions (the k - 1
         # context positions before them are embedding lookups, which cost nothing); otherwise every fed position
@@ -120,6 +125,11 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         counts = corpus.train_counts() if cfg.model.head == "adaptive" else None  # (kept in the run's tokenizer)
         self.model = build_model(cfg.model_name, cfg.model_config(corpus.tokenizer.vocab_size, counts)).to(self.device)
+        if cfg.train.carry_state and not self.model.recurrent:
+            raise UsageError(f"train.carry_state needs a recurrent model (lstm): {cfg.model_name} reads a window "
+                             "and has no state to carry")
+        self.carried: Any = None
+        """A recurrent model's state carried from one training step to the next (train.carry_state)."""
         self._seed_rank(0)
         body = self.model
         if w.size > 1:  # broadcasts rank 0's weights, then averages gradients in backward
@@ -167,14 +177,21 @@ class Trainer:
 
     def train_step(self, lr: float) -> float:
         """One optimizer step on a fresh random batch at learning rate `lr`; returns the loss (no counters)."""
-        return self._step(self.model, self.forward, self.optimizer, self.batch_rng, lr)
+        return self._step(self.model, self.forward, self.optimizer, self.batch_rng, lr, self.cfg.train.carry_state)
 
     def _step(self, model: LanguageModel, forward: Any, optimizer: torch.optim.Optimizer, rng: torch.Generator,
-              lr: float) -> float:
+              lr: float, carry: bool = False) -> float:
         t = self.cfg.train
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = sample_batch(self.train_tokens, t.batch_size, self.plan.fed_len, rng, self.rows)  # (B/world, L)
+        kwargs = {}
+        if carry:  # the next window of every stream, from the state the last step left
+            x, y, fresh = stream_batch(self.train_tokens, t.batch_size, self.plan.fed_len, self.state.step, self.rows)
+            if fresh or self.carried is None:
+                self.carried = model.new_cache()
+            kwargs["cache"] = self.carried
+        else:
+            x, y = sample_batch(self.train_tokens, t.batch_size, self.plan.fed_len, rng, self.rows)  # (B/world, L)
         if self.device.type == "cuda":  # pinned host memory: the copy overlaps with the GPU's work
             x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
         else:
@@ -182,12 +199,14 @@ class Trainer:
         skip = model.train_skip
         if model.takes_targets:  # only the scored positions, and an adaptive head's loss without its full softmax
             with self.autocast():
-                loss = forward(x, targets=y[:, skip:]).mean()
+                loss = forward(x, targets=y[:, skip:], **kwargs).mean()
         else:
             with self.autocast():
-                logits = forward(x)  # (B, L, V)
+                logits = forward(x, **kwargs)  # (B, L, V)
             loss = F.cross_entropy(logits[:, skip:].float().reshape(-1, logits.size(-1)), y[:, skip:].reshape(-1))
         loss.backward()
+        if carry:
+            self.carried.detach()
         if t.gradient_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.gradient_clip)
         optimizer.step()
@@ -300,6 +319,8 @@ class Trainer:
         tensors["rng.batch"] = self.batch_rng.get_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.carried is not None and self.carried.state is not None:
+            tensors.update({f"carried.{i}": s for i, s in enumerate(self.carried.state)})
         return tensors, {"state": dataclasses.asdict(self.state), "optimizer": opt_meta}
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -311,6 +332,11 @@ class Trainer:
         self.batch_rng.set_state(tensors["rng.batch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        carried = tensors.get("carried.0")
+        if carried is not None and self.world.size == 1 and carried.size(1) == self.cfg.train.batch_size:
+            # (rank 0 of a data-parallel run saves only its own streams' state: a resume from it starts at zero)
+            self.carried = self.model.new_cache()
+            self.carried.state = (tensors["carried.0"].to(self.device), tensors["carried.1"].to(self.device))
         self._seed_rank(self.state.step)
 
     def _seed_rank(self, step: int) -> None:
