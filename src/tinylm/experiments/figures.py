@@ -135,9 +135,7 @@ def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[s
 
 def compute_trajectories(every: list[Run], axes_by_model: dict[str, str], baselines: dict[str, Any],
                          out: Path) -> list[Path]:
-    """Per dataset: valid log-likelihood against cumulative training FLOPs of every run (one labelled line each), but
-    the scaling profile's (dozens per dataset: the scaling figure draws them)."""
-    every = [r for r in every if r.profile != SCALING]
+    """Per dataset: valid log-likelihood against cumulative training FLOPs of every run (one labelled line each)."""
     def order(r: Run) -> tuple:
         value = r.config.get("model", {}).get(axes_by_model.get(r.model, ""))
         return model_key(r.model), r.profile, value if isinstance(value, (int, float)) else 0, r.path.name
@@ -196,9 +194,7 @@ def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list
 
 
 def run_curves(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
-    """One figure per run (but the scaling profile's, which the scaling figure draws): train (mean since the last
-    evaluation) and valid log-likelihood against tokens."""
-    runs = [r for r in runs if r.profile != SCALING]
+    """One figure per run: train (mean since the last evaluation) and valid log-likelihood against tokens."""
     paths = []
     shipped = {r.path.name for r in runs if r.source == "reference"}
     for r in runs:
@@ -222,7 +218,9 @@ def run_curves(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> lis
 
 def draw_all(runs: list[Run], every: list[Run], axes_by_model: dict[str, str], baselines: dict[str, Any],
              out: Path) -> list[Path]:
-    """Every figure (the architecture comparison from the headline `runs`, the rest from `every` run)."""
+    """Every figure: the architecture comparison from the headline `runs`, the rest from `every` run but the scaling
+    profile's (dozens per dataset, which the scaling figure draws)."""
+    unscaled = [r for r in every if r.profile != SCALING]
     return [architecture_comparison(runs, every, baselines, out),
-            *compute_trajectories(every, axes_by_model, baselines, out), *ablations(every, axes_by_model, out),
-            *run_curves(every, axes_by_model, out)]
+            *compute_trajectories(unscaled, axes_by_model, baselines, out), *ablations(unscaled, axes_by_model, out),
+            *run_curves(unscaled, axes_by_model, out)]

@@ -107,8 +107,6 @@ class Frontier:
     samples: np.ndarray = field(default_factory=lambda: np.empty((0, 4)))
     """One row per successful resample: E, A, α, a."""
     resamples: int = 0
-    test_gap: float = 0.0
-    """Median test − valid loss of its runs: what turns a test target into a valid loss on the law."""
     rejected: str = ""
     """Why a law fitted to the budgets was not kept (e.g. α at the bound of its range)."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from itertools import combinations
-from statistics import median
 
 from tinylm.experiments.crossover import Comparison, compare
 from tinylm.experiments.results import Run, dataset_key, model_key
@@ -21,7 +20,7 @@ def budget_of(r: Run) -> float | None:
 
 def scaling_frontiers(runs: list[Run]) -> dict[tuple[str, str], Frontier]:
     """{(dataset, model): its fitted frontier} from the CPU runs of the scaling profile (validation loss on the full
-    split against parameters, per FLOP budget); each frontier also carries the median test − valid loss gap."""
+    split against parameters, per FLOP budget)."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
         if r.profile == SCALING and not r.on_gpu and budget_of(r) and isinstance(r.metrics.get("valid_loss"), float):
@@ -31,9 +30,7 @@ def scaling_frontiers(runs: list[Run]) -> dict[tuple[str, str], Frontier]:
         points: dict[float, list[tuple[float, float]]] = {}
         for r in group:
             points.setdefault(budget_of(r), []).append((float(r.metrics["params"]), r.metrics["valid_loss"]))
-        frontier = fit_frontier(ds, model, points)
-        frontier.test_gap = median(-r.metrics["test_loglik"] - r.metrics["valid_loss"] for r in group)
-        out[(ds, model)] = frontier
+        out[(ds, model)] = fit_frontier(ds, model, points)
     return out
 
 
@@ -136,14 +133,15 @@ def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[st
     return lines
 
 
-def flops_to_target(frontier: Frontier | None, goal: float) -> str | None:
-    """The training FLOPs at which the scaling fit reaches a test log-likelihood goal (the valid-loss law shifted by
-    the architecture's median test − valid gap), with the bootstrap interval; None without a fit."""
+def flops_to_target(frontier: Frontier | None, goal: float, test_gap: float) -> str | None:
+    """The training FLOPs at which the scaling fit reaches a test log-likelihood goal, with the bootstrap interval;
+    None without a fit. The law is of valid loss: the goal is moved onto it by `test_gap`, the test − valid loss
+    of the run the target is judged on (the gap of the scaling runs' small models is smaller than a large run's)."""
     if frontier is None or frontier.law is None or not len(frontier.samples):
         return None
-    loss = -goal - frontier.test_gap
+    loss = -goal - test_gap
     c, lo, hi, share = compute_for_loss(frontier, loss)
-    fit = f"scaling fit, valid loss {loss:.3f} after a test − valid gap of {frontier.test_gap:+.3f}"
+    fit = f"scaling fit, valid loss {loss:.3f} after this run's test − valid gap of {test_gap:+.3f}"
     if share == 0.0 or not math.isfinite(c):
         return f"not reached: below the fitted floor E = {frontier.law[0]:.3f} ({fit})"
     upper = "never reached" if math.isinf(hi) else f"{hi:.2g}"
