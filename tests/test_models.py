@@ -159,3 +159,27 @@ def test_overfits_one_batch(name):
         opt.step()
     # The linear model sees only k=5 tokens: random sequences are not all separable by it, so it gets a looser bar.
     assert loss.item() < (1.0 if name == "linear" else 0.5)
+
+
+def test_mlp_input_dropout_drops_whole_window_inputs_in_training_only():
+    """With input_dropout the hidden stack sees the window embeddings with entries zeroed (and the rest scaled) in
+    training; in evaluation, and at the default 0, the model is the one without it."""
+    cfg = {"vocab_size": 11, "context_length": 3, "embed_dim": 4, "hidden_dim": 8, "n_hidden": 1, "dropout": 0.0}
+    torch.manual_seed(0)
+    plain = build_model("mlp", cfg)
+    torch.manual_seed(0)
+    dropped = build_model("mlp", {**cfg, "input_dropout": 0.5})
+    idx = torch.randint(0, 11, (2, 5))
+    seen = []
+    dropped.hidden.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    torch.manual_seed(1)
+    dropped.train()(idx)
+    zeroed = seen[-1] == 0
+    assert zeroed.float().mean().item() == pytest.approx(0.5, abs=0.2)
+    rng = torch.get_rng_state()
+    plain.train()(idx)
+    assert torch.equal(torch.get_rng_state(), rng)  # off (0): no random draw, earlier runs keep their streams
+    with torch.no_grad():
+        assert torch.equal(dropped.eval()(idx), plain.eval()(idx))
+    with pytest.raises(UsageError, match="input_dropout"):
+        build_model("mlp", {**cfg, "input_dropout": 1.0})

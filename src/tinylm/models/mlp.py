@@ -31,6 +31,8 @@ class MLPConfig(LMConfig):
     """Number of hidden layers."""
     dropout: float = 0.1
     """Dropout after each hidden layer."""
+    input_dropout: float = 0.0
+    """Dropout on the concatenated window embeddings (a word-level window's embeddings overfit without it)."""
     bias: bool = True
     """Biases in the linear layers."""
 
@@ -39,11 +41,13 @@ class MLPConfig(LMConfig):
         for name in ("embed_dim", "hidden_dim", "n_hidden"):
             if getattr(self, name) < 1:
                 out.append(f"model.{name} must be at least 1 (got {getattr(self, name)})")
+        if not 0 <= self.input_dropout < 1:
+            out.append(f"model.input_dropout must be in [0, 1) (got {self.input_dropout})")
         return out
 
 
 class MLPLM(LanguageModel):
-    """Embedding window -> n_hidden x (Linear, GELU, Dropout) -> Linear head."""
+    """Embedding window -> [Dropout] -> n_hidden x (Linear, GELU, Dropout) -> Linear head."""
 
     fixed_window = True
     takes_targets = True
@@ -53,6 +57,7 @@ class MLPLM(LanguageModel):
         self.config = config
         c = config
         self.embed = nn.Embedding(c.vocab_size + 1, c.embed_dim, padding_idx=c.vocab_size)  # last row: padding
+        self.input_drop = Dropout(c.input_dropout)  # (p = 0 draws nothing: earlier runs keep their random streams)
         layers: list[nn.Module] = []
         width = c.context_length * c.embed_dim
         for _ in range(c.n_hidden):
@@ -77,7 +82,7 @@ class MLPLM(LanguageModel):
         emb = self.embed(padded[:, T - n :])  # (B, n+k-1, e)
         windows = emb.unfold(1, k, 1)  # (B, n, e, k)
         x = windows.transpose(2, 3).reshape(B, n, k * e)  # (B, n, k*e), oldest token first
-        return self.head_output(self.hidden(x), targets)  # (B, n, V) or (B, n)
+        return self.head_output(self.hidden(self.input_drop(x)), targets)  # (B, n, V) or (B, n)
 
     def matmul_flops_per_token(self, seq_len: int | None = None) -> float:
         c = self.config
