@@ -176,7 +176,8 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
 
     def train_step(self, lr: float) -> float:
-        """One optimizer step on a fresh random batch at learning rate `lr`; returns the loss (no counters)."""
+        """One optimizer step at learning rate `lr` on a fresh random batch (with train.carry_state: on the next window
+        of every stream); returns the loss (no counters)."""
         return self._step(self.model, self.forward, self.optimizer, self.batch_rng, lr, self.cfg.train.carry_state)
 
     def _step(self, model: LanguageModel, forward: Any, optimizer: torch.optim.Optimizer, rng: torch.Generator,
