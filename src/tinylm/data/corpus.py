@@ -346,11 +346,8 @@ def stream_batch(
     stream = (len(tokens) - 1) // batch_size
     windows = stream // length  # per pass; >= 1 is checked by the trainer's plan
     j = step % windows
-    starts = torch.arange(batch_size) * stream + j * length  # (B,)
-    if rows is not None:
-        starts = starts[rows[0] : rows[1]]
-    window = gather(tokens, starts[:, None] + torch.arange(length + 1))  # (B, L+1)
-    return window[:, :-1], window[:, 1:], j == 0
+    x, y = _pairs(tokens, torch.arange(batch_size) * stream + j * length, length, rows)
+    return x, y, j == 0
 
 
 def sample_batch(
@@ -360,8 +357,14 @@ def sample_batch(
     """B random windows of `length` inputs and their next-token targets, as (B, L) LongTensors; with `rows`
     (lo, hi), only windows lo..hi-1 of those B (a data-parallel rank's slice: the generator advances the same)."""
     starts = torch.randint(0, len(tokens) - length, (batch_size,), generator=generator)  # (B,)
+    return _pairs(tokens, starts, length, rows)
+
+
+def _pairs(tokens: np.ndarray | torch.Tensor, starts: torch.Tensor, length: int,
+           rows: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows of `length` inputs from `starts` (B,) and their next-token targets, (B, L) each; with `rows`
+    (lo, hi), only windows lo..hi-1."""
     if rows is not None:
         starts = starts[rows[0] : rows[1]]
-    idx = starts[:, None] + torch.arange(length + 1)  # (B, L+1)
-    window = gather(tokens, idx)  # (B, L+1)
+    window = gather(tokens, starts[:, None] + torch.arange(length + 1))  # (B, L+1)
     return window[:, :-1], window[:, 1:]

@@ -34,8 +34,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """`cfg.optimizer`: AdamW or SGD without momentum, fused where this torch supports it on `device`."""
     kind = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.AdamW
-    kwargs = dict(lr=cfg.learning_rate) if cfg.optimizer == "sgd" else dict(lr=cfg.learning_rate,
-                                                                           betas=(cfg.beta1, cfg.beta2))
+    kwargs: dict = {"lr": cfg.learning_rate}
+    if kind is torch.optim.AdamW:
+        kwargs["betas"] = (cfg.beta1, cfg.beta2)
     if "fused" in inspect.signature(kind).parameters and device.type in ("cpu", "cuda"):
         kwargs["fused"] = True
     return kind(param_groups(model, cfg.weight_decay), **kwargs)

@@ -337,7 +337,7 @@ class Trainer:
         if carried is not None and self.world.size == 1 and carried.size(1) == self.cfg.train.batch_size:
             # (rank 0 of a data-parallel run saves only its own streams' state: a resume from it starts at zero)
             self.carried = self.model.new_cache()
-            self.carried.state = (tensors["carried.0"].to(self.device), tensors["carried.1"].to(self.device))
+            self.carried.state = (carried.to(self.device), tensors["carried.1"].to(self.device))
         self._seed_rank(self.state.step)
 
     def _seed_rank(self, step: int) -> None:
