@@ -28,3 +28,25 @@ def test_bf16_training_on_cuda_is_scored_in_fp32_like_on_the_cpu(tiny_text_file,
     corpus = load_run_corpus(run, tmp_path / "d")
     on_cpu = evaluate(run.model, corpus.tensor("test"), batch_size=64)
     assert on_cpu.loglik == pytest.approx(metrics["test_loglik"], abs=1e-4)
+
+
+def test_the_padded_full_head_on_cuda_equals_the_plain_matmul():
+    from tinylm.models.heads import FullHead
+
+    head = FullHead(16, 33278, bias=False)  # WikiText-2's vocabulary: padded to 33,280 on CUDA
+    h = torch.randn(4, 7, 16)
+    on_cpu = head(h)
+    on_cuda = head.cuda()(h.cuda()).cpu()
+    assert on_cuda.shape == on_cpu.shape == (4, 7, 33278)
+    torch.testing.assert_close(on_cuda, on_cpu, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_the_byte_mask_dropout_keeps_the_same_share_on_cuda(p):
+    from tinylm.models.base import Dropout
+
+    torch.manual_seed(0)
+    out = Dropout(p).train()(torch.ones(4_000_000, device="cuda"))
+    q = 1 - round(p * 256) / 256
+    assert abs((out != 0).double().mean().item() - q) < 5 * (q * (1 - q) / 4_000_000) ** 0.5
+    assert (out[out != 0] == 256 / (256 - round(p * 256))).all()

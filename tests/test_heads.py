@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tinylm.cli import main
 from tinylm.errors import UsageError
 from tinylm.models import build_model
-from tinylm.models.heads import AdaptiveHead, default_cutoffs
+from tinylm.models.heads import AdaptiveHead, default_cutoffs, padded_linear
 from tinylm.models.registry import model_names
 from tinylm.training.evaluate import evaluate, protocol_window
 from tinylm.training.optim import param_groups
@@ -184,3 +184,20 @@ def test_an_untied_head_matrix_is_decayed_as_a_full_heads_and_a_tied_one_is_not(
     mlp, gpt = adaptive("mlp", counts), adaptive("transformer", counts)
     assert id(mlp.head.weight) in {id(p) for p in param_groups(mlp, 0.1)[0]["params"]}
     assert id(gpt.head.weight) in {id(p) for p in param_groups(gpt, 0.1)[1]["params"]}
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("multiple", [1, 8, 64])
+def test_the_padded_head_matmul_gives_the_same_logits_and_gradients(bias, multiple):
+    torch.manual_seed(0)
+    h = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(V + 1, 16, dtype=torch.float64, requires_grad=True)  # 41 rows: padded to 48 or 64
+    b = torch.randn(V + 1, dtype=torch.float64, requires_grad=True) if bias else None
+    plain = F.linear(h, w, b)
+    padded = padded_linear(h, w, b, multiple)
+    assert padded.shape == plain.shape and torch.allclose(padded, plain, rtol=0, atol=1e-12)
+    g = torch.randn_like(plain)
+    grads = torch.autograd.grad((plain * g).sum(), [h, w] + ([b] if bias else []))
+    grads_padded = torch.autograd.grad((padded * g).sum(), [h, w] + ([b] if bias else []))
+    for a, c in zip(grads, grads_padded):
+        assert a.shape == c.shape and torch.allclose(a, c, rtol=0, atol=1e-12)
