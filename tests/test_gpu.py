@@ -36,7 +36,12 @@ def test_the_padded_full_head_on_cuda_equals_the_plain_matmul():
     head = FullHead(16, 33278, bias=False)  # WikiText-2's vocabulary: padded to 33,280 on CUDA
     h = torch.randn(4, 7, 16)
     on_cpu = head(h)
-    on_cuda = head.cuda()(h.cuda()).cpu()
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # a run configured earlier in the session may have turned it on
+    try:
+        on_cuda = head.cuda()(h.cuda()).cpu()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     assert on_cuda.shape == on_cpu.shape == (4, 7, 33278)
     torch.testing.assert_close(on_cuda, on_cpu, rtol=1e-4, atol=1e-4)
 
