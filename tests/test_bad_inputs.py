@@ -1,5 +1,5 @@
 """Every user mistake gets one clear line on stderr, a non-zero exit (2 for usage errors), no traceback, and
-leaves every file that existed before byte-identical. Each case runs the real CLI in a subprocess."""
+leaves every file that existed before byte-identical. Each case runs the real CLI in a process of its own."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from tinylm.config import DataConfig
 from tinylm.resolve import resolve_run
 from tinylm.runner import train_run
 
+from .cli_forks import CLI
 from .conftest import REPO, TINY_TEXT
 
 TINY_SETS = ["model.context_length=16", "model.embed_dim=16", "model.n_heads=2", "model.n_layers=1",
@@ -152,16 +151,25 @@ def snapshot(root: Path) -> dict[str, str]:
             for p in root.rglob("*") if p.is_file() and p.name != ".lock"}
 
 
-@pytest.mark.slow  # one CLI subprocess per case (~2 s each)
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_input(case, ws):
-    args, code, pattern = CASES[case]
+@pytest.fixture(scope="module")
+def cli(ws, tmp_path_factory):
+    """The real CLI, a fresh process per case, forked from one server that imported it once (tests/cli_forks.py):
+    63 cases at ~2 s of torch import each were a quarter of the suite."""
     env = {k: v for k, v in os.environ.items() if k not in ("TINYLM_DATA_MIRROR", "TINYLM_DATA_DIR")}
     env.update(HOME=str(ws), TINYLM_RESULTS_DIR=str(ws / "results"), TINYLM_DATA_DIR=str(ws / "data"),
-               TINYLM_DOWNLOAD_BASE="http://127.0.0.1:9", TINYLM_NO_TREEBANK="1")
+               TINYLM_DOWNLOAD_BASE="http://127.0.0.1:9", TINYLM_NO_TREEBANK="1",
+               TINYLM_REFERENCE_DIR=str(ws / "no-reference"))
+    server = CLI(ws, env)
+    yield lambda args: server.run(args, tmp_path_factory.mktemp("out"))
+    server.close()
+
+
+@pytest.mark.slow  # one CLI process per case
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(case, ws, cli):
+    args, code, pattern = CASES[case]
     before = snapshot(ws)
-    out = subprocess.run([sys.executable, "-m", "tinylm.cli", *args.split()], cwd=ws, env=env, capture_output=True,
-                         text=True, timeout=120, stdin=subprocess.DEVNULL)
+    out = cli(args.split())
     assert out.returncode == code, (out.returncode, out.stderr)
     assert "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]

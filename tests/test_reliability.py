@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tinylm.config import DataConfig
 from tinylm.resolve import resolve_run
 from tinylm.runner import train_run
 
+from .cli_forks import CLI
 from .conftest import TINY_TEXT
 
 TINY = ["model.context_length=16", "model.embed_dim=16", "model.n_heads=2", "model.n_layers=1",
@@ -37,10 +39,25 @@ def ws(tmp_path_factory) -> Path:
     return root
 
 
+_FORKS: list[CLI] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forks(ws):
+    """One server that forks a fresh CLI process per call (tests/cli_forks.py): no torch import per call."""
+    _FORKS.append(CLI(ws, dict(os.environ)))
+    yield
+    _FORKS.pop().close()
+
+
 def cli(ws: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m tinylm.cli ARGS` in a process of its own, output as bytes (forked when there is no input)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("TINYLM_")}
     base.update({"TINYLM_DATA_DIR": str(ws / "data"), "TINYLM_REFERENCE_DIR": "", **(env or {})})
+    if stdin is None:
+        out = _FORKS[0].run(list(args), Path(tempfile.mkdtemp(dir=ws)), cwd=cwd or ws, env=base)
+        return subprocess.CompletedProcess(out.args, out.returncode, out.stdout.encode(), out.stderr.encode())
     return subprocess.run([sys.executable, "-m", "tinylm.cli", *args], cwd=cwd or ws, env=base, input=stdin,
                           capture_output=True, timeout=300)
 

@@ -25,9 +25,9 @@ from safetensors.torch import load_file, save_file
 from tinylm.errors import TinyLMError
 
 #: Seconds to wait between writing a temporary file and renaming it (tests use it to kill a process mid-write).
-FAULT_DELAY = float(os.environ.get("TINYLM_FAULT_WRITE_DELAY", "0") or 0)
+FAULT_DELAY_ENV = "TINYLM_FAULT_WRITE_DELAY"
 #: A file-name pattern whose writes fail as on a full disk (tests of every write path through the real CLI).
-FAULT_FULL_DISK = os.environ.get("TINYLM_FAULT_FULL_DISK")
+FAULT_FULL_DISK_ENV = "TINYLM_FAULT_FULL_DISK"
 _OS_ERROR = re.compile(r"os error (\d+)")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -61,12 +61,14 @@ def atomic_write(
             if code is None:
                 raise
             raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
-        if FAULT_FULL_DISK and fnmatch.fnmatch(path.name, FAULT_FULL_DISK):
+        full_disk = os.environ.get(FAULT_FULL_DISK_ENV)  # read per write: the tests' forked CLI runs set it late
+        if full_disk and fnmatch.fnmatch(path.name, full_disk):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         if check is not None:
             check(tmp)
-        if FAULT_DELAY:  # fault injection for the kill-during-write tests
-            time.sleep(FAULT_DELAY)
+        delay = float(os.environ.get(FAULT_DELAY_ENV, "0") or 0)
+        if delay:  # fault injection for the kill-during-write tests
+            time.sleep(delay)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
