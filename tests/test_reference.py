@@ -177,6 +177,7 @@ def test_a_fresh_clone_stays_clean_after_the_readme_and_original_commands(tmp_pa
     import os
     import subprocess
     import sys
+    from concurrent.futures import ThreadPoolExecutor
 
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
@@ -184,23 +185,31 @@ def test_a_fresh_clone_stays_clean_after_the_readme_and_original_commands(tmp_pa
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYLM_") or k == "TINYLM_DATA_MIRROR"}
     tinylm = [sys.executable, "-m", "tinylm.cli"]
-    commands = [
-        [*tinylm, "train", "--quick", "--dataset", "ptb", "--max-steps", "60"],  # the README's set-up command
-        [sys.executable, "scripts/download_data.py", "--dataset", "shakespeare"],
-        [sys.executable, "scripts/train.py", "--quick", "--only", "linear", "--max-steps", "3"],
-        [sys.executable, "scripts/generate.py", "--model", "linear", "--prompt", "HAMLET:", "--length", "20"],
-        [sys.executable, "scripts/generate.py", "--model", "transformer", "--prompt", "the", "--length", "5",
-         "--dataset", "ptb"],
-        [*tinylm, "report", "--no-figures"],  # figures: tests/test_report.py (20 s saved here)
-        [*tinylm, "runs"],
+    # two independent chains at once (2 cores): the README's set-up command (60 steps instead of its 2 minutes)
+    # and what it writes, beside the original project's commands; then the commands that read every run
+    chains = [
+        [[*tinylm, "train", "--quick", "--dataset", "ptb", "--max-steps", "60"],
+         [sys.executable, "scripts/generate.py", "--model", "transformer", "--prompt", "the", "--length", "5",
+          "--dataset", "ptb"]],
+        [[sys.executable, "scripts/download_data.py", "--dataset", "shakespeare"],
+         [sys.executable, "scripts/train.py", "--quick", "--model", "linear", "--context-lengths", "8",
+          "--max-steps", "3"],
+         [sys.executable, "scripts/generate.py", "--model", "linear", "--prompt", "HAMLET:", "--length", "20"],
+         [sys.executable, "scripts/interactive.py", "--model", "linear", "--temperature", "0.5"]],
     ]
-    for command in commands:
-        out = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, f"{command}: {out.stderr[-2000:]}"
-    chat = subprocess.run([sys.executable, "scripts/interactive.py", "--model", "linear", "--temperature", "0.5"],
-                          cwd=clone, env=env, input="temp 0.3\nROMEO:\nquit\n", capture_output=True, text=True,
-                          timeout=120)
-    assert chat.returncode == 0 and "temperature 0.3" in chat.stdout, chat.stderr[-2000:]
+    chat_input = "temp 0.3\nROMEO:\nquit\n"
+
+    def run_chain(chain: list[list[str]]) -> list[subprocess.CompletedProcess]:
+        return [subprocess.run(c, cwd=clone, env=env, capture_output=True, text=True, timeout=600,
+                               input=chat_input if "interactive.py" in c[1] else None) for c in chain]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = [out for chain in pool.map(run_chain, chains) for out in chain]
+    results += run_chain([[*tinylm, "report", "--no-figures"], [*tinylm, "runs"]])  # figures: test_report.py
+    for out in results:
+        assert out.returncode == 0, f"{out.args}: {out.stderr[-2000:]}"
+    chat = next(out for out in results if "scripts/interactive.py" in out.args)
+    assert "temperature 0.3" in chat.stdout, chat.stderr[-2000:]
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
     assert status.stdout == "", f"the commands changed tracked files or left untracked ones:\n{status.stdout}"
     assert (clone / "results" / "runs").is_dir() and (clone / "results" / "RESULTS.md").is_file()
