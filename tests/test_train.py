@@ -324,3 +324,19 @@ def test_training_fields_added_later_stay_out_of_config_yaml_at_their_defaults(t
     train = tiny_config("mlp", tiny_text_file).to_dict()["train"]
     assert "plateau_patience" not in train and "plateau_factor" not in train
     assert "min_improvement" not in train
+
+
+def test_the_speed_forecast_never_measures_more_steps_than_the_run_has_left(tiny_text_file, tmp_path, monkeypatch):
+    from tinylm.data.corpus import load_corpus
+
+    cfg = tiny_config("transformer", tiny_text_file, steps=3)
+    trainer = trainer_mod.Trainer(cfg, load_corpus(cfg.data, tmp_path / "d", quiet=True))
+    calls = []
+    real = trainer_mod.Trainer._step
+    monkeypatch.setattr(trainer_mod.Trainer, "_step", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    trainer.measure_speed(seconds=60)  # 60 s of steps for a 3-step run was the old behaviour
+    assert len(calls) == 1 + 3  # a warm-up, then the 3 steps the run will train
+    trainer.state.step = 2
+    calls.clear()
+    trainer.measure_speed(seconds=60)
+    assert len(calls) == 1 + 2  # at least 2 steps, for a rate

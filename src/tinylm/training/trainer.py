@@ -215,16 +215,18 @@ class Trainer:
         return loss.item()
 
     def measure_speed(self, seconds: float = 2.0) -> tuple[float, float]:
-        """(seconds per training step, seconds per evaluated token) measured for about `seconds` on throwaway copies
-        of the model and optimizer: the run itself (weights, optimizer, every random state) is left untouched."""
+        """(seconds per training step, seconds per evaluated token) measured for about `seconds`, but never for more
+        steps than the run has left, on throwaway copies of the model and optimizer: the run itself (weights,
+        optimizer, every random state) is left untouched."""
         rng_state = torch.get_rng_state()
         cuda_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         model = copy.deepcopy(self.model)
         optimizer = make_optimizer(model, self.cfg.train, self.device)
         generator = torch.Generator().manual_seed(0)
         self._step(model, model, optimizer, generator, 0.0)  # warm-up: first-call allocations
+        left = self.plan.total_steps - self.state.step if self.plan.total_steps is not None else math.inf
         steps, start = 0, time.perf_counter()
-        while steps < 2 or time.perf_counter() - start < 0.75 * seconds:
+        while steps < 2 or (steps < left and time.perf_counter() - start < 0.75 * seconds):
             self._step(model, model, optimizer, generator, 0.0)
             steps += 1
         _sync(self.device)
