@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -104,22 +105,30 @@ def test_two_gloo_processes_follow_the_single_process_trajectory(one_process, ti
 @pytest.mark.slow
 def test_a_run_resumes_across_a_change_of_world_size(one_process, tiny_text_file, tmp_path):
     straight_dir = one_process
-    # two processes, rank 0 stopped as by SIGTERM after step 8: every rank stops at the same step
-    stopped, run_dir = train(tiny_text_file, tmp_path, "two-then-one", "--nproc", "2",
-                             env={"TINYLM_FAULT_STOP_AT_STEP": "8"})
-    assert stopped.returncode == 143, stopped.stderr
-    assert stopped.stderr.count("resume with: tinylm train --resume") == 1
-    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
-    resumed = tinylm("train", "--resume", str(run_dir), "--data-dir", str(tmp_path / "d"), "--quiet")
-    assert resumed.returncode == 0 and "resumed" in resumed.stdout, resumed.stderr
-    assert_same_trajectory(straight_dir, run_dir)
-    # and the other way: one process stopped, two resume
-    stopped, run_dir = train(tiny_text_file, tmp_path, "one-then-two", env={"TINYLM_FAULT_STOP_AT_STEP": "12"})
-    assert stopped.returncode == 143, stopped.stderr
-    resumed = tinylm("train", "--resume", str(run_dir), "--nproc", "2", "--data-dir", str(tmp_path / "d"), "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    assert_same_trajectory(straight_dir, run_dir)
-    assert json.loads((run_dir / "metrics.json").read_text())["world_size"] == 2
+
+    def two_then_one() -> None:  # two processes, rank 0 stopped as by SIGTERM after step 8: all stop at that step
+        tmp = tmp_path / "two-then-one"
+        stopped, run_dir = train(tiny_text_file, tmp, "two-then-one", "--nproc", "2",
+                                 env={"TINYLM_FAULT_STOP_AT_STEP": "8"})
+        assert stopped.returncode == 143, stopped.stderr
+        assert stopped.stderr.count("resume with: tinylm train --resume") == 1
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+        resumed = tinylm("train", "--resume", str(run_dir), "--data-dir", str(tmp / "d"), "--quiet")
+        assert resumed.returncode == 0 and "resumed" in resumed.stdout, resumed.stderr
+        assert_same_trajectory(straight_dir, run_dir)
+
+    def one_then_two() -> None:
+        tmp = tmp_path / "one-then-two"
+        stopped, run_dir = train(tiny_text_file, tmp, "one-then-two", env={"TINYLM_FAULT_STOP_AT_STEP": "12"})
+        assert stopped.returncode == 143, stopped.stderr
+        resumed = tinylm("train", "--resume", str(run_dir), "--nproc", "2", "--data-dir", str(tmp / "d"), "--quiet")
+        assert resumed.returncode == 0, resumed.stderr
+        assert_same_trajectory(straight_dir, run_dir)
+        assert json.loads((run_dir / "metrics.json").read_text())["world_size"] == 2
+
+    with ThreadPoolExecutor(2) as pool:  # the two directions at once, each in its own folders
+        for done in [pool.submit(two_then_one), pool.submit(one_then_two)]:
+            done.result()
 
 
 def test_nproc_mistakes_are_reported_once_before_any_process_starts(tiny_text_file, tmp_path):

@@ -58,8 +58,7 @@ def ws(tmp_path):
 
 
 def test_sigkill_at_three_moments_then_resume_gives_the_uninterrupted_result(ws):
-    straight = start(ws, "a")
-    assert straight.wait(timeout=180) == 0, straight.communicate()
+    straight = start(ws, "a")  # the uninterrupted run, beside the interrupted ones (its own folder)
     run = ws / "b" / "runs" / "r"
     moments = [
         ("after the first checkpoints", lambda: 20 in history_steps(run)),
@@ -75,6 +74,7 @@ def test_sigkill_at_three_moments_then_resume_gives_the_uninterrupted_result(ws)
     final = start(ws, "b")
     out, err = final.communicate(timeout=180)
     assert final.returncode == 0, err
+    assert straight.wait(timeout=180) == 0, straight.communicate()
     assert out.startswith("resuming transformer on tiny at step") and out.splitlines()[-1].startswith("resumed")
     a = load_file(ws / "a" / "runs" / "r" / "model.safetensors")
     b = load_file(run / "model.safetensors")
