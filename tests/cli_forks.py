@@ -41,6 +41,7 @@ def _serve() -> None:
             for fd, path, mode in ((0, os.devnull, os.O_RDONLY), (1, request["out"] + ".stdout", os.O_WRONLY),
                                    (2, request["out"] + ".stderr", os.O_WRONLY)):
                 os.dup2(os.open(path, mode | (os.O_CREAT | os.O_TRUNC if fd else 0), 0o644), fd)
+            sys.stdin = open(os.devnull)  # nothing of the server's request stream reaches the CLI
             sys.argv = ["tinylm.cli", *request["args"]]
             sys.modules.pop("tinylm.cli", None)  # run as __main__ from its source, as `python -m` does; the rest stays
             try:

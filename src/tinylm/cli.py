@@ -46,6 +46,7 @@ from tinylm.generate.interactive import (
     encode_prompt,
 )
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
+from tinylm.parallel import Job, train_in_parallel
 from tinylm.resolve import data_config, load_suite_file, parse_overrides, resolve_run
 from tinylm.runner import Interrupted, score_snapshots, time_to, train_run
 from tinylm.runs import (
@@ -332,6 +333,13 @@ def cmd_suite(args: argparse.Namespace) -> int:
     print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
     _baselines([r.config.data for r in runs], results, None, args.data_dir, args.mirror, missing_only=True)
     index = profile_index(raw)
+    if args.jobs != 1:
+        jobs = [Job(run.config, results, profile_label(index, run.config, profile), args.data_dir, args.mirror, logs)
+                for run in runs]
+        print(f"{min(args.jobs, len(runs))} runs at a time, each in a process of its own")
+        train_in_parallel(jobs, args.jobs, lambda i, metrics, run_dir, what: _print_result(
+            metrics, run_dir, f"[{i}/{len(runs)}] {what}"))
+        return 0
     for i, run in enumerate(runs, 1):
         metrics, run_dir, what = train_run(run.config, results, quiet=args.quiet, data_dir=args.data_dir,
                                            mirror=args.mirror, profile=profile_label(index, run.config, profile),
@@ -551,6 +559,8 @@ def _add_suite(sub: Any) -> None:
     p.add_argument("--only", nargs="+", choices=model_names(), help="only these models")
     p.add_argument("--model", choices=[*model_names(), "all"], help="only this model (all: every model)")
     p.add_argument("--dataset", nargs="+", help="only (or also) these datasets")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train this many runs at once, each in a process of its own (CPU cores shared out; default 1)")
     for name, spec in MODELS.items():
         if spec.sweep_flag:
             p.add_argument(spec.sweep_flag, dest=_sweep_dest(name), nargs="+", type=int,

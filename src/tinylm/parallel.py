@@ -1,0 +1,114 @@
+"""Several runs at once (`tinylm suite --jobs N`): each run trains in a worker process of its own, N at a time.
+
+On a CPU the cores are shared out (each worker gets cores // N threads): two one-thread runs on 2 cores train more
+tokens per second in all than one two-thread run after the other, because small models use two threads poorly. On a
+GPU the workers share the card, which small models leave mostly idle one at a time. Every run is the same as when it
+trains alone (its own seed, its own files; thread counts can change float rounding, nothing else), so a suite can
+mix both ways and a finished run is skipped either way.
+
+The workers train quietly; the parent reports each run as it finishes. Ctrl-C reaches the runs in progress, which
+save their state as they do alone (the same command resumes them); the runs not yet started are not started. The
+first run that fails ends the suite with its one-line error once the runs in progress have finished.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinylm.config import RunConfig
+from tinylm.data.corpus import load_corpus
+from tinylm.errors import TinyLMError, UsageError
+from tinylm.runner import Interrupted, train_run
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a suite and where it goes (train_run's arguments)."""
+
+    config: RunConfig
+    results: Path
+    profile: str | None = None
+    data_dir: str | Path | None = None
+    mirror: str | Path | None = None
+    logs: tuple[str, ...] = ()
+
+
+_STOP: Any = None
+"""The parent's stop event, in a worker: set once Ctrl-C was pressed, so that no run starts after it."""
+
+
+def _start_worker(threads: int, stop: Any) -> None:
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an idle worker ignores Ctrl-C; a training run handles it itself
+    torch.set_num_threads(threads)
+
+
+def _train(job: Job) -> tuple[str, Any, str, str]:
+    """("done", metrics, run dir, what) | ("interrupted", None, run dir, message) | ("error", exit code, "", line)
+    | ("not started", None, "", "")."""
+    if _STOP is not None and _STOP.is_set():  # a job already handed to this worker when Ctrl-C came
+        return "not started", None, "", ""
+    try:
+        metrics, run_dir, what = train_run(job.config, job.results, quiet=True, data_dir=job.data_dir,
+                                           mirror=job.mirror, profile=job.profile, logs=job.logs)
+        return "done", metrics, str(run_dir), what
+    except Interrupted as e:
+        return "interrupted", None, str(e.run_dir), str(e)
+    except TinyLMError as e:  # sent back as text: the parent raises it again, as one line
+        return "error", e.exit_code, "", str(e)
+
+
+def train_in_parallel(jobs: list[Job], workers: int,
+                      report: Callable[[int, dict[str, Any], Path, str], None]) -> None:
+    """Train `jobs` with `workers` processes; `report(index from 1, metrics, run dir, what)` as each one finishes."""
+    if workers < 1:
+        raise UsageError(f"--jobs must be at least 1 (got {workers})")
+    for data in {job.config.data.label: job for job in jobs}.values():  # download and tokenize once, here
+        load_corpus(data.config.data, data.data_dir, data.mirror)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # no forked copy of this process's threads or CUDA state
+    stop = context.Event()
+    failure: tuple[int, str] | None = None
+    interrupted: list[str] = []
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(threads, stop)) as pool:
+        pending: dict[Future, int] = {pool.submit(_train, job): i for i, job in enumerate(jobs, 1)}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    if future.cancelled():
+                        continue
+                    status, metrics, run_dir, what = future.result()
+                    if status == "done":
+                        report(index, metrics, Path(run_dir), what)
+                    elif status == "interrupted":
+                        interrupted.append(run_dir)
+                    elif status == "error" and failure is None:
+                        failure = (metrics, what)
+                        stop.set()  # the runs not yet started are not started
+                        for other in pending:
+                            other.cancel()
+        except KeyboardInterrupt:
+            stop.set()
+            for other in pending:
+                other.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)  # the runs in progress save their state and stop
+            raise TinyLMError("interrupted: the runs in progress saved their state; the same command resumes them "
+                              "and trains the rest", exit_code=130) from None
+    if failure is not None:
+        raise TinyLMError(failure[1], exit_code=failure[0])
+    if interrupted:
+        raise TinyLMError(f"{len(interrupted)} runs were stopped and saved their state; the same command resumes "
+                          "them", exit_code=143)
