@@ -1,8 +1,8 @@
 """Several runs at once (`tinylm suite --jobs N`): each run trains in a worker process of its own, N at a time.
 
-On a CPU the cores are shared out (each worker gets cores // N threads): two one-thread runs on 2 cores train more
-tokens per second in all than one two-thread run after the other, because small models use two threads poorly. On a
-GPU the workers share the card, which small models leave mostly idle one at a time. Every run is the same as when it
+On a CPU the cores are shared out: each worker is pinned to cores // N of them (where the OS allows it) and trains
+with that many threads, as `taskset` would. On a GPU the workers share the card, which small models leave mostly
+idle one at a time. Every run is the same as when it
 trains alone (its own seed, its own files; thread counts can change float rounding, nothing else), so a suite can
 mix both ways and a finished run is skipped either way.
 
@@ -46,11 +46,24 @@ _STOP: Any = None
 """The parent's stop event, in a worker: set once Ctrl-C was pressed, so that no run starts after it."""
 
 
-def _start_worker(threads: int, stop: Any) -> None:
+def _start_worker(cores: Any, stop: Any) -> None:
+    """Take a share of the cores (pinned, where the OS allows it: the trainer then uses exactly those) and the stop
+    event; an idle worker ignores Ctrl-C, a training run handles it itself."""
     global _STOP
     _STOP = stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an idle worker ignores Ctrl-C; a training run handles it itself
-    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    share = cores.get()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, share)
+    torch.set_num_threads(len(share))
+
+
+def core_shares(cores: list[int], workers: int) -> list[list[int]]:
+    """`cores` dealt out to `workers` in equal contiguous shares (shared round-robin when there are fewer cores)."""
+    if workers >= len(cores):
+        return [[cores[i % len(cores)]] for i in range(workers)]
+    k = len(cores) // workers
+    return [cores[i * k:(i + 1) * k] for i in range(workers)]
 
 
 def _train(job: Job) -> tuple[str, Any, str, str]:
@@ -75,13 +88,15 @@ def train_in_parallel(jobs: list[Job], workers: int,
         raise UsageError(f"--jobs must be at least 1 (got {workers})")
     for data in {job.config.data.label: job for job in jobs}.values():  # download and tokenize once, here
         load_corpus(data.config.data, data.data_dir, data.mirror)
-    threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # no forked copy of this process's threads or CUDA state
-    stop = context.Event()
+    stop, shares = context.Event(), context.Queue()
+    for share in core_shares(sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                             else list(range(os.cpu_count() or 1)), workers):
+        shares.put(share)
     failure: tuple[int, str] | None = None
     interrupted: list[str] = []
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                             initargs=(threads, stop)) as pool:
+                             initargs=(shares, stop)) as pool:
         pending: dict[Future, int] = {pool.submit(_train, job): i for i, job in enumerate(jobs, 1)}
         try:
             while pending:
