@@ -61,6 +61,14 @@ class LSTMState:
         if self.state is not None:
             self.state = (self.state[0].detach(), self.state[1].detach())
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The state as named tensors, "0" = h and "1" = c, each (layers, batch, hidden); none before a position."""
+        return {} if self.state is None else {"0": self.state[0], "1": self.state[1]}
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take the state that `tensors()` gave."""
+        self.state = (tensors["0"], tensors["1"])
+
 
 class LSTMLM(LanguageModel):
     """Embedding -> stacked LSTM -> [projection] -> head."""

@@ -322,8 +322,8 @@ class Trainer:
         tensors["rng.batch"] = self.batch_rng.get_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        if self.carried is not None and self.carried.state is not None:
-            tensors.update({f"carried.{i}": s for i, s in enumerate(self.carried.state)})
+        if self.carried is not None:
+            tensors.update({f"carried.{k}": v for k, v in self.carried.tensors().items()})
         return tensors, {"state": dataclasses.asdict(self.state), "optimizer": opt_meta}
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -335,11 +335,11 @@ class Trainer:
         self.batch_rng.set_state(tensors["rng.batch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        carried = tensors.get("carried.0")
-        if carried is not None and self.world.size == 1 and carried.size(1) == self.cfg.train.batch_size:
+        carried = {k[len("carried."):]: v.to(self.device) for k, v in tensors.items() if k.startswith("carried.")}
+        if carried and self.world.size == 1 and carried["0"].size(1) == self.cfg.train.batch_size:
             # (rank 0 of a data-parallel run saves only its own streams' state: a resume from it starts at zero)
             self.carried = self.model.new_cache()
-            self.carried.state = (carried.to(self.device), tensors["carried.1"].to(self.device))
+            self.carried.load(carried)
         self._seed_rank(self.state.step)
 
     def _seed_rank(self, step: int) -> None:
