@@ -148,31 +148,38 @@ def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, d
         present = [m for m in model_names() if (ds, m) in best]
         beat = [m for m in present if best[(ds, m)].metrics["test_loglik"] >= kn + MARGIN]
         pending = [m for m in present if m not in beat and best[(ds, m)].still_improving()]
-        not_beat = [m for m in present if m not in beat and m not in pending]
         name = f"the {baselines[ds]['order']}-gram Kneser-Ney model ({kn:.3f})"
-        only = f" (the only architecture run on {ds})" if len(present) == 1 else ""
-        wait = ""
-        if pending:
-            one = len(pending) == 1
-            wait = (f"{_names(pending)}{only if not (beat or not_beat) else ''} {'does' if one else 'do'} not beat "
-                    f"it yet but {'was' if one else 'were'} still improving when "
-                    f"{'its budget' if one else 'their budgets'} ended: no verdict")
-        if not not_beat:
-            if not pending:
-                everyone = "every architecture run here" if len(present) > 1 else _names(present) + only
-                lines.append(f"- {ds}: {everyone} clearly beats {name}.")
-            else:
-                lead = f"{_names(beat)} {'clearly beats' if len(beat) == 1 else 'clearly beat'} {name}; " if beat \
-                    else f"against {name}: "
-                lines.append(f"- {ds}: {lead}{wait}.")
-            continue
-        one = len(not_beat) == 1
-        text = (f"- {ds}: {_names(not_beat)}{only} {'does' if one else 'do'} not clearly beat {name}: at these budgets "
-                f"{'it is' if one else 'they are'} no better than counting local contexts")
-        if beat:
-            text += f"; {_names(beat)} {'clearly beats' if len(beat) == 1 else 'clearly beat'} it"
-        lines.append(text + (f"; {wait}" if wait else "") + ".")
+        lines.append(f"- {ds}: {_verdict(ds, name, present, beat, pending)}.")
     return lines
+
+
+def _verb(models: list[str], one: str, several: str) -> str:
+    """'mlp beats' / 'mlp and lstm beat': the names and the verb that agrees with them."""
+    return f"{_names(models)} {one if len(models) == 1 else several}"
+
+
+def _verdict(ds: str, name: str, present: list[str], beat: list[str], pending: list[str]) -> str:
+    """The verdict on one dataset: who beat the n-gram model `name`, who did not, who was still improving."""
+    not_beat = [m for m in present if m not in beat and m not in pending]
+    only = f" (the only architecture run on {ds})" if len(present) == 1 else ""
+    wait = ""
+    if pending:
+        one = len(pending) == 1
+        wait = (f"{_names(pending)}{only if not (beat or not_beat) else ''} {'does' if one else 'do'} not beat it yet "
+                f"but {'was' if one else 'were'} still improving when {'its budget' if one else 'their budgets'} "
+                "ended: no verdict")
+    if not not_beat and not pending:
+        everyone = "every architecture run here" if len(present) > 1 else _names(present) + only
+        return f"{everyone} clearly beats {name}"
+    if not not_beat:
+        lead = f"{_verb(beat, 'clearly beats', 'clearly beat')} {name}; " if beat else f"against {name}: "
+        return lead + wait
+    one = len(not_beat) == 1
+    text = (f"{_names(not_beat)}{only} {'does' if one else 'do'} not clearly beat {name}: at these budgets "
+            f"{'it is' if one else 'they are'} no better than counting local contexts")
+    if beat:
+        text += f"; {_verb(beat, 'clearly beats', 'clearly beat')} it"
+    return text + (f"; {wait}" if wait else "")
 
 
 def valid_test_gaps(best: dict[tuple[str, str], Run], datasets: list[str]) -> list[str]:
