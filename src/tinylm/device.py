@@ -14,12 +14,17 @@ import torch
 from tinylm.errors import UsageError
 
 
-def cpu_count() -> int:
-    """Cores this process may use."""
+def usable_cores() -> list[int]:
+    """The cores this process may use (its affinity where the OS has one)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
+
+
+def cpu_count() -> int:
+    """How many cores this process may use."""
+    return len(usable_cores())
 
 
 def keep_freed_memory() -> bool:

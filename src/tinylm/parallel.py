@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from tinylm.config import RunConfig
 from tinylm.data.corpus import load_corpus
+from tinylm.device import usable_cores
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.runner import Interrupted, train_run
 
@@ -47,15 +46,14 @@ _STOP: Any = None
 
 
 def _start_worker(cores: Any, stop: Any) -> None:
-    """Take a share of the cores (pinned, where the OS allows it: the trainer then uses exactly those) and the stop
-    event; an idle worker ignores Ctrl-C, a training run handles it itself."""
+    """Take a share of the cores (pinned where the OS allows it: the trainer's use-every-core setting then uses
+    exactly those) and the stop event; an idle worker ignores Ctrl-C, a training run handles it itself."""
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     share = cores.get()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, share)
-    torch.set_num_threads(len(share))
 
 
 def core_shares(cores: list[int], workers: int) -> list[list[int]]:
@@ -90,11 +88,10 @@ def train_in_parallel(jobs: list[Job], workers: int,
         load_corpus(data.config.data, data.data_dir, data.mirror)
     context = multiprocessing.get_context("spawn")  # no forked copy of this process's threads or CUDA state
     stop, shares = context.Event(), context.Queue()
-    for share in core_shares(sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                             else list(range(os.cpu_count() or 1)), workers):
+    for share in core_shares(usable_cores(), workers):
         shares.put(share)
     failure: tuple[int, str] | None = None
-    interrupted: list[str] = []
+    interrupted = 0
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(shares, stop)) as pool:
         pending: dict[Future, int] = {pool.submit(_train, job): i for i, job in enumerate(jobs, 1)}
@@ -109,7 +106,7 @@ def train_in_parallel(jobs: list[Job], workers: int,
                     if status == "done":
                         report(index, metrics, Path(run_dir), what)
                     elif status == "interrupted":
-                        interrupted.append(run_dir)
+                        interrupted += 1
                     elif status == "error" and failure is None:
                         failure = (metrics, what)
                         stop.set()  # the runs not yet started are not started
@@ -125,5 +122,5 @@ def train_in_parallel(jobs: list[Job], workers: int,
     if failure is not None:
         raise TinyLMError(failure[1], exit_code=failure[0])
     if interrupted:
-        raise TinyLMError(f"{len(interrupted)} runs were stopped and saved their state; the same command resumes "
+        raise TinyLMError(f"{interrupted} runs were stopped and saved their state; the same command resumes "
                           "them", exit_code=143)
