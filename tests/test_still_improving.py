@@ -113,3 +113,24 @@ def test_the_lstm_reference_row_is_not_a_rung_of_the_ladder_of_complexity():
     best[("ptb", "attention")] = make_run("ptb-attention", "attention", FLAT, -4.40)
     line, = order_surprises(best, ["ptb"])
     assert line.startswith("- ptb: transformer (-4.600) scores below the simpler attention -4.400")
+
+
+def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on_two_cores():
+    from tinylm.experiments.tables import profile_times
+
+    def timed(name: str, profile: str, seconds: float, device: str) -> Run:
+        run = make_run(name, "mlp", FLAT, -5.0)
+        run.metrics.update(train_seconds=seconds, device=device)
+        run.profile = profile
+        return run
+
+    one, two = "cpu: AMD EPYC (1 threads)", "cpu: AMD EPYC (2 threads)"
+    runs = [timed("a", "full", 3600, one), timed("b", "full", 3600, one), timed("c", "full", 1800, two),
+            timed("d", "gpu", 90, "NVIDIA H100 80GB HBM3"),
+            timed("e", "adhoc", 9999, two)]
+    [line] = profile_times(runs)
+    # full: 2.5 h summed; core time 1 + 1 + 1 h over 2 cores = 1.5 h; the GPU run apart; adhoc runs are no profile
+    assert "`full` 3 runs, 2.50 h (1.50 h on 2 cores)" in line
+    assert "`gpu` 1 run, 90 s on GPUs" in line
+    assert "adhoc" not in line
+    assert profile_times([timed("e", "adhoc", 10, "cpu: x (2 threads)")]) == []

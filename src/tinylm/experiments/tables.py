@@ -4,6 +4,7 @@ runs present (valid/test gap, architectures out of their expected order), and th
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key
@@ -252,6 +253,40 @@ def every_run_table(runs: list[Run], axes: dict[str, str]) -> list[str]:
     return lines + _footnote(runs)
 
 
+def _threads(r: Run) -> int | None:
+    """CPU threads the run trained with, from its device line ('cpu: AMD EPYC (2 threads)'); None on a GPU."""
+    found = re.search(r"\((\d+) threads?\)", str(r.metrics.get("device", "")))
+    return int(found.group(1)) if found and not r.on_gpu else None
+
+
+def profile_times(every: list[Run]) -> list[str]:
+    """One sentence per profile: its runs' training time summed (evaluation excluded), and on the CPU the core
+    time too (seconds x threads), which is what a profile's budget on a 2-core machine is about: runs trained on
+    one core each, two at a time, take half their summed time."""
+    parts = []
+    for name in sorted({r.profile for r in every if r.profile != ADHOC}):
+        for gpu in (False, True):
+            group = [r for r in every if r.profile == name and r.on_gpu == gpu
+                     and isinstance(r.metrics.get("train_seconds"), (int, float))]
+            if not group:
+                continue
+            seconds = sum(r.metrics["train_seconds"] for r in group)
+            text = f"`{name}` {len(group)} run{'s' * (len(group) != 1)}, {_fmt_hours(seconds)}"
+            if gpu:
+                text += " on GPUs"
+            elif all(_threads(r) for r in group):
+                cores = sum(r.metrics["train_seconds"] * _threads(r) for r in group)  # type: ignore[operator]
+                text += f" ({_fmt_hours(cores / 2)} on 2 cores)"
+            parts.append(text)
+    return ["Training time summed over each profile's runs (evaluation excluded; on the CPU, in brackets, the "
+            "core time over 2 cores, what the profile takes there with one-core runs two at a time): "
+            + "; ".join(parts) + "."] if parts else []
+
+
+def _fmt_hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 5400 else _fmt_time(seconds)
+
+
 def accelerator_groups(every: list[Run], headline: str | None) -> list[tuple[str, list[Run]]]:
     """Profiles run on a GPU (other than the headline), each summarised on its own: never mixed with CPU budgets."""
     names = sorted({r.profile for r in every if r.on_gpu and r.profile not in (headline, ADHOC)})
@@ -277,6 +312,7 @@ def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, 
         lines += ["", f"The {len(scaling)} runs of the `scaling` profile are left out of this table: results.json "
                   "lists each one, and RESULTS.md's scaling section fits them."]
     devices = sorted({f"{r.metrics.get('device')}, torch {r.metrics.get('torch_version')}" for r in every})
+    lines += [""] + profile_times(every)
     lines += ["", "Measured on: " + "; ".join(devices) + ".",
               "Test log-likelihood: every test token but the first scored exactly once by the same sliding-window "
               "protocol for every model; the best run is chosen on the full validation split. A run belongs to a "
