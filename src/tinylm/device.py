@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,3 +151,9 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu: {cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+def threads_in(name: str) -> int | None:
+    """The thread count that `device_name` wrote into a CPU name ('cpu: AMD EPYC (2 threads)'); None otherwise."""
+    found = re.fullmatch(r"cpu: .* \((\d+) threads\)", name)
+    return int(found.group(1)) if found else None

@@ -79,13 +79,20 @@ def _train(job: Job) -> tuple[str, Any, str, str]:
         return "error", e.exit_code, "", str(e)
 
 
+def _stop(stop: Any, pending: dict[Future, int]) -> None:
+    """No run starts from now on: the queued ones are cancelled, those already handed to a worker see `stop`."""
+    stop.set()
+    for future in pending:
+        future.cancel()
+
+
 def train_in_parallel(jobs: list[Job], workers: int,
                       report: Callable[[int, dict[str, Any], Path, str], None]) -> None:
     """Train `jobs` with `workers` processes; `report(index from 1, metrics, run dir, what)` as each one finishes."""
     if workers < 1:
         raise UsageError(f"--jobs must be at least 1 (got {workers})")
-    for data in {job.config.data.label: job for job in jobs}.values():  # download and tokenize once, here
-        load_corpus(data.config.data, data.data_dir, data.mirror)
+    for first in {job.config.data.label: job for job in jobs}.values():  # download and tokenize once, here
+        load_corpus(first.config.data, first.data_dir, first.mirror)
     context = multiprocessing.get_context("spawn")  # no forked copy of this process's threads or CUDA state
     stop, shares = context.Event(), context.Queue()
     for share in core_shares(usable_cores(), workers):
@@ -109,13 +116,9 @@ def train_in_parallel(jobs: list[Job], workers: int,
                         interrupted += 1
                     elif status == "error" and failure is None:
                         failure = (metrics, what)
-                        stop.set()  # the runs not yet started are not started
-                        for other in pending:
-                            other.cancel()
+                        _stop(stop, pending)
         except KeyboardInterrupt:
-            stop.set()
-            for other in pending:
-                other.cancel()
+            _stop(stop, pending)
             pool.shutdown(wait=True, cancel_futures=True)  # the runs in progress save their state and stop
             raise TinyLMError("interrupted: the runs in progress saved their state; the same command resumes them "
                               "and trains the rest", exit_code=130) from None

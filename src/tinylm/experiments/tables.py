@@ -4,9 +4,9 @@ runs present (valid/test gap, architectures out of their expected order), and th
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
+from tinylm.device import threads_in
 from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key
 from tinylm.experiments.scaling import Frontier
 from tinylm.experiments.scaling_report import flops_to_target
@@ -253,12 +253,6 @@ def every_run_table(runs: list[Run], axes: dict[str, str]) -> list[str]:
     return lines + _footnote(runs)
 
 
-def _threads(r: Run) -> int | None:
-    """CPU threads the run trained with, from its device line ('cpu: AMD EPYC (2 threads)'); None on a GPU."""
-    found = re.search(r"\((\d+) threads?\)", str(r.metrics.get("device", "")))
-    return int(found.group(1)) if found and not r.on_gpu else None
-
-
 def profile_times(every: list[Run]) -> list[str]:
     """One sentence per profile: its runs' training time summed (evaluation excluded), and on the CPU the core
     time too (seconds x threads), which is what a profile's budget on a 2-core machine is about: runs trained on
@@ -271,11 +265,12 @@ def profile_times(every: list[Run]) -> list[str]:
             if not group:
                 continue
             seconds = sum(r.metrics["train_seconds"] for r in group)
+            threads = [threads_in(str(r.metrics.get("device"))) for r in group]
             text = f"`{name}` {len(group)} run{'s' * (len(group) != 1)}, {_fmt_hours(seconds)}"
             if gpu:
                 text += " on GPUs"
-            elif all(_threads(r) for r in group):
-                cores = sum(r.metrics["train_seconds"] * _threads(r) for r in group)  # type: ignore[operator]
+            elif None not in threads:
+                cores = sum(r.metrics["train_seconds"] * n for r, n in zip(group, threads))  # type: ignore[operator]
                 text += f" ({_fmt_hours(cores / 2)} on 2 cores)"
             parts.append(text)
     return ["Training time summed over each profile's runs (evaluation excluded; on the CPU, in brackets, the "
