@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -41,6 +42,25 @@ def test_the_scaling_profile_crosses_budgets_and_sizes_for_every_architecture():
                 assert t.early_stopping_patience == 0 and t.scheduler == "cosine"
 
 
+def test_the_gpu_extension_trains_two_budgets_x10_the_cpu_ones_on_ladders_that_continue_upward():
+    raw = load_suite_file()
+    cpu, gpu = plan(raw, "scaling"), plan(raw, "scaling-gpu")
+    index = profile_index(raw)
+    assert all(index[config_digest(r.config)] == ["scaling-gpu"] for r in gpu)
+    for ds in ("tinyshakespeare", "ptb"):
+        for model in model_names():
+            mine = [r.config for r in gpu if r.config.data.label == ds and r.config.model_name == model]
+            theirs = [r.config for r in cpu if r.config.data.label == ds and r.config.model_name == model]
+            assert sorted({c.train.max_flops for c in mine}) == sorted({c.train.max_flops * 10 for c in theirs})[-2:]
+            assert all(c.train.device == "cuda" and c.train.scheduler == "cosine" and c.train.epochs is None
+                       for c in mine)
+            for b in {c.train.max_flops for c in mine}:
+                assert len([c for c in mine if c.train.max_flops == b]) == 5
+            # the same recipe as the CPU budgets but for the device and the batch
+            one, two = mine[0].to_dict()["train"], theirs[0].to_dict()["train"]
+            assert {k for k in one if one[k] != two[k]} == {"device", "precision", "batch_size", "max_flops"}
+
+
 def test_sizes_per_budget_slides_a_window_up_the_size_ladder_as_the_budget_grows():
     raw = load_suite_file()
     ladder = [{"hidden_dim": h} for h in (8, 16, 32, 64, 128, 256)]
@@ -50,6 +70,11 @@ def test_sizes_per_budget_slides_a_window_up_the_size_ladder_as_the_budget_grows
     for run in plan(raw, "window"):
         trained.setdefault(run.config.train.max_flops, []).append(run.config.model.hidden_dim)
     assert trained == {1e11: [8, 16, 32], 1e12: [16, 32, 64], 1e13: [32, 64, 128], 1e14: [64, 128, 256]}
+    raw["profiles"]["window"]["flop_budgets"] = [1e11, 1e12, 1e15]  # uneven: the window moves with log C
+    trained = {}
+    for run in plan(raw, "window"):
+        trained.setdefault(run.config.train.max_flops, []).append(run.config.model.hidden_dim)
+    assert trained == {1e11: [8, 16, 32], 1e12: [16, 32, 64], 1e15: [64, 128, 256]}
     for width in (2, 7, "3", True):
         raw["profiles"]["window"]["sizes_per_budget"] = width
         with pytest.raises(UsageError, match="sizes_per_budget must be a whole number from 3"):
@@ -80,14 +105,14 @@ SUITE = {
 LAWS = {"mlp": (2.0, 40.0, 0.15), "transformer": (1.5, 3e3, 0.3)}
 
 
-def write_run(root, name, cfg, params, valid_loss, profile, gap=0.1):
+def write_run(root, name, cfg, params, valid_loss, profile, gap=0.1, device="cpu: test"):
     d = root / "runs" / name
     d.mkdir(parents=True)
     metrics = {"model": cfg.model_name, "dataset": cfg.data.label, "params": params, "tokens_trained": 1000,
                "train_flops": cfg.train.max_flops or 1e12, "train_seconds": 1.0, "valid_loss": valid_loss,
                "valid_loglik": -valid_loss, "best_valid_loss": valid_loss, "test_loglik": -valid_loss - gap,
                "test_perplexity": float(np.exp(valid_loss + gap)), "test_bits": (valid_loss + gap) / 0.693,
-               "status": "complete", "device": "cpu: test", "torch_version": "x", "unigram_test_loglik": -3.3,
+               "status": "complete", "device": device, "torch_version": "x", "unigram_test_loglik": -3.3,
                "profile": profile}
     (d / "metrics.json").write_text(json.dumps(metrics))
     (d / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -102,19 +127,19 @@ def results(tmp_path, monkeypatch):
     return root
 
 
-def add_scaling_runs(root, noise=0.002):
+def add_scaling_runs(root, noise=0.002, suite=SUITE, profile="scaling", device="cpu: test"):
     """Runs of the scaling plan whose valid loss follows L*(C) + 0.3·(log10 N − log10 N*(C))², N*(C) = 0.05·C^0.5."""
     rng = np.random.default_rng(0)
-    for i, run in enumerate(plan(SUITE, "scaling")):
+    for i, run in enumerate(plan(suite, profile)):
         c, model = run.config.train.max_flops, run.config.model_name
-        sizes = SUITE["profiles"]["scaling"]["sizes"][model]
+        sizes = suite["profiles"][profile]["sizes"][model]
         model_cfg = run.config.to_dict()["model"]
         step = next(i for i, size in enumerate(sizes) if all(model_cfg[k] == v for k, v in size.items()))
         n_star = 0.05 * c ** 0.5
         params = n_star * 10 ** (-0.45 + 0.3 * step)
         e, a, alpha = LAWS[model]
         loss = e + a * c ** -alpha + 0.3 * np.log10(params / n_star) ** 2 + rng.normal(0, noise)
-        write_run(root, f"scaling-{i}", run.config, int(params), float(loss), "scaling")
+        write_run(root, f"{profile}-{i}", run.config, int(params), float(loss), profile, device=device)
 
 
 def test_the_report_has_a_scaling_section_and_figure_only_with_scaling_runs(results):
@@ -144,6 +169,30 @@ def test_the_report_has_a_scaling_section_and_figure_only_with_scaling_runs(resu
     assert 3e14 < c < 3e15
     target = next(line for line in md.splitlines() if line.startswith("| tinyshakespeare | mlp | -1.000"))
     assert "not reached: below the fitted floor" in target
+
+
+def test_the_gpu_extension_is_fitted_together_with_the_cpu_budgets_in_a_table_and_figures_of_its_own(results,
+                                                                                                     monkeypatch):
+    cpu = SUITE["profiles"]["scaling"]
+    suite = {**SUITE, "profiles": {**SUITE["profiles"], "scaling-gpu": {
+        **cpu, "flop_budgets": [1e13, 3e13], "training": {**cpu["training"], "device": "cuda"}}}}
+    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: {**suite, "_path": "suite.yaml"})
+    add_scaling_runs(results, suite=suite)
+    add_scaling_runs(results, suite=suite, profile="scaling-gpu", device="NVIDIA H100 80GB HBM3")
+    paths = report_mod.write_report(results, results, None)
+    md = (results / "RESULTS.md").read_text()
+    cpu_part, gpu_part = md.split("### With the GPU extension: two budgets x10 larger")
+    assert results / "figures" / "scaling_tinyshakespeare.png" in paths
+    assert results / "figures" / "scaling_tinyshakespeare_gpu.png" in paths
+    assert "![scaling_tinyshakespeare_gpu]" in gpu_part and "![scaling_tinyshakespeare_gpu]" not in cpu_part
+    for part, fitted in ((cpu_part, "4 of 4"), (gpu_part, "6 of 6")):
+        rows = [line for line in part.splitlines() if line.startswith("| tinyshakespeare | ")
+                and re.search(r" \| \d of \d \| ", line)]
+        assert len(rows) == 2 and all(line.split(" | ")[6] == fitted for line in rows)
+        for model, (e, _, alpha) in LAWS.items():
+            cells = next(line for line in rows if line.split(" | ")[1] == model).split(" | ")
+            assert float(cells[4].split()[0]) == pytest.approx(alpha, abs=0.1)
+    assert "`scaling-gpu` 16 runs" in md and "on GPUs" in md
 
 
 def test_a_flop_budget_sets_the_steps_and_the_cosine_ends_there(tiny_text_file, tmp_path):

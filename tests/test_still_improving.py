@@ -134,3 +134,13 @@ def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on
     assert "`gpu` 1 run, 90 s on GPUs" in line
     assert "adhoc" not in line
     assert profile_times([timed("e", "adhoc", 10, "cpu: x (2 threads)")]) == []
+    # runs sharing a GPU: their summed time, and the wall-clock span from the first start to the last end
+    shared = [timed(f"g{i}", "scaling-gpu", 100, "NVIDIA H100 80GB HBM3") for i in range(3)]
+    for i, run in enumerate(shared):
+        run.history[0]["time"], run.history[-1]["time"] = 1000.0 + 10 * i, 1110.0 + 10 * i
+    [line] = profile_times(shared)
+    assert line.endswith("`scaling-gpu` 3 runs, 5.0 min on GPUs, within 2.2 min of wall-clock time (several at a "
+                         "time).")
+    shared[0].history[0]["time"] = 0.0  # a span longer than the sum says nothing: left out
+    [line] = profile_times(shared)
+    assert line.endswith("`scaling-gpu` 3 runs, 5.0 min on GPUs.")

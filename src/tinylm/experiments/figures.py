@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key  # noqa: E402
-from tinylm.experiments.scaling_report import SCALING  # noqa: E402
+from tinylm.experiments.scaling_report import SCALING_PROFILES  # noqa: E402
 from tinylm.experiments.suite import ADHOC  # noqa: E402
 from tinylm.io import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
@@ -220,7 +220,7 @@ def draw_all(runs: list[Run], every: list[Run], axes_by_model: dict[str, str], b
              out: Path) -> list[Path]:
     """Every figure: the architecture comparison from the headline `runs`, the rest from `every` run but the scaling
     profile's (dozens per dataset, which the scaling figure draws)."""
-    unscaled = [r for r in every if r.profile != SCALING]
+    unscaled = [r for r in every if r.profile not in SCALING_PROFILES]
     return [architecture_comparison(runs, every, baselines, out),
             *compute_trajectories(unscaled, axes_by_model, baselines, out), *ablations(unscaled, axes_by_model, out),
             *run_curves(unscaled, axes_by_model, out)]

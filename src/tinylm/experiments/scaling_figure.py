@@ -49,7 +49,7 @@ def _levels(ax: plt.Axes, levels: dict[str, float]) -> None:
 
 
 def scaling_figure(dataset: str, frontiers: list[Frontier], baselines: dict[str, Any], unigram: float | None,
-                   out: Path) -> Path:
+                   out: Path, suffix: str = "", note: str = "") -> Path:
     """Left: validation loss against parameters per budget with each parabola (dotted: minimum not sampled) and
     its optimum (star). Right: L*(C) against training FLOPs with the fitted law and its 95% band."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
@@ -68,9 +68,9 @@ def scaling_figure(dataset: str, frontiers: list[Frontier], baselines: dict[str,
         ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="upper right", fontsize=7)
-    left.set(title=f"{dataset}: iso-FLOP profiles (one curve per budget)", xlabel="parameters N (log scale)",
+    left.set(title=f"{dataset}{note}: iso-FLOP profiles (one curve per budget)", xlabel="parameters N (log scale)",
              ylabel="validation loss (nats/token, lower is better)")
-    right.set(title=f"{dataset}: compute-optimal loss L*(C), fit and 95% bootstrap band",
+    right.set(title=f"{dataset}{note}: compute-optimal loss L*(C), fit and 95% bootstrap band",
               xlabel="training FLOPs C (log scale)", ylabel="validation loss (nats/token)")
     fig.tight_layout()
-    return _save(fig, out / f"scaling_{dataset}.png")
+    return _save(fig, out / f"scaling_{dataset}{suffix}.png")

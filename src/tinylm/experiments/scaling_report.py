@@ -11,6 +11,10 @@ from tinylm.experiments.results import Run, dataset_key, model_key
 from tinylm.experiments.scaling import RESAMPLES, Frontier, compute_for_loss, fit_frontier
 
 SCALING = "scaling"
+SCALING_GPU = "scaling-gpu"
+"""The scaling profile's extension on a lent GPU: two budgets x10 larger, fitted together with the CPU budgets."""
+SCALING_PROFILES = (SCALING, SCALING_GPU)
+"""Dozens of runs per dataset: their fits say what they show, not the tables and figures of single runs."""
 
 
 def budget_of(r: Run) -> float | None:
@@ -18,13 +22,19 @@ def budget_of(r: Run) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def scaling_frontiers(runs: list[Run]) -> dict[tuple[str, str], Frontier]:
+def scaling_frontiers(runs: list[Run], extended: bool = False) -> dict[tuple[str, str], Frontier]:
     """{(dataset, model): its fitted frontier} from the CPU runs of the scaling profile (validation loss on the full
-    split against parameters, per FLOP budget)."""
+    split against parameters, per FLOP budget); `extended`: with the GPU extension's runs too, for the architectures
+    it trained ({} without them)."""
+    def counted(r: Run) -> bool:
+        return (r.profile == SCALING and not r.on_gpu) or (extended and r.profile == SCALING_GPU)
+
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
-        if r.profile == SCALING and not r.on_gpu and budget_of(r) and isinstance(r.metrics.get("valid_loss"), float):
+        if counted(r) and budget_of(r) and isinstance(r.metrics.get("valid_loss"), float):
             groups.setdefault((r.dataset, r.model), []).append(r)
+    if extended:
+        groups = {key: group for key, group in groups.items() if any(r.profile == SCALING_GPU for r in group)}
     out = {}
     for (ds, model), group in sorted(groups.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
         points: dict[float, list[tuple[float, float]]] = {}
@@ -113,11 +123,22 @@ def _frontier_sentence(f: Frontier) -> str:
             f"{floor}.{size}{edge}")
 
 
-def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[str]) -> list[str]:
-    """The RESULTS.md section: method, table, conclusions and figures; [] without scaling runs."""
-    if not frontiers:
-        return []
+def _fitted(frontiers: dict[tuple[str, str], Frontier], figures: list[str]) -> list[str]:
+    """Table, one sentence per frontier, the comparisons, and the figures."""
     found = comparisons(frontiers)
+    lines = frontier_table(frontiers, found) + [""]
+    lines += [_frontier_sentence(f) for f in frontiers.values()]
+    lines += [f"- {c.dataset}: {_crossover_text(c)}." for c in found] + [""]
+    return lines + [f"![{name}](figures/{name}.png)" for name in figures] + ([""] if figures else [])
+
+
+def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[str],
+                    extended: dict[tuple[str, str], Frontier] | None = None,
+                    extended_figures: list[str] | None = None) -> list[str]:
+    """The RESULTS.md section: method, table, conclusions and figures, then the same over the CPU budgets and the
+    GPU extension's together (`extended`, where it ran); [] without scaling runs."""
+    if not frontiers and not extended:
+        return []
     lines = ["## Scaling: which architecture wins at which compute", "",
              "The `scaling` profile trains every architecture at several training-FLOP budgets C, several sizes N "
              "each, every run to exactly its budget (cosine schedule ending there). Per budget a parabola of "
@@ -126,10 +147,15 @@ def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[st
              f"95% percentile bands of {RESAMPLES} bootstrap resamples (runs drawn with replacement within each "
              "budget, every fit redone); with a handful of runs per budget such bands are, if anything, too narrow. "
              "A crossover is named only where the band of the loss difference is clear of zero on both sides.", ""]
-    lines += frontier_table(frontiers, found) + [""]
-    lines += [_frontier_sentence(f) for f in frontiers.values()]
-    lines += [f"- {c.dataset}: {_crossover_text(c)}." for c in found] + [""]
-    lines += [f"![{name}](figures/{name}.png)" for name in figures] + ([""] if figures else [])
+    lines += _fitted(frontiers, figures)
+    if extended:
+        lines += ["### With the GPU extension: two budgets x10 larger", "",
+                  f"The `{SCALING_GPU}` profile trained on a lent GPU two more budgets per architecture, x10 the CPU's "
+                  "two largest, with the same recipe but 4 times the batch (fp32 with TF32 matrix products). The fits "
+                  "below take the CPU budgets and these together; where they differ from the ones above, it is the "
+                  "larger budgets speaking (and, at them, the larger batch and up to tens of passes over the "
+                  "training split).", ""]
+        lines += _fitted(extended, extended_figures or [])
     return lines
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +109,7 @@ def _variants(ds: str, model: str, prof: dict[str, Any] | None, profile: str, ab
         variants = [({name: v}, [], f"{name}={v}") for v in values]
     budgets = _budgets(prof, profile, model, ds)
     if budgets:
-        windows = _size_windows(prof, profile, model, ds, len(variants), len(budgets)) if sizes else None
+        windows = _size_windows(prof, profile, model, ds, len(variants), sorted(budgets)) if sizes else None
         variants = [(mv, s + ["train.epochs=null", "train.max_tokens=null", f"train.max_flops={b}"],
                      f"{label} flops={b:.0e}")
                     for i, b in enumerate(sorted(budgets))
@@ -117,10 +118,11 @@ def _variants(ds: str, model: str, prof: dict[str, Any] | None, profile: str, ab
 
 
 def _size_windows(prof: dict[str, Any] | None, profile: str, model: str, ds: str, n_sizes: int,
-                  n_budgets: int) -> list[slice] | None:
+                  budgets: list[float]) -> list[slice] | None:
     """Which sizes each budget trains (budgets ascending): all of them, or with `sizes_per_budget: w` a window of
-    w consecutive sizes of the ladder that slides from the smallest (lowest budget) to the largest (highest), so
-    every budget samples sizes around its own compute-optimal one instead of the whole ladder."""
+    w consecutive sizes of the ladder that slides from the smallest (lowest budget) to the largest (highest) in
+    proportion to log C, so every budget samples sizes around its own compute-optimal one instead of the whole
+    ladder (budgets spaced evenly in log C move it by the same number of rungs each)."""
     width = (prof or {}).get("sizes_per_budget")
     if width is None:
         return None
@@ -128,7 +130,8 @@ def _size_windows(prof: dict[str, Any] | None, profile: str, model: str, ds: str
         raise UsageError(f"profiles.{profile}.sizes_per_budget must be a whole number from 3 (a parabola needs "
                          f"three sizes) to the number of sizes of {model} on {ds} ({n_sizes}); got {width!r}")
     slack = n_sizes - width
-    starts = [round(i * slack / (n_budgets - 1)) if n_budgets > 1 else slack // 2 for i in range(n_budgets)]
+    span = math.log(budgets[-1] / budgets[0])
+    starts = [round(slack * math.log(b / budgets[0]) / span) if span > 0 else slack // 2 for b in budgets]
     return [slice(s, s + width) for s in starts]
 
 

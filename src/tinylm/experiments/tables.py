@@ -9,7 +9,7 @@ from typing import Any
 from tinylm.device import threads_in
 from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key
 from tinylm.experiments.scaling import Frontier
-from tinylm.experiments.scaling_report import flops_to_target
+from tinylm.experiments.scaling_report import SCALING_PROFILES, flops_to_target
 from tinylm.experiments.suite import ADHOC
 from tinylm.models.registry import ladder_names, model_names
 
@@ -256,7 +256,8 @@ def every_run_table(runs: list[Run], axes: dict[str, str]) -> list[str]:
 def profile_times(every: list[Run]) -> list[str]:
     """One sentence per profile: its runs' training time summed (evaluation excluded), and on the CPU the core
     time too (seconds x threads), which is what a profile's budget on a 2-core machine is about: runs trained on
-    one core each, two at a time, take half their summed time."""
+    one core each, two at a time, take half their summed time. On a GPU, where runs share the card, the wall-clock
+    span of the profile's runs (first start to last end, evaluations included) where it is shorter than their sum."""
     parts = []
     for name in sorted({r.profile for r in every if r.profile != ADHOC}):
         for gpu in (False, True):
@@ -269,6 +270,9 @@ def profile_times(every: list[Run]) -> list[str]:
             text = f"`{name}` {len(group)} run{'s' * (len(group) != 1)}, {_fmt_hours(seconds)}"
             if gpu:
                 text += " on GPUs"
+                span = _span(group)
+                if span is not None and span < 0.9 * seconds:
+                    text += f", within {_fmt_hours(span)} of wall-clock time (several at a time)"
             elif None not in threads:
                 cores = sum(r.metrics["train_seconds"] * n for r, n in zip(group, threads))  # type: ignore[operator]
                 text += f" ({_fmt_hours(cores / 2)} on 2 cores)"
@@ -278,13 +282,21 @@ def profile_times(every: list[Run]) -> list[str]:
             + "; ".join(parts) + "."] if parts else []
 
 
+def _span(group: list[Run]) -> float | None:
+    """Seconds from the first run's start to the last run's end, by the wall-clock times of their histories."""
+    times = [(r.history[0].get("time"), r.history[-1].get("time")) for r in group if r.history]
+    starts = [a for a, _ in times if isinstance(a, (int, float))]
+    ends = [b for _, b in times if isinstance(b, (int, float))]
+    return max(ends) - min(starts) if starts and ends and len(times) == len(group) else None
+
+
 def _fmt_hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 5400 else _fmt_time(seconds)
 
 
 def accelerator_groups(every: list[Run], headline: str | None) -> list[tuple[str, list[Run]]]:
     """Profiles run on a GPU (other than the headline), each summarised on its own: never mixed with CPU budgets."""
-    names = sorted({r.profile for r in every if r.on_gpu and r.profile not in (headline, ADHOC)})
+    names = sorted({r.profile for r in every if r.on_gpu and r.profile not in (headline, ADHOC, *SCALING_PROFILES)})
     return [(name, [r for r in every if r.profile == name and r.on_gpu]) for name in names]
 
 
@@ -301,11 +313,12 @@ def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, 
         devices = ", ".join(sorted({str(r.metrics.get("device")) for r in group}))
         lines += [table[0], "", f"Trained on {devices}; GPU budgets, not comparable with the CPU runs above."]
         lines += table[1:] + [""]
-    scaling = [r for r in every if r.profile == "scaling"]
-    lines += every_run_table([r for r in every if r.profile != "scaling"], axes)
+    scaling = [r for r in every if r.profile in SCALING_PROFILES]
+    lines += every_run_table([r for r in every if r.profile not in SCALING_PROFILES], axes)
     if scaling:  # dozens of runs per dataset: their fits say what they show, results.json lists each one
-        lines += ["", f"The {len(scaling)} runs of the `scaling` profile are left out of this table: results.json "
-                  "lists each one, and RESULTS.md's scaling section fits them."]
+        names = " and ".join(f"`{p}`" for p in SCALING_PROFILES if any(r.profile == p for r in scaling))
+        lines += ["", f"The {len(scaling)} runs of the {names} profile{'s' * (' and ' in names)} are left out of "
+                  "this table: results.json lists each one, and RESULTS.md's scaling section fits them."]
     devices = sorted({f"{r.metrics.get('device')}, torch {r.metrics.get('torch_version')}" for r in every})
     lines += [""] + profile_times(every)
     lines += ["", "Measured on: " + "; ".join(devices) + ".",

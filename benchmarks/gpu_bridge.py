@@ -1,0 +1,43 @@
+"""The same scaling run on the CPU and on the GPU: the report fits the GPU extension's budgets together with the CPU
+ones, so the GPU (fp32 with TF32 products) must give the CPU's numbers for the CPU's config, and the extension's 4x
+batch should be measured where both exist. This trains the compute-optimal transformers of the CPU's largest budget
+(3e12 FLOPs) again on `device`, at the CPU's batch (16) and at the extension's (64), and writes bridge.json.
+
+    python benchmarks/gpu_bridge.py OUT [DEVICE] [FLOPS]     # FLOPS: a smaller budget, to test the script on CPU
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from tinylm.experiments.suite import plan
+from tinylm.resolve import load_suite_file
+from tinylm.runner import train_run
+
+PICKS = ["tinyshakespeare transformer embed_dim=48, n_layers=2 flops=3e+12",
+         "ptb transformer embed_dim=32, n_layers=2 flops=3e+12"]
+"""The size nearest N* at 3e12 FLOPs on each dataset (66k and 388k parameters)."""
+
+
+def main(out: Path, device: str, flops: float | None) -> None:
+    planned = {r.label: r.config for r in plan(load_suite_file(), "scaling")}
+    rows = []
+    for label in PICKS:
+        cfg = planned[label]
+        for batch in (16, 64):
+            train = dataclasses.replace(cfg.train, device=device, batch_size=batch,
+                                        max_flops=flops or cfg.train.max_flops)
+            metrics, _, _ = train_run(dataclasses.replace(cfg, train=train), out / "bridge", quiet=True)
+            rows.append({"run": label, "batch_size": batch,
+                         **{k: metrics.get(k) for k in ("valid_loss", "test_loss", "steps", "train_seconds", "device",
+                                                        "run_id")}})
+            print(json.dumps(rows[-1]), flush=True)
+    (out / "bridge.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "cuda",
+         float(sys.argv[3]) if len(sys.argv) > 3 else None)
