@@ -4,6 +4,10 @@ batch should be measured where both exist. This trains the compute-optimal trans
 (3e12 FLOPs) again on `device`, at the CPU's batch (16) and at the extension's (64), and writes bridge.json.
 
     python benchmarks/gpu_bridge.py OUT [DEVICE] [FLOPS]     # FLOPS: a smaller budget, to test the script on CPU
+    python benchmarks/gpu_bridge.py OUT DEVICE - scaling-gpu "LABEL" 16   # one run of that profile at batch 16
+
+The second form measures the batch's effect at the extension's own budgets: its runs trained at batch 64 by the
+suite, one of them again at batch 16 (bridge-<label>.json).
 """
 
 from __future__ import annotations
@@ -22,22 +26,28 @@ PICKS = ["tinyshakespeare transformer embed_dim=48, n_layers=2 flops=3e+12",
 """The size nearest N* at 3e12 FLOPs on each dataset (66k and 388k parameters)."""
 
 
-def main(out: Path, device: str, flops: float | None) -> None:
-    planned = {r.label: r.config for r in plan(load_suite_file(), "scaling")}
+def main(out: Path, device: str, flops: float | None, profile: str = "scaling", picks: list[str] = PICKS,
+         batches: tuple[int, ...] = (16, 64), name: str = "bridge.json") -> None:
+    planned = {r.label: r.config for r in plan(load_suite_file(), profile)}
     rows = []
-    for label in PICKS:
+    for label in picks:
         cfg = planned[label]
-        for batch in (16, 64):
+        for batch in batches:
             train = dataclasses.replace(cfg.train, device=device, batch_size=batch,
                                         max_flops=flops or cfg.train.max_flops)
             metrics, _, _ = train_run(dataclasses.replace(cfg, train=train), out / "bridge", quiet=True)
-            rows.append({"run": label, "batch_size": batch,
+            rows.append({"profile": profile, "run": label, "batch_size": batch,
                          **{k: metrics.get(k) for k in ("valid_loss", "test_loss", "steps", "train_seconds", "device",
                                                         "run_id")}})
             print(json.dumps(rows[-1]), flush=True)
-    (out / "bridge.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (out / name).write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "cuda",
-         float(sys.argv[3]) if len(sys.argv) > 3 else None)
+    args = sys.argv[1:]
+    budget = float(args[2]) if len(args) > 2 and args[2] != "-" else None
+    if len(args) > 3:
+        main(Path(args[0]), args[1], budget, args[3], [args[4]], (int(args[5]),),
+             f"bridge-{args[4].replace(' ', '_').replace(',', '').replace('=', '')}.json")
+    else:
+        main(Path(args[0]), args[1] if len(args) > 1 else "cuda", budget)
