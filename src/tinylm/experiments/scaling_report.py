@@ -152,9 +152,12 @@ def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[st
         lines += ["### With the GPU extension: two budgets x10 larger", "",
                   f"The `{SCALING_GPU}` profile trained on a lent GPU two more budgets per architecture, x10 the CPU's "
                   "two largest, with the same recipe but 4 times the batch (fp32 with TF32 matrix products). The fits "
-                  "below take the CPU budgets and these together; where they differ from the ones above, it is the "
-                  "larger budgets speaking (and, at them, the larger batch and up to tens of passes over the "
-                  "training split).", ""]
+                  "below take the CPU budgets and these together. Read them with two caveats. The larger batch costs "
+                  "loss at equal compute (`benchmarks/gpu_bridge.py` measures it: the same runs at batch 16, "
+                  "`benchmarks/logs/`), so these two budgets' L* lie above what the CPU recipe would reach there and "
+                  "the fitted laws flatten toward them: α is, if anything, too small and E too large. And at these "
+                  "budgets the smaller sizes take tens of passes over the training split without dropout, so part "
+                  "of what flattens is the data running out, not the architecture.", ""]
         lines += _fitted(extended, extended_figures or [])
     return lines
 
