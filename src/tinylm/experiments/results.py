@@ -55,7 +55,8 @@ class Run:
 
     @property
     def on_gpu(self) -> bool:
-        """Trained on an accelerator: its budgets are not comparable with CPU runs (never mixed in one figure)."""
+        """Trained on an accelerator: its time budgets are not comparable with CPU runs (never mixed in one figure,
+        but for the scaling fits, whose FLOP budgets are: the GPU extension adds budgets to the CPU ones)."""
         return not str(self.metrics.get("device", "cpu")).startswith("cpu")
 
     def variant(self, axes: dict[str, str]) -> str:
