@@ -11,6 +11,8 @@ import torch
 import yaml
 
 from tinylm.cli import main
+from tinylm.parallel import Job, biggest_first
+from tinylm.resolve import resolve_run
 
 from .conftest import TINY_TEXT
 
@@ -86,8 +88,6 @@ def test_jobs_below_one_is_a_usage_error(tmp_path, capsys):
 
 
 def test_the_largest_budgets_start_first_and_keep_their_index():
-    from tinylm.parallel import Job, biggest_first
-    from tinylm.resolve import resolve_run
     cfgs = [resolve_run("mlp", "tinyshakespeare", sets=[f"train.max_flops={b}"]) for b in (1e9, 3e9, 1e8)]
     jobs = [Job(c, Path("r")) for c in cfgs] + [Job(resolve_run("mlp", "tinyshakespeare"), Path("r"))]
     assert [i for i, _ in biggest_first(jobs)] == [2, 1, 3, 4]

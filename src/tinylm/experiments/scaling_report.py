@@ -13,6 +13,8 @@ from tinylm.experiments.scaling import RESAMPLES, Frontier, compute_for_loss, fi
 SCALING = "scaling"
 SCALING_GPU = "scaling-gpu"
 """The scaling profile's extension on a lent GPU: two budgets x10 larger, fitted together with the CPU budgets."""
+EXTENDED = "_gpu"
+"""The suffix of the extended fits' figures: scaling_<dataset>_gpu.png."""
 SCALING_PROFILES = (SCALING, SCALING_GPU)
 """Dozens of runs per dataset: their fits say what they show, not the tables and figures of single runs."""
 

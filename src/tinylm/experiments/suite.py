@@ -107,12 +107,12 @@ def _variants(ds: str, model: str, prof: dict[str, Any] | None, profile: str, ab
             raise UsageError(f"ablations.{model} must be one key with a list of values, e.g. n_layers: [2, 4]")
         (name, values), = axis.items()
         variants = [({name: v}, [], f"{name}={v}") for v in values]
-    budgets = _budgets(prof, profile, model, ds)
+    budgets = sorted(_budgets(prof, profile, model, ds))
     if budgets:
-        windows = _size_windows(prof, profile, model, ds, len(variants), sorted(budgets)) if sizes else None
+        windows = _size_windows(prof, profile, model, ds, len(variants), budgets) if sizes else None
         variants = [(mv, s + ["train.epochs=null", "train.max_tokens=null", f"train.max_flops={b}"],
                      f"{label} flops={b:.0e}")
-                    for i, b in enumerate(sorted(budgets))
+                    for i, b in enumerate(budgets)
                     for mv, s, label in (variants[windows[i]] if windows else variants)]
     return variants
 

@@ -284,10 +284,12 @@ def profile_times(every: list[Run]) -> list[str]:
 
 def _span(group: list[Run]) -> float | None:
     """Seconds from the first run's start to the last run's end, by the wall-clock times of their histories."""
-    times = [(r.history[0].get("time"), r.history[-1].get("time")) for r in group if r.history]
-    starts = [a for a, _ in times if isinstance(a, (int, float))]
-    ends = [b for _, b in times if isinstance(b, (int, float))]
-    return max(ends) - min(starts) if starts and ends and len(times) == len(group) else None
+    if not all(r.history for r in group):
+        return None
+    starts, ends = [r.history[0].get("time") for r in group], [r.history[-1].get("time") for r in group]
+    if not all(isinstance(t, (int, float)) for t in starts + ends):
+        return None
+    return max(ends) - min(starts)
 
 
 def _fmt_hours(seconds: float) -> str:
