@@ -182,6 +182,13 @@ def test_context_longer_than_validation_split_is_refused(tmp_path):
     assert not (tmp_path / "results" / "runs").exists()
 
 
+def test_a_context_longer_than_the_training_sequences_is_refused(tiny_text_file, tmp_path):
+    cfg = tiny_config("attention", tiny_text_file, extra=["model.context_length=32"])  # train.seq_len=16
+    with pytest.raises(TinyLMError, match=r"never train its positions 16-31"):
+        train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    assert not (tmp_path / "results" / "runs").exists()
+
+
 def test_changed_config_under_the_same_run_name_is_refused(tiny_text_file, tmp_path):
     train_run(tiny_config("linear", tiny_text_file, steps=5), tmp_path / "r", run_name="x", quiet=True,
               data_dir=tmp_path / "d")
