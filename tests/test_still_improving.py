@@ -41,15 +41,15 @@ def make_run(name: str, model: str, valid: list[float], test_ll: float, dataset:
 ])
 def test_the_gain_over_the_last_tenth_of_steps_decides(valid, gain, rising):
     run = make_run("r", "lstm", valid, -4.6)
-    assert run.last_tenth_gain() == pytest.approx(gain)
-    assert run.still_improving() is rising
+    assert run.last_tenth_gain == pytest.approx(gain)
+    assert run.still_improving is rising
 
 
 def test_a_gain_of_exactly_the_threshold_or_no_earlier_evaluation_is_not_marked():
     exact = make_run("r", "lstm", [5.0] * 9 + [5.0 - STILL_IMPROVING / 2], -4.6)
-    assert not exact.still_improving()
-    assert make_run("one", "lstm", [5.0], -4.6).last_tenth_gain() is None
-    assert not make_run("none", "lstm", [], -4.6).still_improving()
+    assert not exact.still_improving
+    assert make_run("one", "lstm", [5.0], -4.6).last_tenth_gain is None
+    assert not make_run("none", "lstm", [], -4.6).still_improving
 
 
 FALLING = [6.0 - 0.1 * i for i in range(10)]

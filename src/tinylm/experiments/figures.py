@@ -51,7 +51,7 @@ def _curves_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, basel
     for (d, model), r in sorted(best.items(), key=lambda kv: model_key(kv[0][1])):
         if d == ds:
             ax.plot(*_loglik_curve(r, "tokens"), color=color(model),
-                    label=f"{model} (still improving)" if r.still_improving() else model)
+                    label=f"{model} (still improving)" if r.still_improving else model)
     _kneser_ney(ax, baselines, ds, "valid")
     ax.set(title="Valid log-likelihood while training (best run per architecture)",
            xlabel="training tokens", ylabel="valid log-likelihood (nats/token)")
@@ -65,7 +65,7 @@ def _bars_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselin
     unigram = best[(ds, models[0])].metrics.get("unigram_test_loglik")
     kn = baselines.get(ds, {}).get("test_loglik")
     base = unigram if unigram is not None else min(values) - 0.5
-    rising = [best[(ds, m)].still_improving() for m in models]
+    rising = [best[(ds, m)].still_improving for m in models]
     bars = ax.bar(models, [v - base for v in values], bottom=base, color=[color(m) for m in models])
     for bar, up in zip(bars, rising):
         if up:  # hatched: its budget, not its architecture, set this height
@@ -123,8 +123,8 @@ def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[s
     for (d, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
         m = r.metrics
         lines.append(f"{model:<12}{d:<16}{m['params']:>10,}{m['test_loglik']:>9.3f}{m['test_perplexity']:>9.2f}"
-                     f"{m['train_flops']:>10.1e}{' ' + MARK if r.still_improving() else ''}")
-    if any(r.still_improving() for r in best.values()):
+                     f"{m['train_flops']:>10.1e}{' ' + MARK if r.still_improving else ''}")
+    if any(r.still_improving for r in best.values()):
         lines += ["", f"{MARK} still improving: valid rose > {STILL_IMPROVING} nats over its last tenth of training"]
     axes[1, 1].text(0.0, 1.0, "Best run on valid, per architecture and dataset\n\n" + "\n".join(lines),
                     family="monospace", fontsize=9, va="top")
@@ -146,7 +146,7 @@ def compute_trajectories(every: list[Run], axes_by_model: dict[str, str], baseli
         fig, ax = plt.subplots(figsize=(10, 6))
         for r in sorted((r for r in every if r.dataset == ds and r.on_gpu == gpu), key=order):
             ax.plot(*_loglik_curve(r, "flops"), color=color(r.model), ls=STYLES.get(r.profile, "-"), alpha=0.8,
-                    label=r.label(axes_by_model) + (f" {MARK} still improving" if r.still_improving() else ""))
+                    label=r.label(axes_by_model) + (f" {MARK} still improving" if r.still_improving else ""))
         _kneser_ney(ax, baselines, ds, "valid")
         ax.set_xscale("log")
         where = "GPU runs" if gpu else "CPU runs"

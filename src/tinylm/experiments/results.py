@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ class Run:
             return None
         return tokens / DATASETS[base].split_tokens[0]
 
+    @cached_property
     def last_tenth_gain(self) -> float | None:
         """How much the valid log-likelihood (the subset scored while training) rose over the last tenth of the
         run's steps: best valid loss up to 90% of the steps minus the best over all; None without an evaluation in
@@ -93,10 +95,11 @@ class Run:
         before = [loss for step, loss in rows if step <= cut]
         return min(before) - min(loss for _, loss in rows) if before else None
 
+    @cached_property
     def still_improving(self) -> bool:
         """Its valid log-likelihood rose by more than STILL_IMPROVING nats over the last tenth of training: its
         budget, not its architecture, set where it ended."""
-        gain = self.last_tenth_gain()
+        gain = self.last_tenth_gain
         return gain is not None and gain > STILL_IMPROVING
 
 

@@ -21,11 +21,11 @@ FOOTNOTE = (f"{MARK} *still improving*: its valid log-likelihood rose by more th
 
 
 def _mark(r: Run) -> str:
-    return f" {MARK}" if r.still_improving() else ""
+    return f" {MARK}" if r.still_improving else ""
 
 
 def _footnote(runs: list[Run]) -> list[str]:
-    return ["", FOOTNOTE] if any(r.still_improving() for r in runs) else []
+    return ["", FOOTNOTE] if any(r.still_improving for r in runs) else []
 
 
 def compute_fit(runs: list[Run], dataset: str, model: str) -> tuple[float, float, int] | None:
@@ -102,10 +102,10 @@ def row(r: Run, axes: dict[str, str]) -> dict[str, Any]:
     keys = ("params", "context_length", "tokens_trained", "train_flops", "train_seconds", "tokens_per_second",
             "best_valid_loss", "valid_loglik", "test_loglik", "test_perplexity", "test_bits", "unigram_test_loglik",
             "status", "device", "torch_version")
-    gain = r.last_tenth_gain()
+    gain = r.last_tenth_gain
     return {"run": r.path.name, "source": r.source, "model": r.model, "dataset": r.dataset,
             "variant": r.variant(axes), "profile": r.profile, **{k: m.get(k) for k in keys},
-            "last_tenth_valid_gain": None if gain is None else round(gain, 5), "still_improving": r.still_improving()}
+            "last_tenth_valid_gain": None if gain is None else round(gain, 5), "still_improving": r.still_improving}
 
 
 def summary_table(runs: list[Run], baselines: dict[str, dict[str, Any]], profile: str | None) -> list[str]:
@@ -148,7 +148,7 @@ def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, d
         kn = baselines[ds]["test_loglik"]
         present = [m for m in model_names() if (ds, m) in best]
         beat = [m for m in present if best[(ds, m)].metrics["test_loglik"] >= kn + MARGIN]
-        pending = [m for m in present if m not in beat and best[(ds, m)].still_improving()]
+        pending = [m for m in present if m not in beat and best[(ds, m)].still_improving]
         name = f"the {baselines[ds]['order']}-gram Kneser-Ney model ({kn:.3f})"
         lines.append(f"- {ds}: {_verdict(ds, name, present, beat, pending)}.")
     return lines
@@ -206,7 +206,7 @@ def valid_test_gaps(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
 def _budget_note(r: Run) -> str:
     epochs = r.epochs()
     seen = f"{epochs:.1f} epochs" if epochs is not None else f"{r.metrics.get('tokens_trained', 0):,} tokens"
-    return f"{r.model} saw {seen}{' and was still improving when its budget ended' if r.still_improving() else ''}"
+    return f"{r.model} saw {seen}{' and was still improving when its budget ended' if r.still_improving else ''}"
 
 
 def order_surprises(best: dict[tuple[str, str], Run], datasets: list[str]) -> list[str]:
@@ -223,7 +223,7 @@ def order_surprises(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
                      and best[(ds, m)].metrics["test_loglik"] >= r.metrics["test_loglik"] + MARGIN]
             if above:
                 scores = ", ".join(f"{m} {best[(ds, m)].metrics['test_loglik']:.3f}" for m in above)
-                verdict = ("no conclusion on the architectures" if r.still_improving()
+                verdict = ("no conclusion on the architectures" if r.still_improving
                            else "at these budgets the simpler model is better")
                 lines.append(f"- {ds}: {complex_model} ({r.metrics['test_loglik']:.3f}) scores below the simpler "
                              f"{scores}; {_budget_note(r)}: {verdict}.")
