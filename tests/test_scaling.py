@@ -49,6 +49,16 @@ def test_the_fits_recover_a_known_law_within_their_bootstrap_bands():
     assert c == pytest.approx(5e12, rel=1e-6) and c_lo <= c <= c_hi and share > 0.5
 
 
+def test_a_loss_that_the_law_reaches_beyond_the_largest_float_is_never_reached_and_warns_nothing():
+    frontier = fit_frontier("ds", "transformer", synthetic_points(1.5, 3000.0, 0.3, 0.02, 0.5, 0.01, seed=3))
+    e, a, _ = frontier.law
+    frontier.law = (e, a, 0.01)  # C = (A / (L - E))^(1/α): 1e400 for the loss below
+    frontier.samples = np.array([[e, a, 0.01, 0.5], [e, a, 0.5, 0.5]])
+    with np.errstate(all="raise"):
+        c, _, hi, share = compute_for_loss(frontier, e + a * 1e-4)
+    assert c == math.inf and hi == math.inf and share == 0.5
+
+
 def test_more_noise_gives_wider_bands():
     quiet = fit_frontier("ds", "m", synthetic_points(1.5, 3000.0, 0.3, 0.02, 0.5, 0.002, seed=4), resamples=100)
     loud = fit_frontier("ds", "m", synthetic_points(1.5, 3000.0, 0.3, 0.02, 0.5, 0.05, seed=4), resamples=100)

@@ -5,6 +5,7 @@ and N*(C) ∝ C^a, with percentile bands from a bootstrap that resamples the run
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -200,11 +201,17 @@ def fit_frontier(dataset: str, model: str, points: dict[float, list[tuple[float,
     return Frontier(dataset, model, isoflops, law, size_law, samples, resamples, rejected=rejected)
 
 
+LOG_FLOAT_MAX = math.log(sys.float_info.max)
+
+
 def compute_for_loss(frontier: Frontier, loss: float) -> tuple[float, float, float, float]:
     """(C, low, high, share) with L*(C) = loss: the fit's compute, the percentile interval over the resamples that
     reach the loss at all, and the share of resamples that do (a loss at or below the floor E is never reached)."""
-    def solve(e: float, a: float, alpha: float) -> float:
-        return (a / (loss - e)) ** (1 / alpha) if loss > e else math.inf
+    def solve(e: float, a: float, alpha: float) -> float:  # in logs: a small α puts C past the largest float
+        if loss <= e:
+            return math.inf
+        log_c = (math.log(a) - math.log(loss - e)) / alpha
+        return math.exp(log_c) if log_c < LOG_FLOAT_MAX else math.inf
 
     central = solve(*frontier.law)  # type: ignore[misc]
     values = np.array([solve(*row[:3]) for row in frontier.samples])
