@@ -20,6 +20,8 @@ BAND = (2.5, 97.5)
 MIN_BUDGETS = 3
 """A power law E + A·C^(−α) has three parameters: it needs three budgets whose minimum was sampled."""
 ALPHA_MAX = 3.0
+LOG_FLOAT_MAX = math.log(sys.float_info.max)
+"""Past this, e^x is no float: a compute that large is never reached."""
 
 
 @dataclass
@@ -199,9 +201,6 @@ def fit_frontier(dataset: str, model: str, points: dict[float, list[tuple[float,
         law, size_law = None, None
     samples = bootstrap(isoflops, law, resamples, seed) if law is not None else np.empty((0, 4))
     return Frontier(dataset, model, isoflops, law, size_law, samples, resamples, rejected=rejected)
-
-
-LOG_FLOAT_MAX = math.log(sys.float_info.max)
 
 
 def compute_for_loss(frontier: Frontier, loss: float) -> tuple[float, float, float, float]:

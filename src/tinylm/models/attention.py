@@ -135,6 +135,7 @@ class AttentionLM(LanguageModel):
 
     supports_kv_cache = True
     takes_targets = True
+    learned_positions = True
 
     def __init__(self, config: AttentionConfig):
         super().__init__()

@@ -72,6 +72,8 @@ class LanguageModel(nn.Module):
     takes_targets: bool = False
     #: True for models that carry a state through a whole split (LSTM): evaluated as one stream, never reset.
     recurrent: bool = False
+    #: True for models with a learned embedding per position (attention, transformer): training must reach them all.
+    learned_positions: bool = False
 
     @property
     def context_length(self) -> int:

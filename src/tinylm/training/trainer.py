@@ -76,8 +76,8 @@ class Plan:
         seq_len = t.seq_len or model.default_seq_len()
         if not model.fixed_window and seq_len > model.context_length:
             seq_len = model.context_length
-        if not (model.fixed_window or model.recurrent) and seq_len < model.context_length:
-            raise TinyLMError(  # learned positions: those past seq_len would stay at their initial values
+        if model.learned_positions and seq_len < model.context_length:
+            raise TinyLMError(  # those past seq_len would stay at their initial values
                 f"train.seq_len ({seq_len}) is shorter than model.context_length ({model.context_length}): the "
                 f"{cfg.model_name} model would never train its positions {seq_len}-{model.context_length - 1}, which "
                 "evaluation and generation use; set train.seq_len to the context length or lower model.context_length"
