@@ -327,10 +327,27 @@ def test_an_improvement_smaller_than_min_improvement_counts_as_none(tiny_text_fi
     assert {r["lr"] for r in evals[1:]} == {0.004}
 
 
+def test_plateau_max_decays_ends_the_run_where_the_rate_would_be_decayed_once_more(tiny_text_file, tmp_path,
+                                                                                    monkeypatch):
+    """Scripted valid losses (step 0, then every 10 steps): two improvements, then plateaus. With patience 1 the
+    rate decays at the first two plateaus; the third would be a third decay, so the run ends there, although early
+    stopping (patience 10) would have waited seven evaluations more; the best weights are those of step 20."""
+    cfg = tiny_config("mlp", tiny_text_file, steps=200, extra=[
+        "train.scheduler=plateau", "train.plateau_patience=1", "train.plateau_max_decays=2",
+        "train.early_stopping_patience=10", "train.learning_rate=0.004", "train.warmup_steps=0"])
+    script_valid_losses(monkeypatch, cfg, [3.1, 3.0, 2.9] + [2.95] * 20)
+    metrics, run_dir, _ = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
+    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if r.get("valid_loss") is not None]
+    assert metrics["status"] == "stopped_early" and metrics["steps"] == 50 and metrics["best_step"] == 20
+    assert [r["lr"] for r in evals[1:]] == pytest.approx([0.004, 0.004, 0.004, 0.001, 0.00025])
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["plateau_max_decays"] == 2
+
+
 def test_training_fields_added_later_stay_out_of_config_yaml_at_their_defaults(tiny_text_file):
     train = tiny_config("mlp", tiny_text_file).to_dict()["train"]
     assert "plateau_patience" not in train and "plateau_factor" not in train
-    assert "min_improvement" not in train
+    assert "min_improvement" not in train and "plateau_max_decays" not in train
 
 
 def test_the_speed_forecast_never_measures_more_steps_than_the_run_has_left(tiny_text_file, tmp_path, monkeypatch):

@@ -59,6 +59,9 @@ class TrainConfig:
     """plateau: evaluations without improvement before each decay of the learning rate."""
     plateau_factor: float = 0.25
     """plateau: the factor of each decay."""
+    plateau_max_decays: int = 0
+    """plateau: end the run where the rate would be decayed once more than this (0: no limit). A run whose rate is
+    already down by plateau_factor**n has taken nearly all it will get; the rest is early stopping's wait."""
     weight_decay: float = 0.1
     """Decay of the weight matrices of linear layers only (not biases, norms, embeddings): decoupled in AdamW."""
     beta1: float = 0.9
@@ -112,7 +115,7 @@ class TrainConfig:
                             f"{self.plateau_patience}, {self.plateau_factor})")
         if not 0 <= self.min_improvement < 1:
             problems.append(f"train.min_improvement must be in [0, 1) nats (got {self.min_improvement})")
-        for name in ("warmup_steps", "early_stopping_patience"):
+        for name in ("warmup_steps", "early_stopping_patience", "plateau_max_decays"):
             if getattr(self, name) < 0:
                 problems.append(f"train.{name} must be >= 0 (got {getattr(self, name)})")
         if self.weight_decay < 0 or self.gradient_clip < 0:
@@ -139,7 +142,7 @@ class TrainConfig:
 FROM_DATA = ("vocab_size", "token_counts")
 """Model config fields set from the dataset once it is loaded, never by a config file (nor saved in config.yaml)."""
 OMITTED_AT_DEFAULT = {"model": {"head": "full", "cutoffs": None, "input_dropout": 0.0},
-                      "train": {"plateau_patience": 2, "plateau_factor": 0.25, "min_improvement": 0.0,
+                      "train": {"plateau_patience": 2, "plateau_factor": 0.25, "plateau_max_decays": 0, "min_improvement": 0.0,
                                 "optimizer": "adamw", "carry_state": False}}
 """Fields added after runs were shipped, per section: left out of config.yaml (and so of the run's digest) at their
 defaults, so every earlier run keeps its name."""

@@ -313,7 +313,10 @@ class Trainer:
         else:
             s.bad_evals += 1
             if t.scheduler == "plateau" and s.bad_evals % t.plateau_patience == 0:
-                s.lr_decays += 1
+                if t.plateau_max_decays and s.lr_decays >= t.plateau_max_decays:
+                    s.stopped_early = True
+                else:
+                    s.lr_decays += 1
         if t.early_stopping_patience and s.bad_evals >= t.early_stopping_patience:
             s.stopped_early = True
         return row, improved
