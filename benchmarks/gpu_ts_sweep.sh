@@ -4,7 +4,8 @@
 # run, in fp32 (TF32 matrix products), four runs at a time on the one GPU. Each run is chosen on valid only; test is
 # read afterwards. Prepared and tested on CPU first:
 #   DEVICE=cpu TOKENS_SCALE=0.0005 PAR=2 bash benchmarks/gpu_ts_sweep.sh
-# Everything lands under $OUT: a log per run and runs.tgz (runs without weights).
+# Everything lands under $OUT: a log per run, summary.json (benchmarks/sweep_summary.py: best on valid first) and
+# runs.tgz (runs without weights).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
@@ -60,6 +61,8 @@ for v in "${variants[@]}"; do
   if [ $((i % PAR)) -eq 0 ]; then wait; fi
 done
 wait
+base=$(grep -o 'runs/[^ ]*' "$OUT/logs/base.log" | tail -1 | cut -d/ -f2)
+python benchmarks/sweep_summary.py "$OUT/results/runs" "$base" > "$OUT/summary.json"
 tar czf "$OUT/runs.tgz" -C "$OUT/results" --exclude=model.safetensors --exclude=last --exclude=.lock \
   --exclude=snapshots runs
 log "done"
