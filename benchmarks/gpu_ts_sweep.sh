@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A lent-GPU sweep around the full profile's Tiny Shakespeare transformer (issue 14: it scores -1.703 on test, the
 # 7-gram Kneser-Ney -1.687): the same recipe (d=192 x 6 layers, context 128, 12M tokens) with one thing changed per
-# run, in fp32 (TF32 matrix products), four runs at a time on the one GPU. Each run is chosen on valid only; test is
+# run, in fp32 (TF32 matrix products), PAR runs at a time (default 4) on the one GPU. Each run is chosen on valid only; test is
 # read afterwards. Prepared and tested on CPU first:
 #   DEVICE=cpu TOKENS_SCALE=0.0005 PAR=2 bash benchmarks/gpu_ts_sweep.sh
+# SET=seeds runs the recipe with 6 more seeds and its 4-layer variant with 4 more instead.
 # Everything lands under $OUT: a log per run, summary.json (benchmarks/sweep_summary.py: best on valid first) and
 # runs.tgz (runs without weights).
 set -u
@@ -45,6 +46,11 @@ variants=(
   "seed2|--seed 2"
   "seed3|--seed 3"
 )
+if [ "${SET:-changes}" = seeds ]; then  # the recipe's seed-to-seed spread, and that of its 4-layer variant
+  variants=("base|")
+  for seed in 4 5 6 7 8 9; do variants+=("seed$seed|--seed $seed"); done
+  for seed in 2 3 4 5; do variants+=("layers4-seed$seed|--set model.n_layers=4 --seed $seed"); done
+fi
 run() {  # name|overrides
   local name=${1%%|*} args=${1#*|}
   # shellcheck disable=SC2086
