@@ -142,8 +142,8 @@ class TrainConfig:
 FROM_DATA = ("vocab_size", "token_counts")
 """Model config fields set from the dataset once it is loaded, never by a config file (nor saved in config.yaml)."""
 OMITTED_AT_DEFAULT = {"model": {"head": "full", "cutoffs": None, "input_dropout": 0.0},
-                      "train": {"plateau_patience": 2, "plateau_factor": 0.25, "plateau_max_decays": 0, "min_improvement": 0.0,
-                                "optimizer": "adamw", "carry_state": False}}
+                      "train": {"plateau_patience": 2, "plateau_factor": 0.25, "plateau_max_decays": 0,
+                                "min_improvement": 0.0, "optimizer": "adamw", "carry_state": False}}
 """Fields added after runs were shipped, per section: left out of config.yaml (and so of the run's digest) at their
 defaults, so every earlier run keeps its name."""
 
