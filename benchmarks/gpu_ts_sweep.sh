@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A lent-GPU sweep around the full profile's Tiny Shakespeare transformer (issue 14: it scores -1.703 on test, the
 # 7-gram Kneser-Ney -1.687): the same recipe (d=192 x 6 layers, context 128, 12M tokens) with one thing changed per
-# run, in fp32 (TF32 matrix products), PAR runs at a time (default 4) on the one GPU. Each run is chosen on valid only; test is
-# read afterwards. Prepared and tested on CPU first:
+# run, in fp32 (TF32 matrix products), PAR runs at a time (default 4) on the one GPU. Each run is chosen on valid
+# only; test is read afterwards. Prepared and tested on CPU first:
 #   DEVICE=cpu TOKENS_SCALE=0.0005 PAR=2 bash benchmarks/gpu_ts_sweep.sh
 # SET=seeds runs the recipe with 6 more seeds and its 4-layer variant with 4 more instead.
 # Everything lands under $OUT: a log per run, summary.json (benchmarks/sweep_summary.py: best on valid first) and
@@ -17,7 +17,8 @@ mkdir -p "$OUT/logs"
 export TINYLM_DATA_MIRROR=$PWD/.gpu-data MPLBACKEND=Agg PYTHONUNBUFFERED=1
 log() { echo "[$(date +%T)] $*"; }
 if [ "$DEVICE" = cuda ]; then
-  python -m pip install --no-deps --no-build-isolation -q -e . > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
+  python -m pip install --no-deps --no-build-isolation -q -e . > "$OUT/install.log" 2>&1 \
+    || { tail -20 "$OUT/install.log"; exit 1; }
   python -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))" | tee "$OUT/device.txt"
   extra=(--device cuda --precision fp32)
 else
@@ -68,7 +69,7 @@ for v in "${variants[@]}"; do
 done
 wait
 base=$(grep -o 'runs/[^ ]*' "$OUT/logs/base.log" | tail -1 | cut -d/ -f2)
-python benchmarks/sweep_summary.py "$OUT/results/runs" "$base" > "$OUT/summary.json"
+python benchmarks/sweep_summary.py "$OUT/results" "$base" > "$OUT/summary.json"
 tar czf "$OUT/runs.tgz" -C "$OUT/results" --exclude=model.safetensors --exclude=last --exclude=.lock \
   --exclude=snapshots runs
 log "done"
