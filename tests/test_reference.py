@@ -58,6 +58,18 @@ def test_the_shipped_report_regenerates_byte_for_byte(tmp_path, monkeypatch):
         assert made[name] == data, f"{name} differs when regenerated"
 
 
+def test_every_shipped_run_counts_its_flops_as_the_readme_says():
+    """train_flops = tokens_trained x the training FLOPs per token (3x forward), the k-1 context positions of a window
+    model counting nothing: runs recorded under an older count are recounted (benchmarks/recount_window_flops.py) or
+    trained again, never shipped with numbers that today's code would not write."""
+    wrong = []
+    for metrics in sorted((REFERENCE / "runs").glob("*/metrics.json")):
+        m = json.loads(metrics.read_text())
+        if abs(m["train_flops"] / (3 * m["flops_per_token"] * m["tokens_trained"]) - 1) > 1e-6:
+            wrong.append(metrics.parent.name)
+    assert not wrong
+
+
 def test_your_report_shows_your_runs_beside_the_shipped_ones(shipped, tmp_path, tiny_text_file):
     assert main(["train", "--model", "linear", "--data", str(tiny_text_file), "--level", "char", "--max-steps", "5",
                  "--quiet", "--data-dir", str(tmp_path / "d")]) == 0
