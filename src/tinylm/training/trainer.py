@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from tinylm import distributed
-from tinylm.config import RunConfig
+from tinylm.config import RunConfig, TrainConfig
 from tinylm.data.corpus import Corpus, sample_batch, stream_batch
 from tinylm.device import configure, device_name, exact_fp32, pick_device, pick_dtype
 from tinylm.errors import TinyLMError, UsageError
@@ -54,6 +54,23 @@ class TrainState:
     stopped_early: bool = False
     lr_decays: int = 0
     """Plateaus of the validation curve so far (the `plateau` schedule's decays)."""
+
+    def record_valid(self, loss: float, t: TrainConfig) -> bool:
+        """Count a validation loss at the current step: keep it if it is the best by more than t.min_improvement,
+        else decay the plateau schedule or stop (plateau_max_decays, early stopping); returns whether it improved."""
+        improved = self.best_valid is None or loss < self.best_valid - t.min_improvement
+        if improved:
+            self.best_valid, self.best_step, self.bad_evals = loss, self.step, 0
+        else:
+            self.bad_evals += 1
+            if t.scheduler == "plateau" and self.bad_evals % t.plateau_patience == 0:
+                if t.plateau_max_decays and self.lr_decays >= t.plateau_max_decays:
+                    self.stopped_early = True
+                else:
+                    self.lr_decays += 1
+        if t.early_stopping_patience and self.bad_evals >= t.early_stopping_patience:
+            self.stopped_early = True
+        return improved
 
 
 class Diverged(TinyLMError):
@@ -307,19 +324,7 @@ class Trainer:
                "lr": self.learning_rate(), "train_loss": s.loss_sum / s.loss_count if s.loss_count else None,
                "valid_loss": result.loss}
         s.loss_sum, s.loss_count = 0.0, 0
-        improved = s.best_valid is None or result.loss < s.best_valid - t.min_improvement
-        if improved:
-            s.best_valid, s.best_step, s.bad_evals = result.loss, s.step, 0
-        else:
-            s.bad_evals += 1
-            if t.scheduler == "plateau" and s.bad_evals % t.plateau_patience == 0:
-                if t.plateau_max_decays and s.lr_decays >= t.plateau_max_decays:
-                    s.stopped_early = True
-                else:
-                    s.lr_decays += 1
-        if t.early_stopping_patience and s.bad_evals >= t.early_stopping_patience:
-            s.stopped_early = True
-        return row, improved
+        return row, s.record_valid(result.loss, t)
 
     # -- resume --------------------------------------------------------------------------------------------------
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

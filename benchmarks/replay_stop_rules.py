@@ -1,0 +1,51 @@
+"""Replay shipped runs' validation curves under other stop rules (early_stopping_patience, plateau_max_decays),
+through the trainer's own rule (TrainState.record_valid): where each run would have stopped, its best valid loss
+then, and whether the report would mark it still improving. Exact for rules that only end a run sooner: its curve
+up to the stop is the one it had. How the full profile's PTB and WikiText-2 stop rules were chosen; seconds on a CPU:
+
+    python benchmarks/replay_stop_rules.py results/reference/runs/wikitext2-* --rules 5:0 3:4 3:3 3:2
+"""
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from tinylm.config import TrainConfig
+from tinylm.experiments.results import STILL_IMPROVING
+from tinylm.runs import read_config
+from tinylm.training.trainer import TrainState
+
+parser = argparse.ArgumentParser()
+parser.add_argument("runs", nargs="+", type=Path)
+parser.add_argument("--rules", nargs="+", default=["5:0", "3:4", "3:3", "3:2"],
+                    help="PATIENCE:MAX_DECAYS pairs (0: off)")
+args = parser.parse_args()
+
+def replay(rows: list[dict], t: TrainConfig) -> tuple[list[dict], TrainState]:
+    """The evaluations a run with train config `t` would have made of these, and its state at the last."""
+    state, seen = TrainState(), []
+    for r in rows:
+        state.step = r["step"]
+        state.record_valid(r["valid_loss"], t)
+        seen.append(r)
+        if state.stopped_early:
+            break
+    return seen, state
+
+
+for run in args.runs:
+    cfg = read_config(run)
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    rows = [r for r in rows if isinstance(r.get("valid_loss"), (int, float))]
+    kept = replay(rows, cfg.train)[1].best_valid  # the run's own rule: the best it kept
+    out = {"run": run.name, "minutes": round(rows[-1]["seconds"] / 60, 1), "best": kept}
+    for rule in args.rules:
+        patience, decays = (int(x) for x in rule.split(":"))
+        t = dataclasses.replace(cfg.train, early_stopping_patience=patience, plateau_max_decays=decays)
+        seen, state = replay(rows, t)
+        cut = 0.9 * seen[-1]["step"]
+        gain = min(r["valid_loss"] for r in seen if r["step"] <= cut) - state.best_valid
+        out[rule] = {"minutes": round(seen[-1]["seconds"] / 60, 1), "best_lost": round(state.best_valid - kept, 4),
+                     "still_improving": gain > STILL_IMPROVING}
+    print(json.dumps(out))
