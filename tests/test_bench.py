@@ -7,7 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from tinylm.bench import head_speed, precision_quality, random_corpus, run_bench, summary_lines, time_to_target
+from tinylm.bench import (
+    head_speed,
+    precision_quality,
+    profile_precision,
+    random_corpus,
+    run_bench,
+    summary_lines,
+    time_to_target,
+)
+from tinylm.errors import TinyLMError
+from tinylm.resolve import load_suite_file, resolve_run
 
 pytestmark = pytest.mark.slow  # measures the machine; seconds each
 
@@ -67,3 +77,29 @@ def test_adaptive_head_speed_compares_both_heads_on_the_same_body(mirror, data_d
 def test_the_stand_in_corpus_follows_zipfs_law():
     counts = np.bincount(random_corpus("wikitext2", zipf=True).splits["train"], minlength=33_278)
     assert counts[0] / counts[9] == pytest.approx(10, rel=0.15) and counts[0] > counts[1] > counts[3]
+
+
+def test_profile_bench_times_each_run_of_the_profile_in_both_precisions(tmp_path, mirror, data_dir):
+    report, _ = run_bench(tmp_path, quick=True, repeats=1, profile="sprint", data_dir=str(data_dir),
+                          mirror=str(mirror))
+    section = report["profile_precision"]
+    (row,) = section["rows"]  # the sprint profile: the transformer on Tiny Shakespeare
+    assert section["profile"] == "sprint" and (row["model"], row["dataset"]) == ("transformer", "tinyshakespeare")
+    want = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file(), profile="sprint").train.precision
+    assert row["trains_in"] == want
+    assert row["speedup"] == pytest.approx(row["bf16"]["tokens_per_second"]["median"] /
+                                           row["fp32"]["tokens_per_second"]["median"])
+    assert "training" not in report  # the profile's runs instead of the reference models
+    assert any(line.startswith("transformer") and f"{row['speedup']:.2f}x" in line for line in summary_lines(report))
+
+
+def test_profile_bench_notes_a_dataset_it_cannot_load(tmp_path):
+    (tmp_path / "mirror").mkdir()
+    rows = profile_precision("sprint", 1, 1, "cpu", str(tmp_path / "data"), str(tmp_path / "mirror"))
+    assert rows == [{"dataset": "tinyshakespeare", "note": rows[0]["note"]}] and rows[0]["note"].startswith("skipped")
+
+
+def test_profile_bench_refuses_an_unknown_profile_before_measuring(tmp_path):
+    with pytest.raises(TinyLMError, match="unknown profile 'nope'"):
+        run_bench(tmp_path, profile="nope")
+    assert not (tmp_path / "bench").exists()

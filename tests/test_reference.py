@@ -141,6 +141,17 @@ def test_training_announces_what_it_trains_and_how_long_it_should_take(tiny_suit
     assert "tokens/s measured for 2 s" in line
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_training_says_so_and_warns_where_the_machine_has_no_native_bf16(tiny_suite, tmp_path, capsys,
+                                                                             monkeypatch, native):
+    monkeypatch.setattr("tinylm.training.trainer.bf16_native", lambda device: native)
+    assert main(["suite", "--profile", "tiny", "--config", str(tiny_suite), "--quiet", "--set",
+                 "train.precision=bf16", "--data-dir", str(tmp_path / "d")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "bf16 autocast; expect ~" in next(li for li in lines if li.startswith("training "))
+    assert any(li.startswith("note: this run trains in bf16 autocast") for li in lines) is not native
+
+
 def test_the_speed_measurement_leaves_the_run_bit_identical(tiny_suite, tmp_path):
     """The CLI measures 2 s of training before a run (on copies); the run must not notice."""
     from tinylm.resolve import load_suite_file, resolve_run

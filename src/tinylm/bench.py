@@ -37,7 +37,7 @@ from tinylm.errors import TinyLMError
 from tinylm.generate.sampling import generate_ids, sample
 from tinylm.io import atomic_write_json
 from tinylm.models.registry import build_model, model_names
-from tinylm.resolve import load_suite_file, resolve_run
+from tinylm.resolve import load_suite_file, profile_datasets, resolve_run
 from tinylm.runner import score_snapshots, time_to, train_run
 from tinylm.training.evaluate import evaluate
 from tinylm.training.trainer import Trainer
@@ -158,6 +158,43 @@ def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: st
     out["cutoffs"], out["tail_shares"] = list(adaptive.cutoffs), list(adaptive.tail_shares)
     out["speedup"] = statistics.median(rates["adaptive"]) / statistics.median(rates["full"])
     return out
+
+
+def profile_precision(profile: str, steps: int, repeats: int, device: str, data_dir: str | None, mirror: str | None,
+                      progress: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
+    """Training tokens/s of every run of a suite profile in fp32 and in bf16 autocast: the run's own config and
+    corpus, both precisions built in this process and alternated `repeats` times on the same batches, beside the
+    precision the profile trains it in. A dataset that is not available here is skipped with a note."""
+    raw = load_suite_file()
+    rows: list[dict[str, Any]] = []
+    for dataset, models in profile_datasets(raw, profile).items():
+        corpus = None
+        for model in models:
+            cfgs = {prec: resolve_run(model, dataset, raw=raw, profile=profile,
+                                      train_values={"max_steps": 10**9, "precision": prec, "device": device})
+                    for prec in ("fp32", "bf16")}
+            if corpus is None:
+                try:
+                    corpus = load_corpus(cfgs["fp32"].data, data_dir, mirror, quiet=True)
+                except TinyLMError as e:
+                    rows.append({"dataset": dataset, "note": f"skipped: {e}"})
+                    break
+            progress(f"fp32 against bf16: {model} on {dataset} ({profile} profile)")
+            trainers = {prec: Trainer(cfg, corpus) for prec, cfg in cfgs.items()}
+            for trainer in trainers.values():
+                for _ in range(2):  # warm-up
+                    trainer.train_step(1e-4)
+            rates: dict[str, list[float]] = {prec: [] for prec in trainers}
+            for _ in range(repeats):
+                for prec, trainer in trainers.items():
+                    rates[prec].append(_step_rate(trainer, steps))
+            trains_in = resolve_run(model, dataset, raw=raw, profile=profile).train.precision
+            rows.append({"model": model, "dataset": dataset, "trains_in": trains_in,
+                         "tokens_per_step": trainers["fp32"].plan.tokens_per_step,
+                         **{prec: {"tokens_per_second": _median_spread(r)} for prec, r in rates.items()},
+                         "speedup": statistics.median(rates["bf16"]) / statistics.median(rates["fp32"])})
+            del trainers
+    return rows
 
 
 def precision_quality(steps: int, data_dir: str | None, mirror: str | None, device: str) -> dict[str, Any]:
@@ -333,14 +370,18 @@ def run_bench(
     repeats: int = 5,
     device: str = "auto",
     time_target: bool | None = None,
+    profile: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> tuple[dict[str, Any], Path]:
     """Measure everything and write results/bench/<host>-<date>.json; returns the report and its path.
 
     precision: fp32, bf16 or both (default: both where bf16 is native here, else fp32). time_target: train the
-    `sprint` profile for the time to -1.77 nats/char on test (default: on unless quick; about 6 minutes).
+    `sprint` profile for the time to -1.77 nats/char on test (default: on unless quick; about 6 minutes). profile:
+    instead of the reference models, every run of that suite profile in fp32 against bf16 (`profile_precision`).
     `progress` is told what is being measured (the CLI shows it).
     """
+    if profile:
+        profile_datasets(load_suite_file(), profile)  # a wrong name fails before anything is measured
     dev = pick_device(device)
     threads = use_all_cores() if dev.type == "cpu" else torch.get_num_threads()
     repeats = 2 if quick else repeats
@@ -352,6 +393,11 @@ def run_bench(
     before = matmul_peak(dev, repeats)
     if native_bf16:
         report["matmul_bf16"] = matmul_peak(dev, repeats, torch.bfloat16)
+    if profile:
+        report["matmul_fp32"] = before
+        report["profile_precision"] = {"profile": profile, "rows": profile_precision(
+            profile, 3 if quick else 10, repeats, device, data_dir, mirror, progress)}
+        return report, _write(results, report)
     precisions = ["fp32", "bf16"] if precision == "both" else [precision]
     training = _training_speeds(only, precisions, quick, repeats, device, dev, progress)
     # The peak again after the models: the utilisation is against the best the machine showed in this run.
@@ -371,17 +417,29 @@ def run_bench(
     if not only or "transformer" in only:
         report["adaptive_head"] = [head_speed(name, 3 if quick else 10, repeats, device, data_dir, mirror, progress)
                                    for name in ("ptb", "wikitext2")]
+    _beyond_training(report, quick, repeats, device, dev, data_dir, mirror,
+                     time_target if time_target is not None else not quick, progress)
+    return report, _write(results, report)
+
+
+def _beyond_training(report: dict[str, Any], quick: bool, repeats: int, device: str, dev: torch.device,
+                     data_dir: str | None, mirror: str | None, time_target: bool,
+                     progress: Callable[[str], None]) -> None:
+    """Evaluation, generation, cache loading and (time_target) the time to -1.77 on test, into `report`."""
     progress("evaluation, generation and cache loading")
     report["evaluation"] = eval_speed("tinyshakespeare", repeats, dev)
     report["generation"] = generation_speed(repeats, dev, 128 if quick else 384)
     report["cache_load"] = cache_load_speed(data_dir, mirror, repeats)
-    if time_target if time_target is not None else not quick:
+    if time_target:
         progress("time to -1.77 nats/char on test: training the sprint profile (5 minutes)")
         with tempfile.TemporaryDirectory() as tmp:
             report["time_to_target"] = time_to_target(-1.77, Path(tmp), data_dir, mirror, device)
+
+
+def _write(results: Path, report: dict[str, Any]) -> Path:
     out = results / "bench" / f"{socket.gethostname()}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_json(out, report)
-    return report, out
+    return out
 
 
 def _case_note(row: dict[str, Any]) -> str:
@@ -396,6 +454,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"machine: {m['device']}, torch {m['torch_version']}"]
     if "matmul_bf16" in report:
         lines.append(f"bf16 matmul peak: {report['matmul_bf16']['peak_gflops']:.0f} GFLOP/s")
+    if "profile_precision" in report:
+        return lines + [f"fp32 matmul peak: {fp32['peak_gflops']:.0f} GFLOP/s"] + _profile_lines(
+            report["profile_precision"])
     lines.append(f"fp32 matmul peak: {fp32['peak_gflops']:.0f} GFLOP/s (before the models: 1024 "
                  f"{fp32['1024']['max']:.0f}, 2048 {fp32['2048']['max']:.0f}; after: "
                  f"{fp32['after_models']['peak_gflops']:.0f})")
@@ -433,4 +494,16 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                      f"{t['train_seconds']:.0f} s of training)")
     elif t is not None:
         lines.append(f"time to -1.77 on test: {t['note']}")
+    return lines
+
+
+def _profile_lines(section: dict[str, Any]) -> list[str]:
+    lines = [f"{section['profile']} profile, training tokens/s by precision:",
+             f"{'model':<14}{'dataset':<18}{'fp32':>9}{'bf16':>9}{'bf16/fp32':>11}  trains in"]
+    for r in section["rows"]:
+        if "note" in r:
+            lines.append(f"{'':<14}{r['dataset']:<18}{r['note']}")
+            continue
+        lines.append(f"{r['model']:<14}{r['dataset']:<18}{r['fp32']['tokens_per_second']['median']:>9,.0f}"
+                     f"{r['bf16']['tokens_per_second']['median']:>9,.0f}{r['speedup']:>10.2f}x  {r['trains_in']}")
     return lines

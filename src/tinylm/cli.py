@@ -242,9 +242,13 @@ def announce(info: dict[str, Any]) -> None:
     start = f"resuming {info['model']} on {info['dataset']} at step {info['from_step']:,}" if info["from_step"] else \
         f"training {info['model']} on {info['dataset']}"
     total = info["train_seconds"] + info["eval_seconds"]
-    print(f"{start}: {info['params']:,} params, {what}; expect ~{_duration(total)} here "
-          f"({info['tokens_per_second']:,.0f} tokens/s measured for 2 s; {_duration(info['eval_seconds'])} of it "
-          "evaluation)", flush=True)
+    print(f"{start}: {info['params']:,} params, {what}{', bf16 autocast' if info.get('bf16') else ''}; expect "
+          f"~{_duration(total)} here ({info['tokens_per_second']:,.0f} tokens/s measured for 2 s; "
+          f"{_duration(info['eval_seconds'])} of it evaluation)", flush=True)
+    if info.get("bf16") and not info.get("bf16_native"):
+        print("note: this run trains in bf16 autocast, which this machine has no native instructions for (AVX-512 "
+              "bf16, AMX or a bf16 GPU), so it may train slower than fp32; --precision fp32 trains it in fp32 "
+              "(a different run)", flush=True)
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -481,7 +485,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     report, path = run_bench(results_dir(args.results_dir), quick=args.quick, data_dir=args.data_dir,
                              mirror=args.mirror, only=args.only, precision=args.precision, repeats=args.repeats,
-                             device=args.device, time_target=args.time_to_target, progress=progress)
+                             device=args.device, time_target=args.time_to_target, profile=args.profile,
+                             progress=progress)
     if sys.stderr.isatty():
         print(" " * 79, end="\r", file=sys.stderr, flush=True)
     print("\n".join(summary_lines(report)))
@@ -645,6 +650,8 @@ def _add_bench(sub: Any) -> None:
                    help="train the sprint profile (5 min) for the time to -1.77 on test (default: on unless --quick)")
     p.add_argument("--repeats", type=_at_least_one, default=5, help="repeats per figure (the median is reported)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--profile", help="instead: every run of this suite profile (e.g. full) in fp32 against bf16, on "
+                                     "its own data (the precision each run should train in here)")
     add_data_options(p)
     p.set_defaults(func=cmd_bench)
 

@@ -121,10 +121,11 @@ def bf16_native(device: torch.device) -> bool:
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for a precision setting, or None for fp32.
 
-    auto = bf16 on CUDA; fp32 on CPU: even where the CPU has bf16 instructions (AVX-512 bf16 on AMD Zen 4, whose
-    bf16 matmul peak measured 2.3x fp32), bf16 autocast trained these small models only 1.1-1.2x faster, because
-    the casts, layer norms, softmax and attention backward do not speed up — too little to change the numerics by
-    default. `tinylm bench` measures both precisions (speed and validation loss) on the machine at hand.
+    auto = bf16 on CUDA; fp32 on CPU. Where a CPU has bf16 instructions (AVX-512 bf16 on AMD Zen 4, whose bf16
+    matmul peak measured 2.3x fp32) the gain depends on the model: 1.3-1.9x for the MLPs, LSTMs and the PTB
+    transformer of the full profile, about 1.1x for the Tiny Shakespeare transformer and slower for attention-only
+    models (SDPA's bf16 backward), so a suite profile sets `precision: bf16` per run where it was measured faster
+    (`tinylm bench --profile full`); the default does not change the numerics on a guess.
     """
     if precision == "fp32":
         return None

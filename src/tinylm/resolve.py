@@ -14,7 +14,7 @@ import yaml
 from tinylm.config import DataConfig, RunConfig, TrainConfig, model_keys
 from tinylm.data.sources import DATASETS, canonical_name
 from tinylm.errors import UsageError
-from tinylm.models.registry import check_name
+from tinylm.models.registry import MODELS, check_name
 from tinylm.strict import field_names, from_dict, to_dict, unknown_key_error, unknown_name_error
 
 
@@ -82,6 +82,25 @@ def load_suite_file(path: str | Path | None = None) -> dict[str, Any]:
             raise unknown_key_error(str(key), TOP_KEYS, f"{path}")
     raw["_path"] = str(path)
     return raw
+
+
+def profile_datasets(raw: dict[str, Any], profile: str) -> dict[str, list[str]]:
+    """{dataset: [models]} of a profile."""
+    prof = (raw.get("profiles") or {}).get(profile)
+    if prof is None:
+        raise unknown_name_error("profile", profile, list(raw.get("profiles") or {}))
+    if not isinstance(prof, dict):
+        raise UsageError(f"profiles.{profile} must be a mapping (datasets, ablations, training, models, ...)")
+    datasets = prof.get("datasets") or {"tinyshakespeare": list(MODELS)}
+    if isinstance(datasets, list):
+        datasets = {d: list(MODELS) for d in datasets}
+    out = {}
+    for ds, models in datasets.items():
+        models = list(MODELS) if models in (None, "all") else list(models)
+        for m in models:
+            check_name(m)
+        out[ds] = models
+    return out
 
 
 def _section(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:

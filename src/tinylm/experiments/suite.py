@@ -9,10 +9,9 @@ from typing import Any
 from tinylm.config import RunConfig
 from tinylm.data.sources import canonical_name
 from tinylm.errors import TinyLMError, UsageError
-from tinylm.models.registry import MODELS, check_name
-from tinylm.resolve import resolve_run
+from tinylm.models.registry import MODELS
+from tinylm.resolve import profile_datasets, resolve_run
 from tinylm.runs import config_digest
-from tinylm.strict import unknown_name_error
 
 
 @dataclass
@@ -21,25 +20,6 @@ class SuiteRun:
 
     config: RunConfig
     label: str
-
-
-def profile_datasets(raw: dict[str, Any], profile: str) -> dict[str, list[str]]:
-    """{dataset: [models]} of a profile."""
-    prof = (raw.get("profiles") or {}).get(profile)
-    if prof is None:
-        raise unknown_name_error("profile", profile, list(raw.get("profiles") or {}))
-    if not isinstance(prof, dict):
-        raise UsageError(f"profiles.{profile} must be a mapping (datasets, ablations, training, models, ...)")
-    datasets = prof.get("datasets") or {"tinyshakespeare": list(MODELS)}
-    if isinstance(datasets, list):
-        datasets = {d: list(MODELS) for d in datasets}
-    out = {}
-    for ds, models in datasets.items():
-        models = list(MODELS) if models in (None, "all") else list(models)
-        for m in models:
-            check_name(m)
-        out[ds] = models
-    return out
 
 
 def _ablated_datasets(setting: Any, profile: str, datasets: list[str]) -> set[str]:

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tinylm import distributed
 from tinylm.config import RunConfig, TrainConfig
 from tinylm.data.corpus import Corpus, sample_batch, stream_batch
-from tinylm.device import configure, device_name, exact_fp32, pick_device, pick_dtype
+from tinylm.device import bf16_native, configure, device_name, exact_fp32, pick_device, pick_dtype
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
@@ -273,7 +273,8 @@ class Trainer:
                 "steps": steps, "from_step": s.step, "tokens": steps * p.tokens_per_step if steps is not None else None,
                 "batch_size": self.cfg.train.batch_size, "seq_len": p.seq_len, "max_time": self.cfg.train.max_time,
                 "tokens_per_second": p.tokens_per_step / step_s, "train_seconds": train_s,
-                "eval_seconds": eval_total}
+                "eval_seconds": eval_total, "bf16": self.dtype == torch.bfloat16,
+                "bf16_native": bf16_native(self.device)}
 
     def expected_seconds(self, step_seconds: float, eval_seconds: float) -> tuple[float, float]:
         """(training, evaluation) seconds the rest of the budget should take at the measured speeds."""
