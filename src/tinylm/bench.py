@@ -106,6 +106,19 @@ def _step_rate(trainer: Trainer, steps: int) -> float:
     return steps * trainer.plan.tokens_per_step / (time.perf_counter() - start)
 
 
+def _alternated_rates(trainers: dict[str, Trainer], steps: int, repeats: int) -> dict[str, list[float]]:
+    """Tokens/s of each trainer's step after 2 warm-up steps, measured `repeats` times in turn (so a machine that
+    slows down or speeds up meanwhile affects them alike)."""
+    for trainer in trainers.values():
+        for _ in range(2):
+            trainer.train_step(1e-4)
+    rates: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(repeats):
+        for name, trainer in trainers.items():
+            rates[name].append(_step_rate(trainer, steps))
+    return rates
+
+
 def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: int, device: str,
                 sets: list[str] | None = None, compile: bool = False) -> dict[str, Any]:
     """Tokens/s and achieved FLOP/s of the trainer's step (the utilisation is set once the peak is known)."""
@@ -144,12 +157,7 @@ def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: st
         cfg = resolve_run("transformer", dataset, raw=raw, profile="full", sets=[f"model.head={head}"],
                           train_values={"max_steps": 10**9, "precision": "fp32", "device": device})
         trainers[head] = Trainer(cfg, corpus)
-        for _ in range(2):  # warm-up
-            trainers[head].train_step(1e-4)
-    rates: dict[str, list[float]] = {head: [] for head in trainers}
-    for _ in range(repeats):
-        for head, trainer in trainers.items():
-            rates[head].append(_step_rate(trainer, steps))
+    rates = _alternated_rates(trainers, steps, repeats)
     out: dict[str, Any] = {"dataset": dataset, "corpus": source, "vocab_size": corpus.tokenizer.vocab_size}
     for head, trainer in trainers.items():
         out[head] = {"params": trainer.model.num_params(), "tokens_per_second": _median_spread(rates[head]),
@@ -181,13 +189,7 @@ def profile_precision(profile: str, steps: int, repeats: int, device: str, data_
                     break
             progress(f"fp32 against bf16: {model} on {dataset} ({profile} profile)")
             trainers = {prec: Trainer(cfg, corpus) for prec, cfg in cfgs.items()}
-            for trainer in trainers.values():
-                for _ in range(2):  # warm-up
-                    trainer.train_step(1e-4)
-            rates: dict[str, list[float]] = {prec: [] for prec in trainers}
-            for _ in range(repeats):
-                for prec, trainer in trainers.items():
-                    rates[prec].append(_step_rate(trainer, steps))
+            rates = _alternated_rates(trainers, steps, repeats)
             trains_in = resolve_run(model, dataset, raw=raw, profile=profile).train.precision
             rows.append({"model": model, "dataset": dataset, "trains_in": trains_in,
                          "tokens_per_step": trainers["fp32"].plan.tokens_per_step,
