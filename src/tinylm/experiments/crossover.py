@@ -6,9 +6,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 from scipy.optimize import brentq
 
+from tinylm.experiments.exact_math import logspace, percentile
 from tinylm.experiments.scaling import BAND, Frontier
 
 REACH = 10.0
@@ -54,14 +54,13 @@ def _root(diff: Callable[[float], float], a: float, b: float) -> float | None:
     return float(brentq(diff, a, b)) if fa != fb else a
 
 
-def _crossing(one: Frontier, two: Frontier, grid: np.ndarray, ia: int, ib: int) -> tuple[float, list[float]]:
+def _crossing(one: Frontier, two: Frontier, grid: list[float], ia: int, ib: int) -> tuple[float, list[float]]:
     """The central fit's crossing between grid[ia] and grid[ib] and every resample's (where it crosses there)."""
     a, b = math.log10(grid[ia]), math.log10(grid[ib])
-    central = _root(lambda x: float(one.loss(10 ** x) - two.loss(10 ** x)), a, b)
-    n = min(len(one.samples), len(two.samples))
+    central = _root(lambda x: one.loss(10 ** x) - two.loss(10 ** x), a, b)
     roots = []
-    for s1, s2 in zip(one.samples[:n], two.samples[:n]):
-        root = _root(lambda x: float(s1[0] + s1[1] * 10 ** (-s1[2] * x) - s2[0] - s2[1] * 10 ** (-s2[2] * x)), a, b)
+    for s1, s2 in zip(one.samples, two.samples):
+        root = _root(lambda x: s1[0] + s1[1] * 10 ** (-s1[2] * x) - s2[0] - s2[1] * 10 ** (-s2[2] * x), a, b)
         if root is not None:
             roots.append(root)
     return (10 ** central if central is not None else math.nan), roots
@@ -70,32 +69,31 @@ def _crossing(one: Frontier, two: Frontier, grid: np.ndarray, ia: int, ib: int) 
 def compare(one: Frontier, two: Frontier, points: int = 121) -> Comparison | None:
     """The comparison of two fitted frontiers of one dataset; None where either has no fit or their budgets are
     more than REACH² apart."""
-    if one.law is None or two.law is None or not len(one.samples) or not len(two.samples):
+    if one.law is None or two.law is None or not one.samples or not two.samples:
         return None
     low = max(min(one.budgets), min(two.budgets)) / REACH
     high = min(max(one.budgets), max(two.budgets)) * REACH
     if low >= high:
         return None
-    grid = np.logspace(math.log10(low), math.log10(high), points)
+    grid = logspace(math.log10(low), math.log10(high), points)
     n = min(len(one.samples), len(two.samples))
-    diff = one.sample_losses(grid)[:n] - two.sample_losses(grid)[:n]
-    dlo, dhi = np.percentile(diff, BAND, axis=0)
-    below, above = dhi < 0, dlo > 0
+    diffs = [[l1 - l2 for l1, l2 in zip(one.sample_losses(c)[:n], two.sample_losses(c)[:n])] for c in grid]
+    below = [percentile(d, BAND[1]) < 0 for d in diffs]
+    above = [percentile(d, BAND[0]) > 0 for d in diffs]
     sampled = (max(min(one.budgets), min(two.budgets)), min(max(one.budgets), max(two.budgets)))
     out = Comparison(one.dataset, one.model, two.model, low, high, "undecided", sampled=sampled)
-    clear = np.flatnonzero(below | above)
-    if not len(clear):
+    clear = [i for i in range(points) if below[i] or above[i]]
+    if not clear:
         return out
-    out.separated = (float(grid[clear[0]]), float(grid[clear[-1]]))
-    if not (below.any() and above.any()):
-        out.verdict = "first" if below.any() else "second"
+    out.separated = (grid[clear[0]], grid[clear[-1]])
+    if not (any(below) and any(above)):
+        out.verdict = "first" if any(below) else "second"
         return out
-    ia = int(clear[0])
-    ib = int(next(i for i in clear if bool(below[i]) != bool(below[ia])))
+    ia = clear[0]
+    ib = next(i for i in clear if below[i] != below[ia])
     central, roots = _crossing(one, two, grid, ia, ib)
     out.verdict, out.compute, out.share = "crossover", central, len(roots) / n
     out.lower_first = one.model if below[ia] else two.model
     if roots:
-        lo, hi = np.percentile(roots, BAND)
-        out.interval = (float(10 ** lo), float(10 ** hi))
+        out.interval = (10 ** percentile(roots, BAND[0]), 10 ** percentile(roots, BAND[1]))
     return out

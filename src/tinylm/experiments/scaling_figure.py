@@ -9,9 +9,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import math  # noqa: E402
 
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tinylm.experiments.exact_math import logspace, polyval  # noqa: E402
 from tinylm.experiments.figures import _save  # noqa: E402
 from tinylm.experiments.scaling import Frontier  # noqa: E402
 from tinylm.models.registry import color  # noqa: E402
@@ -21,25 +23,26 @@ def _parabolas(ax: plt.Axes, f: Frontier) -> None:
     for iso in f.isoflops:
         ax.scatter(iso.params, iso.losses, color=color(f.model), s=12, alpha=0.7)
         if iso.coeffs is not None:
-            x = np.linspace(np.log10(min(iso.params)), np.log10(max(iso.params)), 50)
-            ax.plot(10 ** x, np.polyval(iso.coeffs, x), color=color(f.model), lw=0.8,
+            x = logspace(math.log10(min(iso.params)), math.log10(max(iso.params)), 50)
+            ax.plot(x, [polyval(iso.coeffs, math.log10(n)) for n in x], color=color(f.model), lw=0.8,
                     ls=":" if iso.under_sampled else "-")
         if not iso.under_sampled:
             ax.scatter([iso.n_star], [iso.l_star], color=color(f.model), marker="*", s=60, edgecolor="black", lw=0.5)
 
 
-def _frontier(ax: plt.Axes, f: Frontier) -> None:
+def draw_frontier(ax: plt.Axes, f: Frontier) -> None:
+    """A frontier on L*(C) axes: its optima (stars), the fitted law and its 95% band."""
     usable = [iso for iso in f.isoflops if not iso.under_sampled]
     ax.scatter([iso.budget for iso in usable], [iso.l_star for iso in usable], color=color(f.model), marker="*",
                s=60, edgecolor="black", lw=0.5, zorder=3)
     if f.law is None:
         return
-    grid = np.logspace(np.log10(min(f.budgets)) - 0.5, np.log10(max(f.budgets)) + 0.5, 100)
-    if len(f.samples):
+    grid = logspace(math.log10(min(f.budgets)) - 0.5, math.log10(max(f.budgets)) + 0.5, 100)
+    if f.samples:
         lo, hi = f.band(grid)
         ax.fill_between(grid, lo, hi, color=color(f.model), alpha=0.2, lw=0)
     e, a, alpha = f.law
-    ax.plot(grid, f.loss(grid), color=color(f.model), lw=2.5,
+    ax.plot(grid, [f.loss(c) for c in grid], color=color(f.model), lw=2.5,
             label=f"{f.model}: {e:.2f} + {a:.2g}·C^-{alpha:.2f}")
 
 
@@ -61,7 +64,7 @@ def scaling_figure(dataset: str, frontiers: list[Frontier], baselines: dict[str,
         levels["unigram (test)"] = -unigram
     for f in frontiers:
         _parabolas(left, f)
-        _frontier(right, f)
+        draw_frontier(right, f)
         left.plot([], [], color=color(f.model), label=f.model)
     for ax in (left, right):
         _levels(ax, levels)
