@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tinylm.config import TrainConfig
@@ -46,8 +48,8 @@ def test_a_profiles_training_block_sets_a_datasets_defaults_for_every_architectu
 
 
 def test_the_full_profiles_word_level_runs_end_on_their_validation_curve_with_one_head_per_dataset():
-    """Issue 14: no word-level row of the full profile is cut by a token budget, and a dataset's head is the same
-    for every architecture, so the comparison stays about the body."""
+    """No word-level row of the full profile is cut by a token budget, and a dataset's head is the same for every
+    architecture, so the comparison stays about the body."""
     raw = load_suite_file()
     datasets = raw["profiles"]["full"]["datasets"]
     for ds in ("ptb", "wikitext2"):
@@ -101,3 +103,52 @@ def test_unknown_profile_and_model():
         resolve_run("mlp", raw=load_suite_file(), profile="quik")
     with pytest.raises(UsageError, match="unknown model 'gpt'"):
         resolve_run("gpt", raw={})
+
+
+def test_profiles_come_one_per_file_from_the_folder_beside_the_suite_file(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "suite.yaml").write_text("models: {mlp: {epochs: 1}}\nprofiles: {inline: {training: {seed: 3}}}\n")
+    (tmp_path / "profiles" / "base.yaml").write_text(
+        "description: a base\ntraining: {seed: 5, batch_size: 4, by_dataset: {ptb: {head: adaptive}}}\n"
+        "flop_budgets: {default: [1.0e+12], mlp: [2.0e+12]}\n")
+    (tmp_path / "profiles" / "child.yaml").write_text(
+        "extends: base\ntraining: {batch_size: 8}\nflop_budgets: {default: [3.0e+12]}\n")
+    raw = load_suite_file(tmp_path / "suite.yaml")
+    assert sorted(raw["profiles"]) == ["base", "child", "inline"]
+    child = raw["profiles"]["child"]
+    # mappings merge key by key, anything else is replaced; `extends` itself is gone
+    assert child == {"description": "a base", "training": {"seed": 5, "batch_size": 8,
+                                                          "by_dataset": {"ptb": {"head": "adaptive"}}},
+                     "flop_budgets": {"default": [3.0e12], "mlp": [2.0e12]}}
+    cfg = resolve_run("mlp", "ptb", raw=raw, profile="child")
+    assert (cfg.train.seed, cfg.train.batch_size, cfg.model.head) == (5, 8, "adaptive")
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "extends: b\n"}, r"profiles/a.yaml: extends: unknown profile 'b'"),
+    ({"a.yaml": "extends: b\n", "b.yaml": "extends: a\n"}, r"extends makes a cycle \(a -> b -> a\)"),
+    ({"inline.yaml": "{}\n"}, r"profile 'inline' is defined twice"),
+])
+def test_a_broken_profile_folder_is_refused_in_one_line(tmp_path, files, message):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "suite.yaml").write_text("profiles: {inline: {}}\n")
+    for name, text in files.items():
+        (tmp_path / "profiles" / name).write_text(text)
+    with pytest.raises(UsageError, match=message):
+        load_suite_file(tmp_path / "suite.yaml")
+
+
+def test_the_shipped_suite_file_reads_as_a_recipe_book():
+    """Defaults, models, datasets, ablations and targets in configs/default.yaml; each profile in a short file of its
+    own; comments say why, and measurement logs live in docs/lab-notes.md, never in the recipes."""
+    from pathlib import Path
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert set(read_yaml(configs / "default.yaml")) == {"training", "models", "data", "targets", "ablations"}
+    files = sorted((configs / "profiles").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"quick", "full", "isoflop", "scaling", "scaling-gpu", "sprint", "gpu"}
+    for path in [configs / "default.yaml", *files]:
+        text = path.read_text()
+        assert len(text.splitlines()) <= 150, path.name
+        assert not re.search(r"issue ?#?\d", text, re.I), path.name
+        # a measurement log quotes the results of runs: valid/test losses, perplexities, minutes
+        assert not re.search(r"\b(valid|test) -?\d\.\d{3}|ppl \d+\.\d|\d+\.\d+ min\b", text), path.name

@@ -69,17 +69,51 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 TOP_KEYS = ["training", "models", "data", "ablations", "profiles", "targets"]
 DATA_KEYS = ["type", "path", "max_vocab", "source"]
-PROFILE_KEYS = ["description", "datasets", "ablations", "training", "models", "flop_budgets", "sizes",
+PROFILE_KEYS = ["description", "extends", "datasets", "ablations", "training", "models", "flop_budgets", "sizes",
                 "sizes_per_budget"]
+PROFILES_DIR = "profiles"
+"""The folder beside the suite file that holds one profile per file: <name>.yaml."""
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _extended(name: str, profiles: dict[str, Any], where: dict[str, str], chain: tuple[str, ...] = ()) -> Any:
+    """A profile with the profile it `extends` (if any) laid under it, recursively."""
+    prof = profiles[name]
+    if not isinstance(prof, dict) or prof.get("extends") is None:
+        return prof
+    base = prof["extends"]
+    if base not in profiles:
+        raise UsageError(f"{where[name]}: extends: unknown profile '{base}'; choose one of: {', '.join(profiles)}")
+    if base in (*chain, name):
+        raise UsageError(f"{where[name]}: extends makes a cycle ({' -> '.join((*chain, name, base))}); break it")
+    own = {k: v for k, v in prof.items() if k != "extends"}
+    return merged(_extended(base, profiles, where, (*chain, name)), own)
 
 
 def load_suite_file(path: str | Path | None = None) -> dict[str, Any]:
-    """Read a suite YAML (default: configs/default.yaml) and check its top-level keys."""
+    """Read a suite YAML (default: configs/default.yaml) and its profiles: those under its `profiles:` key and one
+    per file in the `profiles/` folder beside it (the file's name is the profile's), each with the profile it
+    `extends` laid under it. Top-level keys are checked."""
     path = Path(path) if path else default_config_path()
     raw = read_yaml(path)
     for key in raw:
         if key not in TOP_KEYS:
             raise unknown_key_error(str(key), TOP_KEYS, f"{path}")
+    profiles = dict(_section(raw, "profiles", str(path)))
+    where = {name: f"{path} profiles.{name}" for name in profiles}
+    folder = path.parent / PROFILES_DIR
+    for file in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        if file.stem in profiles:
+            raise UsageError(f"profile '{file.stem}' is defined twice, in {where[file.stem]} and in {file}; keep one")
+        profiles[file.stem], where[file.stem] = read_yaml(file), str(file)
+    raw["profiles"] = {name: _extended(name, profiles, where) for name in profiles}
     raw["_path"] = str(path)
     return raw
 
