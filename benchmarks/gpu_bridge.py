@@ -1,19 +1,27 @@
-"""The same scaling run on the CPU and on the GPU: the report fits the GPU extension's budgets together with the CPU
-ones, so the GPU (fp32 with TF32 products) must give the CPU's numbers for the CPU's config, and the extension's 4x
-batch should be measured where both exist. This trains the compute-optimal transformers of the CPU's largest budget
-(3e12 FLOPs) again on `device`, at the CPU's batch (16) and at the extension's (64), and writes bridge.json.
+"""The same scaling run on the CPU and on the GPU, and what the GPU extension's larger batch costs.
 
-    python benchmarks/gpu_bridge.py OUT [DEVICE] [FLOPS]     # FLOPS: a smaller budget, to test the script on CPU
+The report fits the `scaling-gpu` profile's budgets together with the CPU's `scaling` ones, so the GPU (fp32 with
+TF32 products) must give the CPU's numbers for the CPU's config, and the extension's 4x batch should be measured
+where both exist. This measures the valid and test loss of the compute-optimal transformers of the CPU's largest
+budget (3e12 FLOPs, one per dataset) trained again on DEVICE at the CPU's batch (16) and at the extension's (64):
+
+    python benchmarks/gpu_bridge.py OUT [DEVICE=cuda] [FLOPS]   # FLOPS: a smaller budget, to test it on a CPU
     python benchmarks/gpu_bridge.py OUT DEVICE - scaling-gpu "LABEL" 16   # one run of that profile at batch 16
 
-The second form measures the batch's effect at the extension's own budgets: its runs trained at batch 64 by the
-suite, one of them again at batch 16 (bridge-<label>.json).
+The second form measures the batch's effect at the extension's own budgets: a run the suite trained at batch 64
+(LABEL as `tinylm suite` prints it, e.g. "ptb lstm embed_dim=192, hidden_dim=192 flops=3e+13"), again at batch 16.
+
+Writes OUT/bridge.json (or OUT/bridge-<label>.json), one row per run, and the runs under OUT/bridge/runs/.
+`bash benchmarks/gpu.sh scaling` runs the first form beside the suite. Takes about 3 minutes on an H100 (the four
+runs' training: 32, 9, 89 and 20 s), a run of the second form 1 to 4 minutes; about 1 minute on a 2-core CPU with
+FLOPS=1e10.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -48,6 +56,6 @@ if __name__ == "__main__":
     budget = float(args[2]) if len(args) > 2 and args[2] != "-" else None
     if len(args) > 3:
         main(Path(args[0]), args[1], budget, args[3], [args[4]], (int(args[5]),),
-             f"bridge-{args[4].replace(' ', '_').replace(',', '').replace('=', '')}.json")
+             f"bridge-{re.sub(r'[^A-Za-z0-9_.-]', '', args[4].replace(' ', '_'))}.json")
     else:
         main(Path(args[0]), args[1] if len(args) > 1 else "cuda", budget)

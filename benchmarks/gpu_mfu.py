@@ -1,5 +1,20 @@
-"""The GPU bench's core figures alone (for a short device window): bf16/TF32 matmul peaks and the training speed
-of the d=768 GPT and the baby GPT, eager and compiled; JSON rewritten after every figure so a timeout keeps them."""
+"""The GPU bench's core figures alone: matmul peaks, and the training speed and MFU of two GPTs.
+
+Measures the bf16 and TF32 matmul peaks (GFLOP/s of square matmuls) and the bf16 training tokens/s of the d=768
+GPT (12 layers, context 1024, on WikiText-2's vocabulary) and of nanoGPT's baby GPT (d=384, 6 layers, context 256,
+Tiny Shakespeare), eager and compiled, with their achieved GFLOP/s as a share of the measured bf16 peak and of the
+datasheet's (MFU). The batches are random, so no dataset is needed. Knobs (environment variables) pick fewer
+figures: MFU_CASES (d768,baby), MFU_COMPILED (0,1), MFU_BATCHES (each case's own batch if unset), MFU_PADS (the
+full head's CUDA output padding, FullHead.cuda_multiple: 1 is the plain matmul; the default's if unset).
+
+    OUT=DIR python benchmarks/gpu_mfu.py [DEVICE=cuda]
+    MFU_CASES=d768 MFU_COMPILED=1 MFU_BATCHES=32 MFU_PADS=64,1 python benchmarks/gpu_mfu.py   # the padded head
+    MFU_CASES=baby MFU_COMPILED=0 MFU_BATCHES=1 python benchmarks/gpu_mfu.py cpu   # a check on a CPU
+
+Writes OUT/gpu_mfu.json (default ./gpu_mfu.json), rewritten after every figure so a timeout keeps them, and prints
+one line per figure. `bash benchmarks/gpu.sh bench` runs it. Takes about 2 minutes on an H100 with every case
+(compilation is most of it); the CPU check takes about 3 minutes on 2 cores. `tinylm bench` is the full benchmark.
+"""
 
 import json
 import os

@@ -1,8 +1,13 @@
-"""One JSON row per run of a sweep's results folder: what its config changes against the base run named (as
-`tinylm.runs.config_changes` sees it), its full valid and test log-likelihood and their gap, best on valid first.
-Seconds on a CPU:
+"""Summarise a sweep's results folder: one row per run, best on valid first.
+
+Reads (measures nothing new): for every run under RESULTS_DIR/runs, what its config changes against the base run
+named (as `tinylm.runs.config_changes` sees it), its full valid and test log-likelihood and their gap, best step,
+steps, training FLOPs and device. Selection reads valid only; test sits beside it.
 
     python benchmarks/sweep_summary.py RESULTS_DIR BASE_RUN_NAME > summary.json
+
+Prints the rows as JSON (`bash benchmarks/gpu.sh sweep` writes them to OUT/sweep-<set>.json). Takes about 5 seconds
+on a 2-core CPU.
 """
 
 import json

@@ -1,11 +1,17 @@
-"""How much of nanoGPT's Tiny Shakespeare score comes from training on our valid split (issue 15's target).
+"""How much of nanoGPT's Tiny Shakespeare score comes from training on our valid split.
 
 nanoGPT trains on the first 90% of the file and reports its loss on the last 10%, which is exactly our test split;
-tinylm trains on the first 80% and selects on the next 10% (valid). The same Kneser-Ney model counted on 80% and on
-90% of the text, scored on the test split, measures what those extra 10% (the text just before the test split) are
-worth to a model that sees them. Seconds on a CPU:
+tinylm trains on the first 80% and selects on the next 10% (valid). The same Kneser-Ney model (orders 5 and 7)
+counted on 80% and on 90% of the text, scored on the test split, measures what those extra 10% (the text just before
+the test split) are worth to a model that sees them.
 
-    TINYLM_DATA_MIRROR=../shared/datasets python benchmarks/ts_split_gap.py
+    python benchmarks/ts_split_gap.py [DATA_DIR]
+
+DATA_DIR is where datasets are stored (default ./data or $TINYLM_DATA_DIR; TINYLM_DATA_MIRROR names a local folder
+with the dataset files, as for `tinylm`).
+
+Prints one JSON row per order (writes no file; benchmarks/logs/ts-split-gap.json is a copy). Takes about 10 seconds
+on a 2-core CPU.
 """
 
 import json
