@@ -130,7 +130,7 @@ CASES = {
     # places that cannot be written
     "results dir under a file": (f"train {D} --results-dir afile/results", 1,
                                  r"a file stands where a folder is needed \(afile"),
-    # issue 17: messages that pointed at the wrong cause
+    # messages that once pointed at the wrong cause
     "mirror is a file": ("data download tinyshakespeare --mirror afile", 2, r"the mirror afile is a file; pass the"),
     "generate a file": ("generate afile", 1, r"afile is a file, not a run directory"),
     "data dir is a file": (f"train {D} --data-dir afile", 2, r"the data directory afile is a file"),

@@ -105,7 +105,7 @@ def test_training_flags_are_documented_by_the_config_fields(capsys):
 
 
 def test_every_option_has_a_description():
-    """Issue 13: a user reading --help learns what each option does."""
+    """A user reading --help learns what each option does."""
     missing = []
 
     def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:

@@ -1,4 +1,4 @@
-"""The CUDA path (issue 15): bf16 training, fp32 evaluation that agrees with the CPU, the GPU bench. Runs only
+"""The CUDA path: bf16 training, fp32 evaluation that agrees with the CPU, the GPU bench. Runs only
 where a CUDA GPU is present (never in CI)."""
 
 from __future__ import annotations

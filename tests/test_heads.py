@@ -1,4 +1,4 @@
-"""The adaptive softmax head (issue 14): an exact, normalised model for every architecture, its loss without the full
+"""The adaptive softmax head: an exact, normalised model for every architecture, its loss without the full
 softmax, its FLOPs as computed, its frequency ranking kept with the weights, and a run trained, scored and sampled."""
 
 from __future__ import annotations

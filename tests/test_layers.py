@@ -1,4 +1,4 @@
-"""The package's structure as a contract (issue 12): layers without cycles, no cycle-dodging imports, short
+"""The package's structure as a contract: layers without cycles, no cycle-dodging imports, short
 functions, and committed runs that keep their ids."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The LSTM (issue 14): one stream per split with the state never reset, its state as the generation cache, truncated
+"""The LSTM: one stream per split with the state never reset, its state as the generation cache, truncated
 BPTT training on all positions (from random windows, or on streams carrying the state, with SGD), and a run through
 the CLI."""
 

@@ -1,4 +1,4 @@
-"""A new model is one class plus one registry entry (issue 12): a toy model registered only here trains,
+"""A new model is one class plus one registry entry: a toy model registered only here trains,
 evaluates, generates, shows its ablation flag and appears in the report, with no other file touched."""
 
 from __future__ import annotations

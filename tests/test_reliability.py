@@ -1,4 +1,4 @@
-"""Reliability, second pass (issue 17), through the real CLI: damaged result files are named and left out, a full
+"""Reliability, through the real CLI: damaged result files are named and left out, a full
 disk or a read-only folder on every write path is one line with nothing half-written, and a property-based fuzz
 of the CLI's inputs never ends in a traceback or changes a file that existed before."""
 

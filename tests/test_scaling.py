@@ -1,4 +1,4 @@
-"""Iso-FLOP scaling fits (issue 16): parabolas per budget, the power law L*(C) = E + A·C^(−α) and N*(C) ∝ C^a with
+"""Iso-FLOP scaling fits: parabolas per budget, the power law L*(C) = E + A·C^(−α) and N*(C) ∝ C^a with
 bootstrap bands, and crossovers claimed only where the bands separate."""
 
 from __future__ import annotations

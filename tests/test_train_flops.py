@@ -1,4 +1,4 @@
-"""Training FLOPs count what a step computes (issue 14): a window model given its targets computes only the scored
+"""Training FLOPs count what a step computes: a window model given its targets computes only the scored
 positions (the k - 1 context positions before them are embedding lookups, free), so train_flops is tokens_trained x
 the training FLOPs per token, and the FLOP counter over a real training step agrees."""
 
