@@ -100,7 +100,7 @@ def test_report_tables_match_the_metrics_files(results, tmp_path):
         assert path in paths and path.stat().st_size > 10_000, name
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
-    assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in text and "Profile: every profile" in text
+    assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in text and "(headline: every profile)" in text
 
 
 def test_report_without_runs_says_what_to_do(tmp_path):
@@ -169,7 +169,7 @@ def test_headline_comes_from_the_full_profile_when_it_has_runs(results):
 
 
 def test_best_run_is_chosen_on_the_full_valid_split_everywhere(results, tmp_path):
-    """One rule (issue 12): the report's headline and `generate --model` pick the same run, by the loss on the full
+    """One rule: the report's headline and `generate --model` pick the same run, by the loss on the full
     validation split; the subset loss seen during training (best_valid_loss) does not decide."""
     from tinylm.experiments.results import best_runs, load_runs
     from tinylm.runs import best_run
@@ -187,7 +187,7 @@ def test_best_run_is_chosen_on_the_full_valid_split_everywhere(results, tmp_path
 
 
 def test_the_every_run_panel_shows_every_run_and_the_bars_show_the_kneser_ney_level(results):
-    """Issue 13: the scatter titled "all N runs" draws N points; the bar chart draws the n-gram level it is
+    """The scatter titled "all N runs" draws N points; the bar chart draws the n-gram level it is
     compared with."""
     import matplotlib.pyplot as plt
 

@@ -1,4 +1,4 @@
-"""The scaling profile's plan and the report's scaling section (issue 16), from synthetic run directories."""
+"""The scaling profile's plan and the report's scaling section, from synthetic run directories."""
 
 from __future__ import annotations
 
@@ -218,7 +218,7 @@ def test_a_flop_budget_sets_the_steps_and_the_cosine_ends_there(tiny_text_file, 
 def test_a_floor_at_its_bound_and_a_comparison_of_extrapolations_are_named_as_such():
     from tinylm.experiments.crossover import Comparison
     from tinylm.experiments.scaling import fit_frontier
-    from tinylm.experiments.scaling_report import _crossover_text, _frontier_sentence, frontier_table
+    from tinylm.experiments.scaling_report import _crossover_text, _frontier_sentence, frontier_record, frontier_table
 
     from .test_scaling import synthetic_points
     # losses that fall faster than any power law with a non-negative floor (as the char-level lstm and transformer
@@ -226,7 +226,7 @@ def test_a_floor_at_its_bound_and_a_comparison_of_extrapolations_are_named_as_su
     pure = fit_frontier("ds", "lstm", synthetic_points(-0.5, 30.0, 0.08, 0.02, 0.5, 0.002, seed=1))
     assert pure.law is not None and pure.law[0] < 1e-3
     assert "with no floor in sight (E fits at its bound 0" in _frontier_sentence(pure)
-    assert "| ds | lstm | 0 (at its bound) |" in frontier_table({("ds", "lstm"): pure}, [])[2]
+    assert "| ds | lstm | 0 (at its bound) |" in frontier_table([frontier_record(pure, [])])[2]
     floor = fit_frontier("ds", "mlp", synthetic_points(1.5, 3000.0, 0.3, 0.02, 0.5, 0.01, seed=3))
     assert "toward a floor of 1." in _frontier_sentence(floor)
     apart = Comparison("ds", "linear", "lstm", 1e10, 3e11, "first", separated=(1e10, 3e11), sampled=(1e11, 3e10))

@@ -1,4 +1,4 @@
-"""Issue 14, part 3: a run whose valid log-likelihood still rose by > 0.01 nats over its last tenth of training is
+"""A run whose valid log-likelihood still rose by > 0.01 nats over its last tenth of training is
 marked *still improving* in the tables, the figures and the conclusions, which then draw no verdict from it."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tinylm.experiments.tables import (
     every_run_table,
     kneser_ney_verdicts,
     order_surprises,
+    summary,
     summary_table,
 )
 
@@ -58,14 +59,14 @@ FLAT = [6.0, 5.0, 4.8, 4.7, 4.7, 4.7, 4.7, 4.7, 4.7, 4.7]
 
 def test_tables_mark_the_still_improving_runs_and_explain_the_mark_once():
     runs = [make_run("ptb-mlp", "mlp", FALLING, -5.10), make_run("ptb-lstm", "lstm", FLAT, -4.50)]
-    table = summary_table(runs, {}, "full")
+    table = summary_table(summary(runs, {}, "full"))
     mlp_row = next(line for line in table if line.startswith("| mlp |"))
     lstm_row = next(line for line in table if line.startswith("| lstm |"))
     assert mlp_row.endswith(f"{MARK} |") and MARK not in lstm_row
     assert table.count(FOOTNOTE) == 1
     every = every_run_table(runs, {})
     assert sum(MARK in line for line in every if line.startswith("| ptb |")) == 1 and every[-1] == FOOTNOTE
-    assert FOOTNOTE not in summary_table(runs[1:], {}, "full")
+    assert FOOTNOTE not in summary_table(summary(runs[1:], {}, "full"))
 
 
 def test_conclusions_draw_no_verdict_from_a_still_improving_run():
@@ -79,7 +80,7 @@ def test_conclusions_draw_no_verdict_from_a_still_improving_run():
     assert "mlp does not beat it yet but was still improving when its budget ended: no verdict" in line
     best.pop(("ptb", "attention"))
     line, = kneser_ney_verdicts(best, kn, ["ptb"])
-    assert "counting local contexts" not in line and "no verdict" in line and line.startswith("- ptb: lstm clearly")
+    assert "counting local contexts" not in line and "no verdict" in line and line.startswith("ptb: lstm clearly")
 
 
 def test_the_bar_of_a_still_improving_run_is_hatched_and_labelled():
@@ -112,11 +113,14 @@ def test_the_lstm_reference_row_is_not_a_rung_of_the_ladder_of_complexity():
     assert order_surprises(best, ["ptb"]) == []
     best[("ptb", "attention")] = make_run("ptb-attention", "attention", FLAT, -4.40)
     line, = order_surprises(best, ["ptb"])
-    assert line.startswith("- ptb: transformer (-4.600) scores below the simpler attention -4.400")
+    assert line.startswith("ptb: transformer (-4.600) scores below the simpler attention -4.400")
 
 
 def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on_two_cores():
-    from tinylm.experiments.tables import profile_times
+    from tinylm.experiments.tables import training_time, training_time_sentence
+
+    def profile_times(runs: list[Run]) -> list[str]:
+        return training_time_sentence(training_time(runs))
 
     def timed(name: str, profile: str, seconds: float, device: str) -> Run:
         run = make_run(name, "mlp", FLAT, -5.0)

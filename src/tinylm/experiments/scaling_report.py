@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from itertools import combinations
+from typing import Any
 
 from tinylm.experiments.crossover import Comparison, compare
 from tinylm.experiments.results import Run, dataset_key, model_key
@@ -57,8 +58,15 @@ def comparisons(frontiers: dict[tuple[str, str], Frontier]) -> list[Comparison]:
     return out
 
 
-def _interval(lo: float, hi: float, fmt: str) -> str:
-    return "[–]" if math.isnan(lo) else f"[{lo:{fmt}}, {hi:{fmt}}]"
+def finite(value: float | None) -> float | None:
+    """A number for JSON: None where it is missing or not finite."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _interval(lo: float, hi: float) -> str:
+    """A bootstrap band at the precision it supports: two significant digits (its edges move in the second digit
+    from one set of resamples to another)."""
+    return "[–]" if lo is None or hi is None or math.isnan(lo) else f"[{lo:.2g}, {hi:.2g}]"
 
 
 def _crossover_text(c: Comparison) -> str:
@@ -81,23 +89,14 @@ def _crossover_text(c: Comparison) -> str:
     return f"{later} overtakes {c.lower_first} at ~{c.compute:.2g} FLOPs ({interval}{where})"
 
 
-def frontier_table(frontiers: dict[tuple[str, str], Frontier], found: list[Comparison]) -> list[str]:
-    """One row per dataset and architecture: E, A, α, the N*(C) exponent, budgets used and crossovers."""
-    lines = ["| dataset | model | E (nats/token) | A | α | N* ∝ C^a: a | budgets fitted | crossovers |",
-             "|---|---|---|---|---|---|---|---|"]
-    for (ds, model), f in frontiers.items():
-        used = sum(not iso.under_sampled for iso in f.isoflops)
-        cross = "; ".join(f"{c.second if c.first == model else c.first} ~{c.compute:.2g}" for c in found
-                          if c.verdict == "crossover" and c.dataset == ds and model in (c.first, c.second)) or "-"
-        if f.law is None:
-            lines.append(f"| {ds} | {model} | no fit | | | | {used} of {len(f.isoflops)} | - |")
-            continue
-        (e, a, alpha), exp = f.law, f.size_law[1] if f.size_law else math.nan
-        floor = "0 (at its bound)" if _no_floor(f) else f"{e:.3f} {_interval(*f.interval(0), '.3f')}"
-        lines.append(f"| {ds} | {model} | {floor} | {a:.3g} "
-                     f"{_interval(*f.interval(1), '.2g')} | {alpha:.3f} {_interval(*f.interval(2), '.3f')} | "
-                     f"{exp:.2f} {_interval(*f.interval(3), '.2f')} | {used} of {len(f.isoflops)} | {cross} |")
-    return lines
+def comparison_record(c: Comparison) -> dict[str, Any]:
+    """A comparison of two frontiers as results.json holds it, with its sentence."""
+    winner = {"first": c.first, "second": c.second}.get(c.verdict)
+    return {"dataset": c.dataset, "first": c.first, "second": c.second, "verdict": c.verdict, "lower": winner,
+            "range": [c.low, c.high], "separated": list(c.separated) if c.separated else None,
+            "sampled": list(c.sampled) if c.sampled else None, "crossover": finite(c.compute),
+            "crossover_interval": list(c.interval) if c.interval else None, "crossing_share": c.share,
+            "lower_first": c.lower_first, "extrapolated": c.extrapolated, "sentence": _crossover_text(c)}
 
 
 def _no_floor(f: Frontier) -> bool:
@@ -112,34 +111,75 @@ def _frontier_sentence(f: Frontier) -> str:
             "(under-sampled) and is left out.") if flagged else ""
     if f.law is None:
         why = f.rejected or "fewer than three budgets have their optimum inside the sampled sizes"
-        return f"- {f.dataset}, {f.model}: no law fitted: {why}.{edge}"
+        return f"{f.dataset}, {f.model}: no law fitted: {why}.{edge}"
     e, _, alpha = f.law
-    e_lo, e_hi = f.interval(0)
-    a_lo, a_hi = f.interval(2)
     size = ""
     if f.size_law:
-        size = f" The compute-optimal size grows as N* ∝ C^{f.size_law[1]:.2f} {_interval(*f.interval(3), '.2f')}."
+        size = f" The compute-optimal size grows as N* ∝ C^{f.size_law[1]:.2f} {_interval(*f.interval(3))}."
     floor = ("with no floor in sight (E fits at its bound 0: over these budgets a pure power law)" if _no_floor(f)
-             else f"toward a floor of {e:.3f} {_interval(e_lo, e_hi, '.3f')} nats/token (valid)")
-    return (f"- {f.dataset}, {f.model}: the best loss falls as C^-{alpha:.2f} {_interval(a_lo, a_hi, '.2f')} "
+             else f"toward a floor of {e:.3f} {_interval(*f.interval(0))} nats/token (valid)")
+    return (f"{f.dataset}, {f.model}: the best loss falls as C^-{alpha:.2f} {_interval(*f.interval(2))} "
             f"{floor}.{size}{edge}")
 
 
-def _fitted(frontiers: dict[tuple[str, str], Frontier], figures: list[str]) -> list[str]:
-    """Table, one sentence per frontier, the comparisons, and the figures."""
+def frontier_record(f: Frontier, found: list[Comparison]) -> dict[str, Any]:
+    """A fitted frontier as results.json holds it: the law, its 95% bands, the budgets and the crossovers."""
+    names = ("E", "A", "alpha", "a")
+    return {
+        "dataset": f.dataset, "model": f.model,
+        "law": dict(zip(names, f.law)) if f.law else None,
+        "size_law": {"k": f.size_law[0], "a": f.size_law[1]} if f.size_law else None,
+        "bands": {name: [finite(v) for v in f.interval(i)] for i, name in enumerate(names)} if f.law else None,
+        "no_floor": _no_floor(f), "rejected": f.rejected or None,
+        "resamples": f.resamples, "resamples_fitted": len(f.samples),
+        "budgets": [{"flops": iso.budget, "runs": len(iso.params), "n_star": iso.n_star, "l_star": iso.l_star,
+                     "under_sampled": iso.under_sampled} for iso in f.isoflops],
+        "budgets_fitted": sum(not iso.under_sampled for iso in f.isoflops),
+        "crossovers": [{"with": c.second if c.first == f.model else c.first, "flops": c.compute} for c in found
+                       if c.verdict == "crossover" and c.dataset == f.dataset and f.model in (c.first, c.second)],
+        "sentence": _frontier_sentence(f),
+    }
+
+
+def scaling_records(frontiers: dict[tuple[str, str], Frontier]) -> dict[str, list[dict[str, Any]]]:
+    """Every fitted frontier and every comparison of two, as results.json holds them."""
     found = comparisons(frontiers)
-    lines = frontier_table(frontiers, found) + [""]
-    lines += [_frontier_sentence(f) for f in frontiers.values()]
-    lines += [f"- {c.dataset}: {_crossover_text(c)}." for c in found] + [""]
+    return {"frontiers": [frontier_record(f, found) for f in frontiers.values()],
+            "comparisons": [comparison_record(c) for c in found]}
+
+
+def frontier_table(records: list[dict[str, Any]]) -> list[str]:
+    """One row per dataset and architecture: E, A, α, the N*(C) exponent, budgets used and crossovers."""
+    lines = ["| dataset | model | E (nats/token) | A | α | N* ∝ C^a: a | budgets fitted | crossovers |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        fitted = f"{r['budgets_fitted']} of {len(r['budgets'])}"
+        if r["law"] is None:
+            lines.append(f"| {r['dataset']} | {r['model']} | no fit | | | | {fitted} | - |")
+            continue
+        law, bands = r["law"], r["bands"]
+        cross = "; ".join(f"{c['with']} ~{c['flops']:.2g}" for c in r["crossovers"]) or "-"
+        floor = "0 (at its bound)" if r["no_floor"] else f"{law['E']:.3f} {_interval(*bands['E'])}"
+        exponent = f"{r['size_law']['a']:.2f} {_interval(*bands['a'])}" if r["size_law"] else "-"
+        lines.append(f"| {r['dataset']} | {r['model']} | {floor} | {law['A']:.3g} {_interval(*bands['A'])} | "
+                     f"{law['alpha']:.3f} {_interval(*bands['alpha'])} | {exponent} | {fitted} | {cross} |")
+    return lines
+
+
+def _fitted(records: dict[str, list[dict[str, Any]]], figures: list[str]) -> list[str]:
+    """Table, one sentence per frontier, the comparisons, and the figures."""
+    lines = frontier_table(records["frontiers"]) + [""]
+    lines += [f"- {r['sentence']}" for r in records["frontiers"]]
+    lines += [f"- {c['dataset']}: {c['sentence']}." for c in records["comparisons"]] + [""]
     return lines + [f"![{name}](figures/{name}.png)" for name in figures] + ([""] if figures else [])
 
 
-def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[str],
-                    extended: dict[tuple[str, str], Frontier] | None = None,
+def scaling_section(records: dict[str, list[dict[str, Any]]], figures: list[str],
+                    extended: dict[str, list[dict[str, Any]]] | None = None,
                     extended_figures: list[str] | None = None) -> list[str]:
-    """The RESULTS.md section: method, table, conclusions and figures, then the same over the CPU budgets and the
-    GPU extension's together (`extended`, where it ran); [] without scaling runs."""
-    if not frontiers and not extended:
+    """The RESULTS.md section from the fits' records: method, table, conclusions and figures, then the same over
+    the CPU budgets and the GPU extension's together (`extended`, where it ran); [] without scaling runs."""
+    if not records["frontiers"] and not (extended and extended["frontiers"]):
         return []
     lines = ["## Scaling: which architecture wins at which compute", "",
              "The `scaling` profile trains every architecture at several training-FLOP budgets C, several sizes N "
@@ -149,8 +189,8 @@ def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[st
              f"95% percentile bands of {RESAMPLES} bootstrap resamples (runs drawn with replacement within each "
              "budget, every fit redone); with a handful of runs per budget such bands are, if anything, too narrow. "
              "A crossover is named only where the band of the loss difference is clear of zero on both sides.", ""]
-    lines += _fitted(frontiers, figures)
-    if extended:
+    lines += _fitted(records, figures)
+    if extended and extended["frontiers"]:
         lines += ["### With the GPU extension: two budgets x10 larger", "",
                   f"The `{SCALING_GPU}` profile trained on a lent GPU two more budgets per architecture, x10 the CPU's "
                   "two largest, with the same recipe but 4 times the batch (fp32 with TF32 matrix products). The fits "
@@ -164,16 +204,21 @@ def scaling_section(frontiers: dict[tuple[str, str], Frontier], figures: list[st
     return lines
 
 
-def flops_to_target(frontier: Frontier | None, goal: float, test_gap: float) -> str | None:
-    """The training FLOPs at which the scaling fit reaches a test log-likelihood goal, with the bootstrap interval;
-    None without a fit. The law is of valid loss: the goal is moved onto it by `test_gap`, the test − valid loss
-    of the run the target is judged on (the gap of the scaling runs' small models is smaller than a large run's)."""
-    if frontier is None or frontier.law is None or not len(frontier.samples):
+def flops_to_target(frontier: Frontier | None, goal: float, test_gap: float) -> dict[str, Any] | None:
+    """The training FLOPs at which the scaling fit reaches a test log-likelihood goal, with the bootstrap interval
+    (a record with its sentence); None without a fit. The law is of valid loss: the goal is moved onto it by
+    `test_gap`, the test − valid loss of the run the target is judged on (the gap of the scaling runs' small models
+    is smaller than a large run's)."""
+    if frontier is None or frontier.law is None or not frontier.samples:
         return None
     loss = -goal - test_gap
     c, lo, hi, share = compute_for_loss(frontier, loss)
     fit = f"scaling fit, valid loss {loss:.3f} after this run's test − valid gap of {test_gap:+.3f}"
+    record = {"method": "scaling fit", "valid_loss": loss, "test_valid_gap": test_gap, "flops": finite(c),
+              "interval": [finite(lo), finite(hi)], "share": share, "floor": frontier.law[0]}
     if share == 0.0 or not math.isfinite(c):
-        return f"not reached: below the fitted floor E = {frontier.law[0]:.3f} ({fit})"
+        record["text"] = f"not reached: below the fitted floor E = {frontier.law[0]:.3f} ({fit})"
+        return record
     upper = "never reached" if math.isinf(hi) else f"{hi:.2g}"
-    return f"~{c:.2g} [{lo:.2g}, {upper}] ({fit}; {share:.0%} of resamples reach it)"
+    record["text"] = f"~{c:.2g} [{lo:.2g}, {upper}] ({fit}; {share:.0%} of resamples reach it)"
+    return record

@@ -17,7 +17,7 @@ MARGIN = 0.02
 """Nats/token by which one score must beat another to be called clearly better."""
 
 FOOTNOTE = (f"{MARK} *still improving*: its valid log-likelihood rose by more than {STILL_IMPROVING} nats over the "
-            "last tenth of its training, so its budget, not its architecture, decided where it ended.")
+            "last tenth of its training,\nso its budget, not its architecture, decided where it ended.")
 
 
 def _mark(r: Run) -> str:
@@ -49,32 +49,44 @@ def compute_fit(runs: list[Run], dataset: str, model: str) -> tuple[float, float
     return (my - b * mx, b, len(frontier)) if b > 0 else None
 
 
-def target_table(runs: list[Run], goals: dict[tuple[str, str], float], every: list[Run] | None = None,
-                 frontiers: dict[tuple[str, str], Frontier] | None = None) -> list[str]:
+def target_records(runs: list[Run], goals: dict[tuple[str, str], float], every: list[Run] | None = None,
+                   frontiers: dict[tuple[str, str], Frontier] | None = None) -> list[dict[str, Any]]:
     """Each target beside the best test log-likelihood reached (best on valid among `runs`) and, when missed, the
     training FLOPs it would take: by the scaling fit of the architecture where the scaling profile ran (with its
     bootstrap interval), else by a log-linear fit over `every` run of the architecture (any profile)."""
     best = best_runs(runs)
+    records = []
+    for (ds, model), goal in sorted(goals.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
+        r = best.get((ds, model))
+        record: dict[str, Any] = {"dataset": ds, "model": model, "target": goal, "run": None}
+        if r is not None:
+            ll = r.metrics["test_loglik"]
+            record.update(run=r.path.name, reached=ll, met=ll >= goal, train_flops=r.metrics.get("train_flops") or 0.0,
+                          to_target=None if ll >= goal else _flops_needed(every or runs, r, goal, frontiers))
+        records.append(record)
+    return records
+
+
+def target_table(records: list[dict[str, Any]], scaled: bool) -> list[str]:
+    """The targets section of RESULTS.md from `target_records` (`scaled`: some architecture has a scaling fit)."""
     how = ("scaling fit with its 95% interval where the scaling profile ran, else a log-linear fit over the compute "
-           "frontier") if frontiers else "log-linear fit over the compute frontier"
+           "frontier") if scaled else "log-linear fit over the compute frontier"
     lines = ["### Targets (test log-likelihood, nats/token)", "",
              "| dataset | model | target | reached (best on valid) | met | its training FLOPs | "
              f"FLOPs to target ({how}) |",
              "|---|---|---:|---:|---|---:|---|"]
-    for (ds, model), goal in sorted(goals.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
-        r = best.get((ds, model))
-        if r is None:
-            lines.append(f"| {ds} | {model} | {goal:.3f} | no finished run | | | |")
+    for t in records:
+        if t["run"] is None:
+            lines.append(f"| {t['dataset']} | {t['model']} | {t['target']:.3f} | no finished run | | | |")
             continue
-        ll, flops = r.metrics["test_loglik"], r.metrics.get("train_flops") or 0.0
-        met = ll >= goal
-        need = "" if met else _flops_needed(every or runs, r, goal, frontiers)
-        lines.append(f"| {ds} | {model} | {goal:.3f} | {ll:.4f} ({r.path.name}) | {'yes' if met else 'no'} | "
-                     f"{flops:.2e} | {need} |")
+        need = t["to_target"]["text"] if t["to_target"] else ""
+        lines.append(f"| {t['dataset']} | {t['model']} | {t['target']:.3f} | {t['reached']:.4f} ({t['run']}) | "
+                     f"{'yes' if t['met'] else 'no'} | {t['train_flops']:.2e} | {need} |")
     return lines + [""]
 
 
-def _flops_needed(runs: list[Run], best: Run, goal: float, frontiers: dict[tuple[str, str], Frontier] | None) -> str:
+def _flops_needed(runs: list[Run], best: Run, goal: float,
+                  frontiers: dict[tuple[str, str], Frontier] | None) -> dict[str, Any]:
     """The training FLOPs a missed target of `best`'s row would need: the scaling fit where there is one (with
     `best`'s own test − valid gap), else the old line (named as such whenever scaling fits exist elsewhere)."""
     ds, model = best.dataset, best.model
@@ -84,10 +96,13 @@ def _flops_needed(runs: list[Run], best: Run, goal: float, frontiers: dict[tuple
         return scaled
     fit = compute_fit(runs, ds, model)
     if fit is None:
-        return "not extrapolated: fewer than two of its runs improve with compute"
+        return {"method": "log-linear fit", "flops": None,
+                "text": "not extrapolated: fewer than two of its runs improve with compute"}
     a, b, n = fit
-    line = f"~{10 ** ((goal - a) / b):.0e} ({b:+.3f} nats per 10x, {n} runs)"
-    return f"log-linear fit (no scaling fit): {line}" if frontiers else line
+    flops = 10 ** ((goal - a) / b)
+    line = f"~{flops:.0e} ({b:+.3f} nats per 10x, {n} runs)"
+    return {"method": "log-linear fit", "flops": flops, "nats_per_decade": b, "runs": n,
+            "text": f"log-linear fit (no scaling fit): {line}" if frontiers else line}
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -104,34 +119,57 @@ def row(r: Run, axes: dict[str, str]) -> dict[str, Any]:
             "status", "device", "torch_version")
     gain = r.last_tenth_gain
     return {"run": r.path.name, "source": r.source, "model": r.model, "dataset": r.dataset,
-            "variant": r.variant(axes), "profile": r.profile, **{k: m.get(k) for k in keys},
+            "level": m.get("level"), "variant": r.variant(axes), "profile": r.profile, **{k: m.get(k) for k in keys},
             "last_tenth_valid_gain": None if gain is None else round(gain, 5), "still_improving": r.still_improving}
 
 
-def summary_table(runs: list[Run], baselines: dict[str, dict[str, Any]], profile: str | None) -> list[str]:
-    """Best-on-valid test log-likelihood per architecture and dataset, with the unigram and n-gram rows."""
+def _cell(r: Run) -> dict[str, Any]:
+    m = r.metrics
+    return {"run": r.path.name, "source": r.source, "params": m.get("params"), "test_loglik": m["test_loglik"],
+            "test_perplexity": m["test_perplexity"], "valid_loglik": m.get("valid_loglik"),
+            "train_flops": m.get("train_flops"), "tokens_trained": m.get("tokens_trained"),
+            "still_improving": r.still_improving}
+
+
+def summary(runs: list[Run], baselines: dict[str, dict[str, Any]], profile: str | None) -> dict[str, Any]:
+    """The best-on-valid run per architecture and dataset of `runs` (one profile's), with the unigram and n-gram
+    levels: the record behind a summary table (results.json)."""
     best = best_runs(runs)
     datasets = sorted({r.dataset for r in runs}, key=dataset_key)
-    among = f" among the `{profile}` profile's runs" if profile else ""
-    lines = [f"### Test log-likelihood (nats/token, higher is better) of the best-on-valid run{among}", "",
-             "| model | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
-    def cell(r: Run | None) -> str:
-        return "" if r is None else f"{r.metrics['test_loglik']:.3f} (ppl {r.metrics['test_perplexity']:.2f}){_mark(r)}"
-
-    for model in model_names():
-        cells = [cell(best.get((ds, model))) for ds in datasets]
-        if any(cells):
-            lines.append(f"| {model} | " + " | ".join(cells) + " |")
     unigram = {ds: next((r.metrics.get("unigram_test_loglik") for r in runs if r.dataset == ds), None)
                for ds in datasets}
-    if any(v is not None for v in unigram.values()):
-        lines.append("| *unigram baseline* | " + " | ".join("" if unigram[d] is None else f"{unigram[d]:.3f}"
+    return {"profile": profile, "datasets": datasets,
+            "level": {ds: next((r.metrics.get("level") for r in runs if r.dataset == ds), None) for ds in datasets},
+            "best": {ds: {m: _cell(best[(ds, m)]) for m in model_names() if (ds, m) in best} for ds in datasets},
+            "unigram": {ds: v for ds, v in unigram.items() if v is not None},
+            "kneser_ney": {ds: baselines[ds] for ds in datasets if ds in baselines}}
+
+
+def summary_table(record: dict[str, Any]) -> list[str]:
+    """Best-on-valid test log-likelihood per architecture and dataset, with the unigram and n-gram rows."""
+    datasets, best = record["datasets"], record["best"]
+    among = f" among the `{record['profile']}` profile's runs" if record["profile"] else ""
+    lines = [f"### Test log-likelihood (nats/token, higher is better) of the best-on-valid run{among}", "",
+             "| model | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+
+    def cell(c: dict[str, Any] | None) -> str:
+        return "" if c is None else \
+            f"{c['test_loglik']:.3f} (ppl {c['test_perplexity']:.2f}){f' {MARK}' if c['still_improving'] else ''}"
+
+    for model in model_names():
+        cells = [cell(best[ds].get(model)) for ds in datasets]
+        if any(cells):
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    unigram, kn = record["unigram"], record["kneser_ney"]
+    if unigram:
+        lines.append("| *unigram baseline* | " + " | ".join(f"{unigram[d]:.3f}" if d in unigram else ""
                                                            for d in datasets) + " |")
-    if any(d in baselines for d in datasets):
-        cells = [f"{baselines[d]['test_loglik']:.3f} (ppl {baselines[d]['test_perplexity']:.2f}, "
-                 f"{baselines[d]['order']}-gram)" if d in baselines else "" for d in datasets]
+    if kn:
+        cells = [f"{kn[d]['test_loglik']:.3f} (ppl {kn[d]['test_perplexity']:.2f}, {kn[d]['order']}-gram)"
+                 if d in kn else "" for d in datasets]
         lines.append("| *Kneser-Ney n-gram* | " + " | ".join(cells) + " |")
-    return lines + _footnote(list(best.values()))
+    rising = any(c["still_improving"] for by_model in best.values() for c in by_model.values())
+    return lines + (["", FOOTNOTE] if rising else [])
 
 
 def _names(models: list[str]) -> str:
@@ -150,7 +188,7 @@ def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, d
         beat = [m for m in present if best[(ds, m)].metrics["test_loglik"] >= kn + MARGIN]
         pending = [m for m in present if m not in beat and best[(ds, m)].still_improving]
         name = f"the {baselines[ds]['order']}-gram Kneser-Ney model ({kn:.3f})"
-        lines.append(f"- {ds}: {_verdict(ds, name, present, beat, pending)}.")
+        lines.append(f"{ds}: {_verdict(ds, name, present, beat, pending)}.")
     return lines
 
 
@@ -199,7 +237,7 @@ def valid_test_gaps(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
             text = f"test log-likelihood is higher than valid by {span} nats/token: the test text is easier"
         else:
             text = f"test minus valid log-likelihood ranges over {span} nats/token"
-        lines.append(f"- {ds}: {text} (best run of each architecture; runs are chosen on valid, never on test).")
+        lines.append(f"{ds}: {text} (best run of each architecture; runs are chosen on valid, never on test).")
     return lines
 
 
@@ -225,7 +263,7 @@ def order_surprises(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
                 scores = ", ".join(f"{m} {best[(ds, m)].metrics['test_loglik']:.3f}" for m in above)
                 verdict = ("no conclusion on the architectures" if r.still_improving
                            else "at these budgets the simpler model is better")
-                lines.append(f"- {ds}: {complex_model} ({r.metrics['test_loglik']:.3f}) scores below the simpler "
+                lines.append(f"{ds}: {complex_model} ({r.metrics['test_loglik']:.3f}) scores below the simpler "
                              f"{scores}; {_budget_note(r)}: {verdict}.")
     return lines
 
@@ -253,30 +291,39 @@ def every_run_table(runs: list[Run], axes: dict[str, str]) -> list[str]:
     return lines + _footnote(runs)
 
 
-def profile_times(every: list[Run]) -> list[str]:
-    """One sentence per profile: its runs' training time summed (evaluation excluded), and on the CPU the core
+def training_time(every: list[Run]) -> list[dict[str, Any]]:
+    """Per profile (and device kind): its runs' training time summed (evaluation excluded), and on the CPU the core
     time too (seconds x threads), which is what a profile's budget on a 2-core machine is about: runs trained on
     one core each, two at a time, take half their summed time. On a GPU, where runs share the card, the wall-clock
-    span of the profile's runs (first start to last end, evaluations included) where it is shorter than their sum."""
-    parts = []
+    span of the profile's runs (first start to last end, evaluations included)."""
+    records = []
     for name in sorted({r.profile for r in every if r.profile != ADHOC}):
         for gpu in (False, True):
             group = [r for r in every if r.profile == name and r.on_gpu == gpu
                      and isinstance(r.metrics.get("train_seconds"), (int, float))]
             if not group:
                 continue
-            seconds = sum(r.metrics["train_seconds"] for r in group)
             threads = [threads_in(str(r.metrics.get("device"))) for r in group]
-            text = f"`{name}` {len(group)} run{'s' * (len(group) != 1)}, {_fmt_hours(seconds)}"
-            if gpu:
-                text += " on GPUs"
-                span = _span(group)
-                if span is not None and span < 0.9 * seconds:
-                    text += f", within {_fmt_hours(span)} of wall-clock time (several at a time)"
-            elif None not in threads:
-                cores = sum(r.metrics["train_seconds"] * n for r, n in zip(group, threads))  # type: ignore[operator]
-                text += f" ({_fmt_hours(cores / 2)} on 2 cores)"
-            parts.append(text)
+            cores = None if gpu or None in threads else \
+                sum(r.metrics["train_seconds"] * n for r, n in zip(group, threads))  # type: ignore[operator]
+            records.append({"profile": name, "on_gpu": gpu, "runs": len(group),
+                            "seconds": sum(r.metrics["train_seconds"] for r in group), "core_seconds": cores,
+                            "wall_seconds": _span(group) if gpu else None})
+    return records
+
+
+def training_time_sentence(records: list[dict[str, Any]]) -> list[str]:
+    """The report's sentence on the training time of each profile (from `training_time`)."""
+    parts = []
+    for t in records:
+        text = f"`{t['profile']}` {t['runs']} run{'s' * (t['runs'] != 1)}, {_fmt_hours(t['seconds'])}"
+        if t["on_gpu"]:
+            text += " on GPUs"
+            if t["wall_seconds"] is not None and t["wall_seconds"] < 0.9 * t["seconds"]:
+                text += f", within {_fmt_hours(t['wall_seconds'])} of wall-clock time (several at a time)"
+        elif t["core_seconds"] is not None:
+            text += f" ({_fmt_hours(t['core_seconds'] / 2)} on 2 cores)"
+        parts.append(text)
     return ["Training time summed over each profile's runs (evaluation excluded; on the CPU, in brackets, the "
             "core time over 2 cores, what the profile takes there with one-core runs two at a time): "
             + "; ".join(parts) + "."] if parts else []
@@ -302,18 +349,35 @@ def accelerator_groups(every: list[Run], headline: str | None) -> list[tuple[str
     return [(name, [r for r in every if r.profile == name and r.on_gpu]) for name in names]
 
 
-def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, dict[str, Any]],
-                    every: list[Run], profile: str | None = None) -> str:
-    """The summary of the headline `runs`, what they show, and the table of `every` run."""
+def headline_notes(runs: list[Run], baselines: dict[str, dict[str, Any]]) -> list[str]:
+    """What the headline runs show: the Kneser-Ney verdicts, architectures out of their expected order, and the
+    valid/test gap of each dataset (one sentence each)."""
     best = best_runs(runs)
     datasets = sorted({r.dataset for r in runs}, key=dataset_key)
-    notes = kneser_ney_verdicts(best, baselines, datasets) + order_surprises(best, datasets) + \
+    return kneser_ney_verdicts(best, baselines, datasets) + order_surprises(best, datasets) + \
         valid_test_gaps(best, datasets)
-    lines = summary_table(runs, baselines, profile) + ([""] + notes if notes else []) + [""]
-    for name, group in accelerator_groups(every, profile):
-        table = summary_table(group, baselines, name)
-        devices = ", ".join(sorted({str(r.metrics.get("device")) for r in group}))
-        lines += [table[0], "", f"Trained on {devices}; GPU budgets, not comparable with the CPU runs above."]
+
+
+def gpu_summaries(every: list[Run], headline: str | None, baselines: dict[str, dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """The summary of each profile run on a GPU (other than the headline), with the devices it ran on."""
+    out = []
+    for name, group in accelerator_groups(every, headline):
+        record = summary(group, baselines, name)
+        record["devices"] = sorted({str(r.metrics.get("device")) for r in group})
+        out.append(record)
+    return out
+
+
+def markdown_tables(data: dict[str, Any], every: list[Run], axes: dict[str, str]) -> str:
+    """The summary tables of the report's `data` (the headline and each GPU profile), what they show, the table
+    of every run but the scaling profiles', the training time and how the numbers were measured."""
+    notes = data["headline"]["notes"]
+    lines = summary_table(data["headline"]) + ([""] + [f"- {n}" for n in notes] if notes else []) + [""]
+    for record in data["gpu_profiles"]:
+        table = summary_table(record)
+        lines += [table[0], "", f"Trained on {', '.join(record['devices'])}; GPU budgets, not comparable with the "
+                  "CPU runs above."]
         lines += table[1:] + [""]
     scaling = [r for r in every if r.profile in SCALING_PROFILES]
     lines += every_run_table([r for r in every if r.profile not in SCALING_PROFILES], axes)
@@ -321,9 +385,8 @@ def markdown_tables(runs: list[Run], axes: dict[str, str], baselines: dict[str, 
         names = " and ".join(f"`{p}`" for p in SCALING_PROFILES if any(r.profile == p for r in scaling))
         lines += ["", f"The {len(scaling)} runs of the {names} profile{'s' * (' and ' in names)} are left out of "
                   "this table: results.json lists each one, and RESULTS.md's scaling section fits them."]
-    devices = sorted({f"{r.metrics.get('device')}, torch {r.metrics.get('torch_version')}" for r in every})
-    lines += [""] + profile_times(every)
-    lines += ["", "Measured on: " + "; ".join(devices) + ".",
+    lines += [""] + training_time_sentence(data["training_time"])
+    lines += ["", "Measured on: " + "; ".join(data["measured_on"]) + ".",
               "Test log-likelihood: every test token but the first scored exactly once by the same sliding-window "
               "protocol for every model; the best run is chosen on the full validation split. A run belongs to a "
               "profile only if that profile's suite trains exactly its config; any other run is `adhoc`.",

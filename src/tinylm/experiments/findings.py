@@ -1,0 +1,165 @@
+"""What we found: plain sentences that the report writes from its own data (results.json), for the README and
+RESULTS.md.
+
+Each finding gives its numbers and the table or figure they come from. None uses a run marked still improving
+(its budget, not its architecture, set its score); the scaling findings come from the iso-FLOP fits, whose runs
+each end at their budget by design. A finding whose data is missing is left out rather than weakened.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from tinylm.experiments.tables import MARGIN
+from tinylm.models.registry import ladder_names, model_names
+
+Finding = dict[str, str]
+"""{"text": the sentence, "source": the table or figure it comes from}."""
+
+
+def _names(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _score(cell: dict[str, Any], level: str | None, word: str = "ppl ") -> str:
+    """A best run's test score as people quote it: perplexity at word level, nats per character at char level."""
+    if level == "word":
+        return f"{word}{cell['test_perplexity']:.1f}"
+    return f"{cell['test_loglik']:.3f} nats/{'char' if level == 'char' else 'token'}"
+
+
+def _settled(headline: dict[str, Any], ds: str) -> dict[str, dict[str, Any]]:
+    """The best run per architecture of a dataset, without those still improving."""
+    return {m: c for m, c in headline["best"].get(ds, {}).items() if not c["still_improving"]}
+
+
+def ladder(headline: dict[str, Any]) -> Finding | None:
+    """The ladder of architectures on the dataset where most of them ran: do the richer ones score better?"""
+    ds = max(headline["datasets"], key=lambda d: len(_settled(headline, d)), default=None)
+    cells = _settled(headline, ds) if ds else {}
+    rungs = [m for m in ladder_names() if m in cells]
+    if len(rungs) < 3:
+        return None
+    level = headline["level"].get(ds)
+    ordered = all(cells[a]["test_loglik"] < cells[b]["test_loglik"] for a, b in zip(rungs, rungs[1:]))
+    lead = ("every step up the ladder of architectures scores better on test" if ordered
+            else "the ladder of architectures does not score in its order on test")
+    scores = ", ".join(f"`{m}` {_score(cells[m], level)}" for m in rungs)
+    beside = [m for m in model_names() if m in cells and m not in rungs]
+    extra = "".join(f"; beside the ladder, `{m}` reaches {_score(cells[m], level)}" for m in beside)
+    return {"text": f"Architecture decides much: on {ds} {lead}: {scores}{extra}.",
+            "source": f"the headline table, best run on valid of the `{headline['profile']}` profile"}
+
+
+def kneser_ney(headline: dict[str, Any]) -> Finding | None:
+    """Which architectures clearly beat the Kneser-Ney n-gram model, dataset by dataset."""
+    beaten, unbeaten = [], []
+    for ds in headline["datasets"]:
+        kn, cells = headline["kneser_ney"].get(ds), _settled(headline, ds)
+        if kn is None or len(headline["best"].get(ds, {})) < 2 or not cells:
+            continue
+        level = headline["level"].get(ds)
+        beat = [f"`{m}`" for m in model_names() if m in cells and cells[m]["test_loglik"] >= kn["test_loglik"] + MARGIN]
+        best = max(cells, key=lambda m: cells[m]["test_loglik"])
+        kn_score = _score(kn, level)
+        if beat:
+            beaten.append(f"on {ds} by {_names(beat)} (best: `{best}`, {_score(cells[best], level)} against "
+                          f"{kn_score})")
+        else:
+            unbeaten.append(f"on {ds} by none: the best, `{best}` at {_score(cells[best], level)}, does not clearly "
+                            f"beat the {kn['order']}-gram's {kn_score}")
+    if not beaten and not unbeaten:
+        return None
+    parts = "; ".join(beaten) + ("; but " if beaten and unbeaten else "") + "; ".join(unbeaten)
+    return {"text": f"Counting n-grams is a strong baseline: the Kneser-Ney n-gram model is clearly beaten {parts}.",
+            "source": "the headline table's Kneser-Ney row"}
+
+
+def _clipped(c: dict[str, Any]) -> tuple[float, float] | None:
+    """The compute range where a comparison's bands separate, within the budgets both architectures sampled."""
+    if not c["separated"] or not c["sampled"]:
+        return None
+    low, high = max(c["separated"][0], c["sampled"][0]), min(c["separated"][1], c["sampled"][1])
+    return (low, high) if low < high else None
+
+
+def _per_flop_winner(ds: str, records: dict[str, Any]) -> str | None:
+    """One dataset's architecture with the lowest fitted loss at equal compute against every other, within the
+    budgets both sampled, or its crossovers within them; None when the fits claim neither."""
+    fitted = [f["model"] for f in records["frontiers"] if f["dataset"] == ds and f["law"]]
+    found = [c for c in records["comparisons"] if c["dataset"] == ds]
+    for model in fitted:
+        ranges = [_clipped(c) for c in found if model in (c["first"], c["second"]) and c["lower"] == model]
+        if len(ranges) == len(fitted) - 1 >= 2 and all(ranges):
+            low, high = max(r[0] for r in ranges), min(r[1] for r in ranges)  # type: ignore[index]
+            if low < high:
+                return (f"on {ds} `{model}` reaches a lower validation loss than every other fitted architecture "
+                        f"from {low:.0e} to {high:.0e} training FLOPs")
+    crossings = [c for c in found if c["verdict"] == "crossover" and not c["extrapolated"] and c["crossover"]]
+    texts = [f"`{c['second'] if c['lower_first'] == c['first'] else c['first']}` overtakes `{c['lower_first']}` "
+             f"at ~{c['crossover']:.1e} FLOPs" + (" (95% interval {:.1e} to {:.1e})".format(*c["crossover_interval"])
+                                                 if c["crossover_interval"] else "") for c in crossings]
+    return f"on {ds} {_names(texts)}" if texts else None
+
+
+def per_flop(scaling: dict[str, Any]) -> Finding | None:
+    """Which architecture wins at equal training compute, from the CPU scaling fits (bands clear of each other)."""
+    records = scaling.get("cpu") or {"frontiers": [], "comparisons": []}
+    datasets = list(dict.fromkeys(f["dataset"] for f in records["frontiers"]))
+    parts = [(ds, text) for ds in datasets if (text := _per_flop_winner(ds, records))]
+    if not parts:
+        return None
+    return {"text": "At equal training compute the ranking is not the ladder's: " + "; ".join(t for _, t in parts)
+            + " (95% bootstrap bands clear of each other, within the budgets sampled).",
+            "source": "the scaling section of RESULTS.md, " + _names([f"scaling_{ds}.png" for ds, _ in parts])}
+
+
+def size_growth(scaling: dict[str, Any]) -> Finding | None:
+    """How fast the compute-optimal model size grows with compute, across the fitted architectures."""
+    fits = [f for f in (scaling.get("cpu") or {"frontiers": []})["frontiers"] if f["law"] and f["size_law"]]
+    if len(fits) < 2:
+        return None
+    low, high = min(fits, key=lambda f: f["size_law"]["a"]), max(fits, key=lambda f: f["size_law"]["a"])
+    return {"text": "Bigger budgets want bigger models: the compute-optimal size grows as N* ∝ C^a with a from "
+                    f"{low['size_law']['a']:.2f} (`{low['model']}` on {low['dataset']}) to {high['size_law']['a']:.2f} "
+                    f"(`{high['model']}` on {high['dataset']}) over the budgets sampled.",
+            "source": "the scaling table of RESULTS.md"}
+
+
+def more_compute(headline: dict[str, Any], gpu_profiles: list[dict[str, Any]], factor: float = 10.0
+                 ) -> Finding | None:
+    """Where a GPU profile spent at least `factor` times the compute of the headline's best run of an architecture,
+    on the same data: did it score better? (At a fixed size of data, compute alone stops paying.)"""
+    better, worse, ratios = [], [], []
+    for record in gpu_profiles:
+        for ds in record["datasets"]:
+            cpu, gpu, level = _settled(headline, ds), _settled(record, ds), headline["level"].get(ds)
+            for m in model_names():
+                if m in cpu and m in gpu and cpu[m]["train_flops"] and gpu[m]["train_flops"] and \
+                        gpu[m]["train_flops"] >= factor * cpu[m]["train_flops"]:
+                    ratios.append(gpu[m]["train_flops"] / cpu[m]["train_flops"])
+                    scores = f"{_score(gpu[m], level)} against {_score(cpu[m], level)}"
+                    (better if gpu[m]["test_loglik"] > cpu[m]["test_loglik"] else worse).append(
+                        f"`{m}` on {ds} ({scores})")
+    if not worse:
+        return None
+    profiles = _names([f"`{r['profile']}`" for r in gpu_profiles])
+    text = (f"Compute is not all: with {min(ratios):.0f}× to {max(ratios):.0f}× the training FLOPs of the "
+            f"`{headline['profile']}` profile's best runs, the {profiles} profile scored no better with "
+            f"{_names(worse)}" + (f", better only with {_names(better)}" if better else "")
+            + "; none of these runs was still improving: at this size of data, more compute alone did not pay.")
+    return {"text": text, "source": "the headline table and the GPU table below it"}
+
+
+def findings(data: dict[str, Any]) -> list[Finding]:
+    """The report's findings, from its data: the ladder, the n-gram baseline, compute against architecture."""
+    out = [ladder(data["headline"]), kneser_ney(data["headline"]), per_flop(data["scaling"]),
+           size_growth(data["scaling"]), more_compute(data["headline"], data["gpu_profiles"])]
+    return [f for f in out if f is not None]
+
+
+def findings_markdown(found: list[Finding], width: int = 118) -> list[str]:
+    """The findings as a bullet list, each followed by its source, wrapped at `width` characters."""
+    return [textwrap.fill(f"{f['text']} *({f['source']})*", width, initial_indent="- ", subsequent_indent="  ",
+                          break_on_hyphens=False, break_long_words=False) for f in found]
