@@ -1,0 +1,77 @@
+"""MkDocs hooks: pages generated from the repository at build time, so that they cannot go stale.
+
+- `results.md` is the shipped report, `results/reference/RESULTS.md` (written by `tinylm report --reference`), with
+  its figures.
+- `<!-- profiles -->` becomes the table of the profiles in `configs/profiles/`, from their own descriptions.
+- `<!-- layers -->` in a page becomes the layer diagram of the package, read from the import-linter contract in
+  `pyproject.toml` (which `lint-imports` checks) and the first sentence of each layer's docstring.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+from mkdocs.structure.files import File
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "results" / "reference"
+LAYERS_MARK = "<!-- layers -->"
+PROFILES_MARK = "<!-- profiles -->"
+
+
+def on_files(files, config):
+    """Add the shipped report and its figures to the site."""
+    files.append(File.generated(config, "results.md", abs_src_path=str(REFERENCE / "RESULTS.md")))
+    for png in sorted((REFERENCE / "figures").glob("*.png")):
+        files.append(File.generated(config, f"figures/{png.name}", abs_src_path=str(png)))
+    return files
+
+
+def _summary(module: str) -> str:
+    """The first sentence of a module's (or package's) docstring."""
+    base = REPO / "src" / Path(*module.split("."))
+    path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    first = " ".join(doc.split("\n\n")[0].split())
+    return re.split(r"(?<=\.)\s", first, maxsplit=1)[0].rstrip(".")
+
+
+def layer_diagram() -> str:
+    """The layers of `pyproject.toml`'s contract, top to bottom, each module with its summary."""
+    contract = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    layers = contract["contracts"][0]["layers"]
+    lines = ["| layer | modules (siblings of a layer do not import each other) |", "|---|---|"]
+    for i, layer in enumerate(layers):
+        modules = [m.strip() for m in layer.split("|")]
+        cells = "<br>".join(f"`{m.removeprefix('tinylm.')}`: {_summary(m)}" for m in modules)
+        lines.append(f"| {i + 1} | {cells} |")
+    return "\n".join(lines)
+
+
+def profile_table() -> str:
+    """One row per profile file: its name, description and datasets (those of the profile it extends, if none)."""
+    profiles = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+                for p in sorted((REPO / "configs" / "profiles").glob("*.yaml"))}
+    lines = ["| profile | what it is | datasets: architectures |", "|---|---|---|"]
+    for name, prof in profiles.items():
+        datasets = prof.get("datasets") or profiles.get(prof.get("extends"), {}).get("datasets") or {}
+        where = "<br>".join(f"{ds}: {', '.join(models)}" for ds, models in datasets.items())
+        lines.append(f"| `{name}` | {prof.get('description', '')} | {where} |")
+    return "\n".join(lines)
+
+
+def on_page_markdown(markdown, page, config, files):
+    """Fill in the generated parts of a page."""
+    if LAYERS_MARK in markdown:
+        markdown = markdown.replace(LAYERS_MARK, layer_diagram())
+    if PROFILES_MARK in markdown:
+        markdown = markdown.replace(PROFILES_MARK, profile_table())
+    return markdown
