@@ -11,15 +11,11 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from tinylm.experiments.tables import MARGIN
+from tinylm.experiments.tables import MARGIN, joined
 from tinylm.models.registry import ladder_names, model_names
 
 Finding = dict[str, str]
 """{"text": the sentence, "source": the table or figure it comes from}."""
-
-
-def _names(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _score(cell: dict[str, Any], level: str | None, word: str = "ppl ") -> str:
@@ -64,7 +60,7 @@ def kneser_ney(headline: dict[str, Any]) -> Finding | None:
         best = max(cells, key=lambda m: cells[m]["test_loglik"])
         kn_score = _score(kn, level)
         if beat:
-            beaten.append(f"on {ds} by {_names(beat)} (best: `{best}`, {_score(cells[best], level)} against "
+            beaten.append(f"on {ds} by {joined(beat)} (best: `{best}`, {_score(cells[best], level)} against "
                           f"{kn_score})")
         else:
             unbeaten.append(f"on {ds} by none: the best, `{best}` at {_score(cells[best], level)}, does not clearly "
@@ -100,7 +96,7 @@ def _per_flop_winner(ds: str, records: dict[str, Any]) -> str | None:
     texts = [f"`{c['second'] if c['lower_first'] == c['first'] else c['first']}` overtakes `{c['lower_first']}` "
              f"at ~{c['crossover']:.1e} FLOPs" + (" (95% interval {:.1e} to {:.1e})".format(*c["crossover_interval"])
                                                  if c["crossover_interval"] else "") for c in crossings]
-    return f"on {ds} {_names(texts)}" if texts else None
+    return f"on {ds} {joined(texts)}" if texts else None
 
 
 def per_flop(scaling: dict[str, Any]) -> Finding | None:
@@ -112,7 +108,7 @@ def per_flop(scaling: dict[str, Any]) -> Finding | None:
         return None
     return {"text": "At equal training compute the ranking is not the ladder's: " + "; ".join(t for _, t in parts)
             + " (95% bootstrap bands clear of each other, within the budgets sampled).",
-            "source": "the scaling section of RESULTS.md, " + _names([f"scaling_{ds}.png" for ds, _ in parts])}
+            "source": "the scaling section of RESULTS.md, " + joined([f"scaling_{ds}.png" for ds, _ in parts])}
 
 
 def size_growth(scaling: dict[str, Any]) -> Finding | None:
@@ -144,10 +140,10 @@ def more_compute(headline: dict[str, Any], gpu_profiles: list[dict[str, Any]], f
                         f"`{m}` on {ds} ({scores})")
     if not worse:
         return None
-    profiles = _names([f"`{r['profile']}`" for r in gpu_profiles])
+    profiles = joined([f"`{r['profile']}`" for r in gpu_profiles])
     text = (f"Compute is not all: with {min(ratios):.0f}× to {max(ratios):.0f}× the training FLOPs of the "
             f"`{headline['profile']}` profile's best runs, the {profiles} profile scored no better with "
-            f"{_names(worse)}" + (f", better only with {_names(better)}" if better else "")
+            f"{joined(worse)}" + (f", better only with {joined(better)}" if better else "")
             + "; none of these runs was still improving: at this size of data, more compute alone did not pay.")
     return {"text": text, "source": "the headline table and the GPU table below it"}
 

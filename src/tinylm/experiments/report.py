@@ -145,7 +145,7 @@ def write_report(
     raw = load_suite_file(config)
     readme_text = read_readme(readme) if readme is not None else None  # a bad README stops us before any write
     all_runs = load_runs(working, reference, raw)
-    if working is not None and not any(r.source == "yours" for r in all_runs) or not all_runs:
+    if not all_runs or (working is not None and not any(r.source == "yours" for r in all_runs)):
         where = working / "runs" if working is not None else reference
         raise TinyLMError(f"no finished runs under {where}: train some first (`tinylm train --quick`, or `tinylm "
                           "suite --profile quick`); the shipped report is results/reference/RESULTS.md")

@@ -172,8 +172,9 @@ def summary_table(record: dict[str, Any]) -> list[str]:
     return lines + (["", FOOTNOTE] if rising else [])
 
 
-def _names(models: list[str]) -> str:
-    return models[0] if len(models) == 1 else ", ".join(models[:-1]) + " and " + models[-1]
+def joined(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, dict[str, Any]],
@@ -194,7 +195,7 @@ def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, d
 
 def _verb(models: list[str], one: str, several: str) -> str:
     """'mlp beats' / 'mlp and lstm beat': the names and the verb that agrees with them."""
-    return f"{_names(models)} {one if len(models) == 1 else several}"
+    return f"{joined(models)} {one if len(models) == 1 else several}"
 
 
 def _verdict(ds: str, name: str, present: list[str], beat: list[str], pending: list[str]) -> str:
@@ -204,17 +205,17 @@ def _verdict(ds: str, name: str, present: list[str], beat: list[str], pending: l
     wait = ""
     if pending:
         one = len(pending) == 1
-        wait = (f"{_names(pending)}{only if not (beat or not_beat) else ''} {'does' if one else 'do'} not beat it yet "
+        wait = (f"{joined(pending)}{only if not (beat or not_beat) else ''} {'does' if one else 'do'} not beat it yet "
                 f"but {'was' if one else 'were'} still improving when {'its budget' if one else 'their budgets'} "
                 "ended: no verdict")
     if not not_beat and not pending:
-        everyone = "every architecture run here" if len(present) > 1 else _names(present) + only
+        everyone = "every architecture run here" if len(present) > 1 else joined(present) + only
         return f"{everyone} clearly beats {name}"
     if not not_beat:
         lead = f"{_verb(beat, 'clearly beats', 'clearly beat')} {name}; " if beat else f"against {name}: "
         return lead + wait
     one = len(not_beat) == 1
-    text = (f"{_names(not_beat)}{only} {'does' if one else 'do'} not clearly beat {name}: at these budgets "
+    text = (f"{joined(not_beat)}{only} {'does' if one else 'do'} not clearly beat {name}: at these budgets "
             f"{'it is' if one else 'they are'} no better than counting local contexts")
     if beat:
         text += f"; {_verb(beat, 'clearly beats', 'clearly beat')} it"
