@@ -108,7 +108,14 @@ def test_your_report_shows_your_runs_beside_the_shipped_ones(shipped, tmp_path, 
     assert "1 finished runs of yours and" in md
 
 
-def test_shipped_runs_are_results_only_and_generate_says_how_to_train_them(shipped, capsys):
+def test_a_results_only_run_says_what_trains_its_model_on_this_machine_and_how_long(shipped, capsys, monkeypatch,
+                                                                                     mirror, data_dir):
+    """The best shipped PTB transformer was trained on an H100: on a machine without CUDA the message suggests the
+    full profile's run of the same model and dataset, with the time a one-second forecast expects here; with CUDA,
+    the exact config."""
+    monkeypatch.setenv("TINYLM_DATA_MIRROR", str(mirror))
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(data_dir))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert main(["runs"]) == 0
     out = capsys.readouterr().out
     assert "no runs of yours yet" in out
@@ -116,9 +123,13 @@ def test_shipped_runs_are_results_only_and_generate_says_how_to_train_them(shipp
     assert full_ptb_transformer in out and "results only (weights not shipped)" in out
     assert main(["generate", "--model", "transformer", "--dataset", "ptb"]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert "results only (weights not shipped)" in err
-    assert err.endswith("tinylm train --model transformer --dataset ptb --profile gpu")  # the best: an H100 run
+    assert len(err.splitlines()) == 1 and "results only (weights not shipped)" in err
+    assert "to train transformer on ptb into your working folder: tinylm train --model transformer --dataset ptb " \
+        "--profile full (expect ~" in err and err.endswith(" here)")
+    assert "has weights" not in err  # no PTB run ships with weights
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert main(["generate", "--model", "transformer", "--dataset", "ptb"]) == 1
+    assert "--profile gpu" in capsys.readouterr().err  # the best: an H100 run, trained here as it was
 
 
 SUITE = {

@@ -18,15 +18,15 @@ from tinylm.config import DataConfig, TrainConfig
 from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.experiments.suite import profile_index, profile_label
-from tinylm.generate.interactive import check_sampling, generate_text, resolve_run_dir
+from tinylm.generate.interactive import ResultsOnlyRun, check_sampling, generate_text, resolve_run_dir
 from tinylm.models.registry import DEFAULT_MODEL, config_class
 from tinylm.resolve import load_suite_file, resolve_run
-from tinylm.runner import train_run
+from tinylm.runner import forecast_run, train_run
 from tinylm.runs import LoadedRun, load_run, load_run_corpus, read_metrics, results_dir
 from tinylm.strict import field_names, unknown_key_error
 from tinylm.training.evaluate import EvalResult, evaluate
 
-__all__ = ["EvalResult", "Run", "load", "train"]
+__all__ = ["EvalResult", "Run", "find", "load", "train"]
 
 SPLITS = ("train", "valid", "test")
 
@@ -109,14 +109,28 @@ def _warn(message: str) -> None:
     warnings.warn(message, TinyLMWarning, stacklevel=4)
 
 
-def load(path: str | Path | None = None, *, model: str | None = None, dataset: str = "tinyshakespeare",
-         results: str | Path | None = None) -> Run:
-    """A run directory, or the best trained run of `model` on `dataset` (chosen on the full validation split,
-    from your working folder and the shipped reference)."""
+def find(path: str | Path | None = None, *, model: str | None = None, dataset: str = "tinyshakespeare",
+         results: str | Path | None = None) -> Path:
+    """The run directory `load` loads. A run with results but no weights is an error that says how to train its
+    model and dataset here and how long that should take (a forecast measured on this machine for a second)."""
     if path is not None and model is not None:
         raise UsageError("give a run directory or a model, not both")
-    return Run.of(load_run(resolve_run_dir(None if path is None else str(path), model or DEFAULT_MODEL, dataset,
-                                        None if results is None else str(results))))
+    try:
+        return resolve_run_dir(None if path is None else str(path), model or DEFAULT_MODEL, dataset,
+                               None if results is None else str(results))
+    except ResultsOnlyRun as e:
+        try:
+            info = forecast_run(e.suggested)
+        except Exception:  # a courtesy: without data or the device to measure on, the command alone
+            raise e from None
+        raise TinyLMError(e.message(info["train_seconds"] + info["eval_seconds"])) from None
+
+
+def load(path: str | Path | None = None, *, model: str | None = None, dataset: str = "tinyshakespeare",
+         results: str | Path | None = None) -> Run:
+    """A run directory, or the best trained run of `model` on `dataset` (chosen on the full validation split):
+    yours where you have one, else the shipped reference's (its headline Tiny Shakespeare runs ship with weights)."""
+    return Run.of(load_run(find(path, model=model, dataset=dataset, results=results)))
 
 
 def split_overrides(model: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

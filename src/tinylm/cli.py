@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm import distributed
-from tinylm.api import load
+from tinylm.api import find, load
 from tinylm.bench import run_bench, summary_lines
 from tinylm.config import DataConfig, RunConfig, TrainConfig, model_keys
 from tinylm.data import sources
@@ -43,6 +43,7 @@ from tinylm.generate.interactive import (
     Chat,
     check_sampling,
     describe,
+    duration,
     encode_prompt,
 )
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
@@ -229,22 +230,16 @@ def _print_result(metrics: dict[str, Any], run_dir: Path, what: str) -> None:
     )
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
 def announce(info: dict[str, Any]) -> None:
     """One line before training: what will be trained, and how long it should take here."""
     what = f"{info['tokens']:,} tokens ({info['steps']:,} steps of {info['batch_size']} x {info['seq_len']})" \
-        if info["tokens"] is not None else f"{_duration(info['max_time'])} of training (time budget)"
+        if info["tokens"] is not None else f"{duration(info['max_time'])} of training (time budget)"
     start = f"resuming {info['model']} on {info['dataset']} at step {info['from_step']:,}" if info["from_step"] else \
         f"training {info['model']} on {info['dataset']}"
     total = info["train_seconds"] + info["eval_seconds"]
     print(f"{start}: {info['params']:,} params, {what}{', bf16 autocast' if info.get('bf16') else ''}; expect "
-          f"~{_duration(total)} here ({info['tokens_per_second']:,.0f} tokens/s measured for 2 s; "
-          f"{_duration(info['eval_seconds'])} of it evaluation)", flush=True)
+          f"~{duration(total)} here ({info['tokens_per_second']:,.0f} tokens/s measured for 2 s; "
+          f"{duration(info['eval_seconds'])} of it evaluation)", flush=True)
     if info.get("bf16") and not info.get("bf16_native"):
         print("note: this run trains in bf16 autocast, which this machine has no native instructions for (AVX-512 "
               "bf16, AMX or a bf16 GPU), so it may train slower than fp32; --precision fp32 trains it in fp32 "
@@ -449,7 +444,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     check_sampling(args.temperature, args.top_k, args.top_p, args.length)
-    chat = Chat(args.run_dir, args.model, args.dataset, args.results_dir, temperature=args.temperature,
+    run_dir = find(args.run_dir, model=None if args.run_dir else args.model, dataset=args.dataset,
+                   results=args.results_dir)
+    chat = Chat(str(run_dir), None, args.dataset, args.results_dir, temperature=args.temperature,
                 top_k=args.top_k, top_p=args.top_p, length=args.length)
     return chat.loop()
 

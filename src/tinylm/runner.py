@@ -371,6 +371,12 @@ def train_run(
         return loop.run(resume=resuming), run_dir, "resumed" if resuming else "trained"
 
 
+def forecast_run(cfg: RunConfig, data_dir: str | Path | None = None, mirror: str | Path | None = None,
+                 seconds: float = 1.0) -> dict[str, Any]:
+    """What training `cfg` here would take (`Trainer.forecast`, measured over `seconds` of steps), writing no run."""
+    return Trainer(cfg, load_corpus(cfg.data, data_dir, mirror, quiet=True)).forecast(seconds)
+
+
 def score_snapshots(
     run_dir: str | Path,
     split: str = "test",

@@ -1,7 +1,8 @@
 """Run directories: naming, locking, finding and loading them, and the one rule for "the best run".
 
 Two places hold runs: your working folder (`results/`, ignored by git: everything you train goes there) and the
-shipped reference (`results/reference/`: results without weights, regenerated only by the maintainers' suite).
+shipped reference (`results/reference/`: results, and the weights of the headline Tiny Shakespeare runs with their
+checksums in weights.json; regenerated only by the maintainers' suite).
 
 results/runs/<run-id>/
     config.yaml        fully resolved config (model, train, data)
@@ -204,8 +205,35 @@ class LoadedRun:
     model: LanguageModel
 
 
+WEIGHTS_MANIFEST = "weights.json"
+"""Beside the shipped runs (results/reference/weights.json): the sha256 and size of each model.safetensors shipped."""
+
+
+def shipped_weights(reference: Path) -> dict[str, dict[str, Any]]:
+    """{run id: {"sha256", "bytes"}} of the weights shipped under `reference` ({} where none are)."""
+    path = reference / WEIGHTS_MANIFEST
+    return read_json(path) if path.is_file() else {}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_shipped_weights(path: Path, run_dir: Path) -> None:
+    """Shipped weights are loaded only as they were shipped: a file whose sha256 differs is named, never loaded."""
+    entry = shipped_weights(run_dir.parent.parent).get(run_dir.name)
+    if entry is not None and file_sha256(path) != entry["sha256"]:
+        raise TinyLMError(f"{path} is damaged: its sha256 is not the one shipped in "
+                          f"{run_dir.parent.parent / WEIGHTS_MANIFEST}; restore it (git checkout -- {path})")
+
+
 def load_weights(model: LanguageModel, path: Path, run_dir: Path, model_name: str) -> None:
     """Load safetensors weights into `model`, with a clear error if they do not fit."""
+    check_shipped_weights(path, run_dir)
     tensors, _ = load_tensors(path)
     expected = model.weights()
     missing = [k for k in expected if k not in tensors]
@@ -307,10 +335,12 @@ class FoundRun:
 
     @property
     def state(self) -> str:
-        """What can be done with it: its status, or "results only" for a finished run without weights."""
+        """What can be done with it: its status ("weights shipped" added for a shipped run with weights), or
+        "results only" for a finished run without weights."""
         if self.finished and not self.has_weights:
             return "results only (weights not shipped)" if self.source == "reference" else "results only (no weights)"
-        return str(self.metrics.get("status", "?"))
+        shipped = ", weights shipped" if self.source == "reference" and self.has_weights else ""
+        return f"{self.metrics.get('status', '?')}{shipped}"
 
 
 def find_runs(working: Path | None, reference: Path | None = None) -> list[FoundRun]:
@@ -347,8 +377,8 @@ def selection_loss(metrics: dict[str, Any]) -> float:
 
 
 def best_run(working: Path, model: str, dataset: str, reference: Path | None = None) -> Path:
-    """The finished run of `model` on `dataset` with weights, best by `selection_loss`, from your working folder and
-    the shipped reference; ResultsOnly if only runs without weights exist."""
+    """The finished run of `model` on `dataset` with weights, best by `selection_loss`: among your runs where you
+    have one (yours win), else among the shipped reference's; ResultsOnly if only runs without weights exist."""
     try:
         dataset = canonical_name(dataset)
     except UsageError:
@@ -356,6 +386,7 @@ def best_run(working: Path, model: str, dataset: str, reference: Path | None = N
     candidates = [r for r in find_runs(working, reference)
                   if r.metrics.get("model") == model and r.metrics.get("dataset") == dataset and r.finished]
     trained = [r for r in candidates if r.has_weights]
+    trained = [r for r in trained if r.source == "yours"] or trained
     if trained:
         return min(trained, key=lambda r: (selection_loss(r.metrics), str(r.path))).path
     if candidates:

@@ -9,12 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+import torch
+
 from tinylm.config import RunConfig
 from tinylm.data.tokenizers import EOS, UNK
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.generate.sampling import generate_ids
 from tinylm.models.registry import DEFAULT_MODEL, model_names
-from tinylm.resolve import load_suite_file, resolve_run
+from tinylm.resolve import load_suite_file, profile_datasets, resolve_run
 from tinylm.runs import (
     PICKLES,
     FoundRun,
@@ -22,12 +24,14 @@ from tinylm.runs import (
     ResultsOnly,
     best_run,
     config_changes,
+    find_runs,
     identity,
     load_run,
     read_config,
     read_metrics,
     reference_dir,
     results_dir,
+    selection_loss,
 )
 
 
@@ -70,10 +74,62 @@ def _is_reference(path: Path) -> bool:
     return ref is not None and ref.resolve() in path.resolve().parents
 
 
-def _results_only(run: FoundRun) -> TinyLMError:
-    return TinyLMError(f"{run.path} is {run.state}: it holds the results of a run, not its weights; train the same "
-                       f"config into your working folder first (minutes to hours, see its metrics.json): "
-                       f"{train_command(run.path)}")
+def duration(seconds: float) -> str:
+    """Seconds as people say them: '40 s', '12.5 min', '3.1 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+class ResultsOnlyRun(TinyLMError):
+    """A run asked for holds results, not weights: the command that trains its model and dataset on this machine
+    (`suggested`: its config, for a forecast), and a shipped run of the same model and dataset that has weights."""
+
+    def __init__(self, run: FoundRun, command: str, suggested: RunConfig, shipped: Path | None):
+        self.run, self.command, self.suggested, self.shipped = run, command, suggested, shipped
+        super().__init__(self.message())
+
+    def message(self, expected_seconds: float | None = None) -> str:
+        """The one-line error, with the time the suggested training should take here where it was measured."""
+        m = self.run.metrics
+        text = f"{self.run.path} is {self.run.state}: it holds the results of a run, not its weights"
+        if self.shipped is not None:
+            text += (f"; the shipped run {self.shipped.name} of {m.get('model')} on {m.get('dataset')} has weights: "
+                     f"tinylm generate {self.shipped}")
+        expect = f" (expect ~{duration(expected_seconds)} here)" if expected_seconds is not None else ""
+        return (f"{text}; to train {m.get('model')} on {m.get('dataset')} into your working folder: "
+                f"{self.command}{expect}")
+
+
+def _results_only(run: FoundRun) -> ResultsOnlyRun:
+    shipped = [r for r in find_runs(None, reference_dir()) if r.finished and r.has_weights
+               and r.metrics.get("model") == run.metrics.get("model")
+               and r.metrics.get("dataset") == run.metrics.get("dataset")]
+    best = min(shipped, key=lambda r: (selection_loss(r.metrics), str(r.path))).path if shipped else None
+    command, suggested = command_here(run.path)
+    return ResultsOnlyRun(run, command, suggested, best)
+
+
+def command_here(run_dir: Path) -> tuple[str, RunConfig]:
+    """The `tinylm train` command for a run's model and dataset on this machine, and its config: the run's own
+    config (train_command), or, for a run trained on a GPU when this machine has none, the run of the same model
+    and dataset in the first profile that trains on a CPU with a budget of tokens or steps."""
+    cfg = read_config(run_dir)
+    if not str(cfg.train.device).startswith("cuda") or torch.cuda.is_available():
+        return train_command(run_dir), cfg
+    raw = load_suite_file()
+    for profile, prof in (raw.get("profiles") or {}).items():
+        if not isinstance(prof, dict) or prof.get("flop_budgets") or prof.get("sizes"):
+            continue  # a scaling profile trains many sizes of a model, none of them "the" run
+        try:
+            if cfg.model_name not in profile_datasets(raw, profile).get(cfg.data.label, []):
+                continue
+            here = resolve_run(cfg.model_name, cfg.data.label, raw=raw, profile=profile)
+        except TinyLMError:
+            continue
+        if not str(here.train.device).startswith("cuda") and here.train.max_time is None:
+            return f"tinylm train --model {cfg.model_name} --dataset {cfg.data.label} --profile {profile}", here
+    return train_command(run_dir), cfg
 
 
 def train_command(run_dir: Path) -> str:
