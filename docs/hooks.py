@@ -3,6 +3,7 @@
 - `results.md` is the shipped report, `results/reference/RESULTS.md` (written by `tinylm report --reference`), with
   its figures.
 - `<!-- profiles -->` becomes the table of the profiles in `configs/profiles/`, from their own descriptions.
+- `<!-- shipped-weights -->` becomes the table of the runs shipped with weights (`results/reference/weights.json`).
 - `<!-- layers -->` in a page becomes the layer diagram of the package, read from the import-linter contract in
   `pyproject.toml` (which `lint-imports` checks) and the first sentence of each layer's docstring.
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -25,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "results" / "reference"
 LAYERS_MARK = "<!-- layers -->"
 PROFILES_MARK = "<!-- profiles -->"
+WEIGHTS_MARK = "<!-- shipped-weights -->"
 
 
 def on_files(files, config):
@@ -68,10 +71,24 @@ def profile_table() -> str:
     return "\n".join(lines)
 
 
+def weights_table() -> str:
+    """One row per shipped model.safetensors: the run, its model and dataset, parameters, test score and size."""
+    shipped = json.loads((REFERENCE / "weights.json").read_text(encoding="utf-8"))
+    lines = ["| run | model | dataset | parameters | test log-likelihood | file |", "|---|---|---|---:|---:|---:|"]
+    for run, entry in shipped.items():
+        m = json.loads((REFERENCE / "runs" / run / "metrics.json").read_text(encoding="utf-8"))
+        lines.append(f"| `{run}` | {m['model']} | {m['dataset']} | {m['params']:,} | {m['test_loglik']:.4f} | "
+                     f"{entry['bytes'] / 1e6:.1f} MB |")
+    total = sum(e["bytes"] for e in shipped.values()) / 1e6
+    return "\n".join(lines + ["", f"{len(shipped)} files, {total:.1f} MB in all."])
+
+
 def on_page_markdown(markdown, page, config, files):
     """Fill in the generated parts of a page."""
     if LAYERS_MARK in markdown:
         markdown = markdown.replace(LAYERS_MARK, layer_diagram())
+    if WEIGHTS_MARK in markdown:
+        markdown = markdown.replace(WEIGHTS_MARK, weights_table())
     if PROFILES_MARK in markdown:
         markdown = markdown.replace(PROFILES_MARK, profile_table())
     return markdown
