@@ -12,8 +12,9 @@ import pytest
 
 import tinylm
 from tinylm.cli import main
+from tinylm.data.sources import sha256_file
 from tinylm.errors import TinyLMError
-from tinylm.runs import WEIGHTS_MANIFEST, file_sha256
+from tinylm.runs import WEIGHTS_MANIFEST
 
 from .test_reference import REFERENCE, shipped  # noqa: F401 - the fixture that asserts the reference unchanged
 
@@ -25,7 +26,7 @@ def test_the_manifest_lists_every_shipped_weights_file_with_its_checksum_within_
     files = {p.parent.name: p for p in (REFERENCE / "runs").glob("*/model.safetensors")}
     assert set(files) == set(MANIFEST) and len(files) >= 4
     for run, entry in MANIFEST.items():
-        assert entry == {"sha256": file_sha256(files[run]), "bytes": files[run].stat().st_size}, run
+        assert entry == {"sha256": sha256_file(files[run]), "bytes": files[run].stat().st_size}, run
     assert sum(e["bytes"] for e in MANIFEST.values()) <= LIMIT_BYTES
 
 

@@ -32,7 +32,7 @@ import yaml
 
 from tinylm.config import RunConfig
 from tinylm.data.corpus import Corpus, load_corpus
-from tinylm.data.sources import canonical_name
+from tinylm.data.sources import canonical_name, sha256_file
 from tinylm.data.tokenizers import Tokenizer, load_tokenizer
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.io import load_tensors, read_json
@@ -215,18 +215,10 @@ def shipped_weights(reference: Path) -> dict[str, dict[str, Any]]:
     return read_json(path) if path.is_file() else {}
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_shipped_weights(path: Path, run_dir: Path) -> None:
     """Shipped weights are loaded only as they were shipped: a file whose sha256 differs is named, never loaded."""
     entry = shipped_weights(run_dir.parent.parent).get(run_dir.name)
-    if entry is not None and file_sha256(path) != entry["sha256"]:
+    if entry is not None and sha256_file(path) != entry["sha256"]:
         raise TinyLMError(f"{path} is damaged: its sha256 is not the one shipped in "
                           f"{run_dir.parent.parent / WEIGHTS_MANIFEST}; restore it (git checkout -- {path})")
 
