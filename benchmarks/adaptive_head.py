@@ -22,7 +22,7 @@ import torch
 
 from tinylm.data.corpus import load_corpus, sample_batch
 from tinylm.models.registry import build_model
-from tinylm.resolve import load_suite_file, resolve_run
+from tinylm.suite_file import load_suite_file, resolve_run
 from tinylm.training.optim import make_optimizer
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20

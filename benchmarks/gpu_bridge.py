@@ -25,9 +25,9 @@ import re
 import sys
 from pathlib import Path
 
-from tinylm.experiments.suite import plan
-from tinylm.resolve import load_suite_file
-from tinylm.runner import train_run
+from tinylm.recorder import train_run
+from tinylm.suite_file import load_suite_file
+from tinylm.suite_plan import plan
 
 PICKS = ["tinyshakespeare transformer embed_dim=48, n_layers=2 flops=3e+12",
          "ptb transformer embed_dim=32, n_layers=2 flops=3e+12"]

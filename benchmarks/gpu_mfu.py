@@ -22,9 +22,9 @@ import sys
 
 import torch
 
-from tinylm.bench import BABY_GPT, GPU_GPT, datasheet_bf16_tflops, matmul_peak, train_speed
 from tinylm.device import configure, pick_device
 from tinylm.models.heads import FullHead
+from tinylm.speed import BABY_GPT, GPU_GPT, datasheet_bf16_tflops, matmul_peak, train_speed
 
 out_path = os.path.join(os.environ.get("OUT", "."), "gpu_mfu.json")
 dev = pick_device(sys.argv[1] if len(sys.argv) > 1 else "cuda")

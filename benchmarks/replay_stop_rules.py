@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tinylm.config import TrainConfig
 from tinylm.experiments.results import STILL_IMPROVING
-from tinylm.runs import read_config
+from tinylm.run_folders import read_config
 from tinylm.training.trainer import TrainState
 
 parser = argparse.ArgumentParser()

@@ -1,7 +1,7 @@
 """Summarise a sweep's results folder: one row per run, best on valid first.
 
 Reads (measures nothing new): for every run under RESULTS_DIR/runs, what its config changes against the base run
-named (as `tinylm.runs.config_changes` sees it), its full valid and test log-likelihood and their gap, best step,
+named (as `tinylm.run_folders.config_changes` sees it), its full valid and test log-likelihood and their gap, best step,
 steps, training FLOPs and device. Selection reads valid only; test sits beside it.
 
     python benchmarks/sweep_summary.py RESULTS_DIR BASE_RUN_NAME > summary.json
@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinylm.runs import config_changes, identity, list_runs, read_config
+from tinylm.run_folders import config_changes, identity, list_runs, read_config
 
 root, base_name = Path(sys.argv[1]), sys.argv[2]
 base = identity(read_config(root / "runs" / base_name))

@@ -21,7 +21,7 @@ import numpy as np
 
 from tinylm.data.config import DataConfig
 from tinylm.data.corpus import load_corpus
-from tinylm.experiments.ngram import KneserNey
+from tinylm.ngram import KneserNey
 
 corpus = load_corpus(DataConfig(name="tinyshakespeare"), sys.argv[1] if len(sys.argv) > 1 else None, quiet=True)
 train, valid, test = (np.asarray(corpus.splits[s]) for s in ("train", "valid", "test"))

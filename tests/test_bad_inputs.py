@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import save_file
 
 from tinylm.config import DataConfig
-from tinylm.resolve import resolve_run
-from tinylm.runner import train_run
+from tinylm.recorder import train_run
+from tinylm.suite_file import resolve_run
 
 from .cli_forks import CLI
 from .conftest import REPO, TINY_TEXT
@@ -180,7 +180,7 @@ def test_bad_input(case, ws, cli):
 
 
 def test_full_disk_at_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    from tinylm import io as checkpoint
+    from tinylm import files as checkpoint
 
     (tmp_path / "t.txt").write_text(TINY_TEXT)
     cfg = resolve_run("transformer", raw={}, data=DataConfig(name="t", level="char", path=str(tmp_path / "t.txt")),

@@ -97,7 +97,7 @@ def test_installed_console_script_prints_help():
 def test_training_flags_are_documented_by_the_config_fields(capsys):
     """The help of --max-flops etc. is TrainConfig's field docstring, not a second copy written by hand."""
     from tinylm.config import TrainConfig
-    from tinylm.strict import field_docs
+    from tinylm.fields import field_docs
 
     out = " ".join(help_of(capsys, ["train"]).split())
     for name in ("max_flops", "batch_size", "learning_rate"):

@@ -8,8 +8,8 @@ import pytest
 
 from tinylm.config import TrainConfig
 from tinylm.errors import UsageError
-from tinylm.resolve import load_suite_file, parse_overrides, read_yaml, resolve_run
-from tinylm.strict import from_dict
+from tinylm.fields import from_dict
+from tinylm.suite_file import load_suite_file, parse_overrides, read_yaml, resolve_run
 
 
 def test_default_suite_resolves_every_model_and_dataset():

@@ -21,7 +21,7 @@ import pytest
 from tinylm.cli import build_parser
 from tinylm.data.sources import DATASETS
 from tinylm.experiments.report import README_END, README_START
-from tinylm.resolve import load_suite_file
+from tinylm.suite_file import load_suite_file
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -22,9 +22,9 @@ from tinylm.export.gpt2 import check_mappable
 from tinylm.export.hf_tokenizer import build_backend
 from tinylm.models.base import LanguageModel
 from tinylm.models.transformer import TransformerConfig, TransformerLM
-from tinylm.resolve import resolve_run
-from tinylm.runner import train_run
-from tinylm.runs import load_run
+from tinylm.recorder import train_run
+from tinylm.run_folders import load_run
+from tinylm.suite_file import resolve_run
 from tinylm.training.evaluate import evaluate
 
 transformers = pytest.importorskip("transformers")

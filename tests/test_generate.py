@@ -14,9 +14,9 @@ from tinylm.errors import TinyLMError
 from tinylm.generate.interactive import Chat, generate_text
 from tinylm.generate.sampling import generate_ids, sample
 from tinylm.models import build_model
-from tinylm.resolve import resolve_run
-from tinylm.runner import train_run
-from tinylm.runs import load_run
+from tinylm.recorder import train_run
+from tinylm.run_folders import load_run
+from tinylm.suite_file import resolve_run
 
 from .conftest import REPO
 

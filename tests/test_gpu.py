@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from tinylm.config import DataConfig
-from tinylm.resolve import resolve_run
-from tinylm.runner import train_run
-from tinylm.runs import load_run, load_run_corpus
+from tinylm.recorder import train_run
+from tinylm.run_folders import load_run, load_run_corpus
+from tinylm.suite_file import resolve_run
 from tinylm.training.evaluate import evaluate
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tinylm.runs import read_config, run_id
+from tinylm.run_folders import read_config, run_id
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "tinylm"

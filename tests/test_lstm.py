@@ -16,7 +16,7 @@ from tinylm.data.corpus import load_corpus, stream_batch
 from tinylm.errors import UsageError
 from tinylm.generate.sampling import generate_ids
 from tinylm.models import build_model
-from tinylm.resolve import resolve_run
+from tinylm.suite_file import resolve_run
 from tinylm.training.evaluate import evaluate
 from tinylm.training.trainer import Trainer
 

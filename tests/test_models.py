@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tinylm.errors import UsageError
 from tinylm.models import build_model
 from tinylm.models.registry import MODELS
-from tinylm.resolve import load_suite_file, resolve_run
+from tinylm.suite_file import load_suite_file, resolve_run
 
 SMALL = {
     "linear": {"context_length": 5},

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tinylm.config import DataConfig
-from tinylm.experiments.ngram import KneserNey, _discounts, read_baselines, run_baseline
+from tinylm.ngram import KneserNey, _discounts, read_baselines, run_baseline
 
 
 def reference_kn(train: list[int], V: int, n: int):

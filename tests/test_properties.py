@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from tinylm.config import TrainConfig
 from tinylm.data.tokenizers import CharTokenizer, WordTokenizer
 from tinylm.errors import TinyLMError
+from tinylm.fields import from_dict
 from tinylm.models import build_model
-from tinylm.resolve import resolve_run
-from tinylm.strict import from_dict
+from tinylm.suite_file import resolve_run
 from tinylm.training.evaluate import evaluate, window_plan
 
 ALPHABET = "abcXYZ \n.,;!é"

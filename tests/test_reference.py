@@ -16,9 +16,9 @@ import yaml
 from safetensors.torch import load_file
 
 from tinylm.cli import main
-from tinylm.resolve import resolve_run
-from tinylm.runner import train_run
-from tinylm.runs import run_id
+from tinylm.recorder import train_run
+from tinylm.run_folders import run_id
+from tinylm.suite_file import resolve_run
 
 from .conftest import TINY_TEXT
 
@@ -74,9 +74,9 @@ def test_the_shipped_report_regenerates_byte_for_byte_on_another_machine(tmp_pat
 def test_every_shipped_run_keeps_the_profile_it_was_shipped_as():
     """The profiles' recipes may move between files and gain comments, never change a run: each shipped run that
     results.json labels with a profile is still planned, with its config digest, by that profile."""
-    from tinylm.experiments.suite import plan
-    from tinylm.resolve import load_suite_file
-    from tinylm.runs import config_digest
+    from tinylm.run_folders import config_digest
+    from tinylm.suite_file import load_suite_file
+    from tinylm.suite_plan import plan
 
     raw = load_suite_file(REPO / "configs" / "default.yaml")
     rows = json.loads((REFERENCE / "results.json").read_text())["runs"]
@@ -193,7 +193,7 @@ def test_bf16_training_says_so_and_warns_where_the_machine_has_no_native_bf16(ti
 
 def test_the_speed_measurement_leaves_the_run_bit_identical(tiny_suite, tmp_path):
     """The CLI measures 2 s of training before a run (on copies); the run must not notice."""
-    from tinylm.resolve import load_suite_file, resolve_run
+    from tinylm.suite_file import load_suite_file, resolve_run
 
     cfg = resolve_run("linear", "tiny", raw=load_suite_file(tiny_suite), profile="tiny")
     train_run(cfg, tmp_path / "direct", quiet=True, data_dir=tmp_path / "d")
@@ -210,7 +210,7 @@ def test_the_speed_measurement_leaves_the_run_bit_identical(tiny_suite, tmp_path
 def test_smaller_first_contact_fixes(tiny_suite, tmp_path, mirror, capsys):
     """Data files readable by all and remembering their origin; generate names its run and
     settings; eval explains its window and stride."""
-    from tinylm import io
+    from tinylm import files as io
     from tinylm.data.sources import DATASETS, fetch_file
 
     remote = DATASETS["tinyshakespeare"].files["all"]

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinylm.config import DataConfig
-from tinylm.resolve import resolve_run
-from tinylm.runner import train_run
+from tinylm.recorder import train_run
+from tinylm.suite_file import resolve_run
 
 from .cli_forks import CLI
 from .conftest import TINY_TEXT

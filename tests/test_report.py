@@ -10,7 +10,7 @@ import yaml
 from tinylm.errors import TinyLMError
 from tinylm.experiments import report as report_mod
 from tinylm.experiments.report import README_END, README_START
-from tinylm.resolve import resolve_run
+from tinylm.suite_file import resolve_run
 
 SUITE = {
     "training": {"seed": 1, "eval_interval": 10, "eval_tokens": 100},
@@ -172,7 +172,7 @@ def test_best_run_is_chosen_on_the_full_valid_split_everywhere(results, tmp_path
     """One rule: the report's headline and `generate --model` pick the same run, by the loss on the full
     validation split; the subset loss seen during training (best_valid_loss) does not decide."""
     from tinylm.experiments.results import best_runs, load_runs
-    from tinylm.runs import best_run
+    from tinylm.run_folders import best_run
 
     # better on the valid subset during training, worse on the full valid split
     fake_run(results, "ts-gpt-subset", "transformer", "tinyshakespeare", -1.65, 1.58, {"n_layers": 6})

@@ -13,10 +13,10 @@ from tinylm.config import DataConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.errors import UsageError
 from tinylm.experiments import report as report_mod
-from tinylm.experiments.suite import plan, profile_index
 from tinylm.models.registry import model_names
-from tinylm.resolve import load_suite_file, resolve_run
-from tinylm.runs import config_digest
+from tinylm.run_folders import config_digest
+from tinylm.suite_file import load_suite_file, resolve_run
+from tinylm.suite_plan import plan, profile_index
 from tinylm.training.trainer import Trainer
 
 

@@ -14,7 +14,7 @@ import tinylm
 from tinylm.cli import main
 from tinylm.data.sources import sha256_file
 from tinylm.errors import TinyLMError
-from tinylm.runs import WEIGHTS_MANIFEST
+from tinylm.run_folders import WEIGHTS_MANIFEST
 
 from .test_reference import REFERENCE, shipped  # noqa: F401 - the fixture that asserts the reference unchanged
 

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file
 
-from tinylm import runner as runner_mod
+from tinylm import recorder as runner_mod
 from tinylm.config import DataConfig
 from tinylm.errors import TinyLMError
 from tinylm.models import build_model
-from tinylm.resolve import resolve_run
-from tinylm.runner import Interrupted, train_run
-from tinylm.runs import RunLock, load_run
+from tinylm.recorder import Interrupted, train_run
+from tinylm.run_folders import RunLock, load_run
+from tinylm.suite_file import resolve_run
 from tinylm.training import trainer as trainer_mod
 from tinylm.training.evaluate import evaluate, protocol_window
 
@@ -152,7 +152,7 @@ def test_resume_after_interruption_reaches_the_same_weights(tiny_text_file, tmp_
 
 def test_a_second_training_on_the_same_run_directory_is_refused(tiny_text_file, tmp_path):
     cfg = tiny_config("linear", tiny_text_file, steps=5)
-    from tinylm.runs import run_id
+    from tinylm.run_folders import run_id
 
     run_dir = tmp_path / "results" / "runs" / run_id(cfg)
     with RunLock(run_dir):
@@ -234,7 +234,7 @@ def test_resume_by_a_relative_path_from_inside_the_runs_folder(tiny_text_file, t
 
 
 def test_snapshots_are_saved_during_training_and_scored_after_the_fact(tmp_path, tiny_text_file, monkeypatch):
-    from tinylm.runner import score_snapshots, time_to
+    from tinylm.recorder import score_snapshots, time_to
 
     clock = iter(range(10**6))  # each perf_counter() call advances one "second": one step = one second of training
     monkeypatch.setattr(runner_mod.time, "perf_counter", lambda: float(next(clock)))
@@ -262,7 +262,7 @@ def test_snapshots_are_saved_during_training_and_scored_after_the_fact(tmp_path,
 
 
 def test_scoring_a_run_without_snapshots_says_how_to_get_them(tmp_path, tiny_text_file):
-    from tinylm.runner import score_snapshots
+    from tinylm.recorder import score_snapshots
 
     _, run_dir, _ = train_run(tiny_config("linear", tiny_text_file, steps=3), tmp_path, run_name="plain", quiet=True)
     with pytest.raises(TinyLMError, match="--snapshot-every"):

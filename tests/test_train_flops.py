@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tinylm.config import DataConfig
 from tinylm.data.corpus import load_corpus
-from tinylm.resolve import resolve_run
+from tinylm.suite_file import resolve_run
 from tinylm.training.trainer import Trainer
 
 SETS = {

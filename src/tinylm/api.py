@@ -17,13 +17,13 @@ from typing import Any, TextIO
 from tinylm.config import DataConfig, TrainConfig
 from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
-from tinylm.experiments.suite import profile_index, profile_label
+from tinylm.fields import field_names, unknown_key_error
 from tinylm.generate.interactive import ResultsOnlyRun, check_sampling, generate_text, resolve_run_dir
 from tinylm.models.registry import DEFAULT_MODEL, config_class
-from tinylm.resolve import load_suite_file, resolve_run
-from tinylm.runner import forecast_run, train_run
-from tinylm.runs import LoadedRun, load_run, load_run_corpus, read_metrics, results_dir
-from tinylm.strict import field_names, unknown_key_error
+from tinylm.recorder import forecast_run, train_run
+from tinylm.run_folders import LoadedRun, load_run, load_run_corpus, read_metrics, results_dir
+from tinylm.suite_file import load_suite_file, resolve_run
+from tinylm.suite_plan import profile_index, profile_label
 from tinylm.training.evaluate import EvalResult, evaluate
 
 __all__ = ["EvalResult", "Run", "find", "load", "train"]

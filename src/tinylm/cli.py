@@ -29,16 +29,14 @@ from typing import Any
 
 from tinylm import distributed
 from tinylm.api import find, load
-from tinylm.bench import run_bench, summary_lines
 from tinylm.config import DataConfig, RunConfig, TrainConfig, model_keys
 from tinylm.data import sources
 from tinylm.data.corpus import load_corpus, resolve_data_config
 from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, UsageError
-from tinylm.experiments.ngram import baseline_path, default_order, run_baseline
 from tinylm.experiments.report import write_report
-from tinylm.experiments.suite import plan, profile_index, profile_label
 from tinylm.export import FORMATS, export_hf
+from tinylm.fields import field_docs, unknown_key_error
 from tinylm.generate.interactive import (
     Chat,
     check_sampling,
@@ -47,10 +45,9 @@ from tinylm.generate.interactive import (
     encode_prompt,
 )
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
-from tinylm.parallel import Job, train_in_parallel
-from tinylm.resolve import data_config, load_suite_file, parse_overrides, resolve_run
-from tinylm.runner import Interrupted, score_snapshots, time_to, train_run
-from tinylm.runs import (
+from tinylm.ngram import baseline_path, default_order, run_baseline
+from tinylm.recorder import Interrupted, score_snapshots, time_to, train_run
+from tinylm.run_folders import (
     config_diff,
     find_runs,
     identity,
@@ -59,7 +56,10 @@ from tinylm.runs import (
     reference_dir,
     results_dir,
 )
-from tinylm.strict import field_docs, unknown_key_error
+from tinylm.run_pool import Job, train_in_parallel
+from tinylm.speed import run_bench, summary_lines
+from tinylm.suite_file import data_config, load_suite_file, parse_overrides, resolve_run
+from tinylm.suite_plan import plan, profile_index, profile_label
 from tinylm.tensorboard_log import LOGGERS, check_logs
 
 

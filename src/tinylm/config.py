@@ -1,7 +1,7 @@
 """The typed config of one run: model (a dataclass from the model registry), training and data sections.
 
-Resolving a run's config from the suite file and the command line is `tinylm.resolve`; strict loading of
-dataclasses from mappings is `tinylm.strict`.
+Resolving a run's config from the suite file and the command line is `tinylm.suite_file`; strict loading of
+dataclasses from mappings is `tinylm.fields`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from tinylm.data.config import DataConfig
 from tinylm.errors import UsageError
+from tinylm.fields import field_names, from_dict, to_dict, unknown_key_error
 from tinylm.models.base import LMConfig
 from tinylm.models.registry import check_name, config_class, make_config
-from tinylm.strict import field_names, from_dict, to_dict, unknown_key_error
 
 __all__ = ["DataConfig", "RunConfig", "TrainConfig"]
 

@@ -31,7 +31,7 @@ from tinylm.data import sources
 from tinylm.data.config import DataConfig
 from tinylm.data.tokenizers import EOS, CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_json
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
-from tinylm.io import atomic_write_json
+from tinylm.files import atomic_write_json
 
 CACHE_VERSION = 2
 PIECE_CHARS = 1 << 22  # text is read and tokenized ~4M characters at a time

@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tinylm.errors import TinyLMError, UsageError
-from tinylm.io import atomic_write, atomic_write_text
+from tinylm.files import atomic_write, atomic_write_text
 
 SPLITS = ("train", "valid", "test")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylm.errors import TinyLMError
-from tinylm.io import atomic_write_text
+from tinylm.files import atomic_write_text
 
 UNK = "<unk>"
 EOS = "<eos>"

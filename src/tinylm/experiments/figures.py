@@ -15,10 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key  # noqa: E402
 from tinylm.experiments.scaling_report import SCALING_PROFILES  # noqa: E402
-from tinylm.experiments.suite import ADHOC  # noqa: E402
-from tinylm.io import atomic_write  # noqa: E402
+from tinylm.files import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
-from tinylm.runs import selection_loss  # noqa: E402
+from tinylm.run_folders import selection_loss  # noqa: E402
+from tinylm.suite_plan import ADHOC  # noqa: E402
 
 STYLES = {"full": "-", "quick": "--", "isoflop": ":", "sprint": "-.", "gpu": "-", "scaling": (0, (3, 1)),
           ADHOC: (0, (1, 2, 5, 2))}

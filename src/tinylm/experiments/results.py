@@ -11,9 +11,9 @@ from typing import Any
 
 from tinylm.data.sources import DATASETS, dataset_order, registered_base
 from tinylm.errors import TinyLMError, TinyLMWarning
-from tinylm.experiments.suite import ADHOC, profile_index, profile_label
 from tinylm.models.registry import model_names
-from tinylm.runs import FoundRun, find_runs, read_config, selection_loss
+from tinylm.run_folders import FoundRun, find_runs, read_config, selection_loss
+from tinylm.suite_plan import ADHOC, profile_index, profile_label
 
 
 def dataset_key(name: str) -> tuple[int, str]:
@@ -144,7 +144,7 @@ def load_runs(working: Path | None, reference: Path | None, raw: dict[str, Any])
 
 
 def best_runs(runs: list[Run]) -> dict[tuple[str, str], Run]:
-    """(dataset, model) -> its best run by the one rule of `tinylm.runs.selection_loss` (full valid split)."""
+    """(dataset, model) -> its best run by the one rule of `tinylm.run_folders.selection_loss` (full valid split)."""
     best: dict[tuple[str, str], Run] = {}
     for r in runs:
         key = (r.dataset, r.model)

@@ -10,8 +10,8 @@ from tinylm.device import threads_in
 from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key
 from tinylm.experiments.scaling import Frontier
 from tinylm.experiments.scaling_report import SCALING_PROFILES, flops_to_target
-from tinylm.experiments.suite import ADHOC
 from tinylm.models.registry import ladder_names, model_names
+from tinylm.suite_plan import ADHOC
 
 MARGIN = 0.02
 """Nats/token by which one score must beat another to be called clearly better."""

@@ -21,8 +21,8 @@ import torch
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.export.gpt2 import gpt2_config, gpt2_state_dict
 from tinylm.export.hf_tokenizer import build_hf_tokenizer
-from tinylm.io import atomic_write_json, read_json
-from tinylm.runs import LoadedRun, load_run, read_config
+from tinylm.files import atomic_write_json, read_json
+from tinylm.run_folders import LoadedRun, load_run, read_config
 
 FORMATS = ("hf",)
 HF_EXTRA = 'the hf export needs the optional extra: pip install -e ".[hf]" (transformers and tokenizers)'

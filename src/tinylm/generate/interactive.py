@@ -16,8 +16,7 @@ from tinylm.data.tokenizers import EOS, UNK
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.generate.sampling import generate_ids
 from tinylm.models.registry import DEFAULT_MODEL, model_names
-from tinylm.resolve import load_suite_file, profile_datasets, resolve_run
-from tinylm.runs import (
+from tinylm.run_folders import (
     PICKLES,
     FoundRun,
     LoadedRun,
@@ -33,6 +32,7 @@ from tinylm.runs import (
     results_dir,
     selection_loss,
 )
+from tinylm.suite_file import load_suite_file, profile_datasets, resolve_run
 
 
 def check_sampling(

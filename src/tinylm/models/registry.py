@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from tinylm.errors import UsageError
+from tinylm.fields import from_dict, unknown_name_error
 from tinylm.models.attention import AttentionConfig, AttentionLM
 from tinylm.models.base import LanguageModel, LMConfig
 from tinylm.models.linear import LinearConfig, LinearLM
 from tinylm.models.lstm import LSTMLM, LSTMConfig
 from tinylm.models.mlp import MLPLM, MLPConfig
 from tinylm.models.transformer import TransformerConfig, TransformerLM
-from tinylm.strict import from_dict, unknown_name_error
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The training engine, one for every model: the step, the schedule, validation and early stopping, and a
-state_dict of everything resume needs. It knows nothing of run directories (`tinylm.runner` owns those).
+state_dict of everything resume needs. It knows nothing of run directories (`tinylm.recorder` owns those).
 
 One iteration of the loop that drives it (nanoGPT's order): evaluate on schedule -> set lr -> forward / backward
 -> clip -> step. `validate()` tracks the best valid loss; the caller keeps the best weights.

@@ -14,8 +14,8 @@ import yaml
 from tinylm.config import DataConfig, RunConfig, TrainConfig, model_keys
 from tinylm.data.sources import DATASETS, canonical_name
 from tinylm.errors import UsageError
+from tinylm.fields import field_names, from_dict, to_dict, unknown_key_error, unknown_name_error
 from tinylm.models.registry import MODELS, check_name
-from tinylm.strict import field_names, from_dict, to_dict, unknown_key_error, unknown_name_error
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from tinylm.config import RunConfig
 from tinylm.data.sources import canonical_name
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.registry import MODELS
-from tinylm.resolve import profile_datasets, resolve_run
-from tinylm.runs import config_digest
+from tinylm.run_folders import config_digest
+from tinylm.suite_file import profile_datasets, resolve_run
 
 
 @dataclass

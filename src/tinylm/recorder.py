@@ -27,9 +27,9 @@ from tinylm.config import RunConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, UsageError
+from tinylm.files import atomic_write_json, atomic_write_text, load_tensors, save_tensors
 from tinylm.generate.sampling import generate_ids
-from tinylm.io import atomic_write_json, atomic_write_text, load_tensors, save_tensors
-from tinylm.runs import (
+from tinylm.run_folders import (
     RunLock,
     check_run_name,
     config_diff,

@@ -34,11 +34,11 @@ from tinylm.device import (
     use_all_cores,
 )
 from tinylm.errors import TinyLMError
+from tinylm.files import atomic_write_json
 from tinylm.generate.sampling import generate_ids, sample
-from tinylm.io import atomic_write_json
 from tinylm.models.registry import build_model, model_names
-from tinylm.resolve import load_suite_file, profile_datasets, resolve_run
-from tinylm.runner import score_snapshots, time_to, train_run
+from tinylm.recorder import score_snapshots, time_to, train_run
+from tinylm.suite_file import load_suite_file, profile_datasets, resolve_run
 from tinylm.training.evaluate import evaluate
 from tinylm.training.trainer import Trainer
 

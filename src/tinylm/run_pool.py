@@ -26,7 +26,7 @@ from tinylm.config import RunConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.device import usable_cores
 from tinylm.errors import TinyLMError, UsageError
-from tinylm.runner import Interrupted, train_run
+from tinylm.recorder import Interrupted, train_run
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tinylm.bench import (
+from tinylm.errors import TinyLMError
+from tinylm.speed import (
     head_speed,
     precision_quality,
     profile_precision,
@@ -16,8 +17,7 @@ from tinylm.bench import (
     summary_lines,
     time_to_target,
 )
-from tinylm.errors import TinyLMError
-from tinylm.resolve import load_suite_file, resolve_run
+from tinylm.suite_file import load_suite_file, resolve_run
 
 pytestmark = pytest.mark.slow  # measures the machine; seconds each
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from tinylm.data.config import DataConfig
 from tinylm.data.corpus import load_corpus
-from tinylm.io import atomic_write_json
+from tinylm.files import atomic_write_json
 
 
 @dataclass

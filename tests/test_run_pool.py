@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from tinylm.cli import main
-from tinylm.parallel import Job, biggest_first
-from tinylm.resolve import resolve_run
+from tinylm.run_pool import Job, biggest_first
+from tinylm.suite_file import resolve_run
 
 from .conftest import TINY_TEXT
 

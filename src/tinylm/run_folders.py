@@ -35,7 +35,7 @@ from tinylm.data.corpus import Corpus, load_corpus
 from tinylm.data.sources import canonical_name, sha256_file
 from tinylm.data.tokenizers import Tokenizer, load_tokenizer
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
-from tinylm.io import load_tensors, read_json
+from tinylm.files import load_tensors, read_json
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
 
