@@ -8,7 +8,7 @@ resume state and of its sample. `--write` keeps the record; `--check` compares a
     python benchmarks/same_runs.py --write before.json     # on the old code
     python benchmarks/same_runs.py --check before.json     # on the new code: "identical" or what differs
 
-About 2 minutes on 2 CPU cores. Runs go to a temporary folder; nothing of yours is touched.
+Takes about 2 minutes on 2 CPU cores. Runs go to a temporary folder; nothing of yours is touched.
 """
 
 from __future__ import annotations

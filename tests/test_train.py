@@ -16,11 +16,12 @@ from tinylm import recorder as runner_mod
 from tinylm.config import DataConfig
 from tinylm.errors import TinyLMError
 from tinylm.models import build_model
-from tinylm.recorder import Interrupted, train_run
+from tinylm.recorder import train_run
 from tinylm.run_folders import RunLock, load_run
 from tinylm.suite_file import resolve_run
 from tinylm.training import trainer as trainer_mod
 from tinylm.training.evaluate import evaluate, protocol_window
+from tinylm.training.loop import Interrupted
 
 TINY_MODELS = {
     "linear": ["model.context_length=4"],
@@ -234,7 +235,7 @@ def test_resume_by_a_relative_path_from_inside_the_runs_folder(tiny_text_file, t
 
 
 def test_snapshots_are_saved_during_training_and_scored_after_the_fact(tmp_path, tiny_text_file, monkeypatch):
-    from tinylm.recorder import score_snapshots, time_to
+    from tinylm.speed import score_snapshots, time_to
 
     clock = iter(range(10**6))  # each perf_counter() call advances one "second": one step = one second of training
     monkeypatch.setattr(runner_mod.time, "perf_counter", lambda: float(next(clock)))
@@ -262,7 +263,7 @@ def test_snapshots_are_saved_during_training_and_scored_after_the_fact(tmp_path,
 
 
 def test_scoring_a_run_without_snapshots_says_how_to_get_them(tmp_path, tiny_text_file):
-    from tinylm.recorder import score_snapshots
+    from tinylm.speed import score_snapshots
 
     _, run_dir, _ = train_run(tiny_config("linear", tiny_text_file, steps=3), tmp_path, run_name="plain", quiet=True)
     with pytest.raises(TinyLMError, match="--snapshot-every"):

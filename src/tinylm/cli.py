@@ -46,7 +46,7 @@ from tinylm.generate.interactive import (
 )
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
 from tinylm.ngram import baseline_path, default_order, run_baseline
-from tinylm.recorder import Interrupted, score_snapshots, time_to, train_run
+from tinylm.recorder import train_run
 from tinylm.run_folders import (
     config_diff,
     find_runs,
@@ -57,10 +57,11 @@ from tinylm.run_folders import (
     results_dir,
 )
 from tinylm.run_pool import Job, train_in_parallel
-from tinylm.speed import run_bench, summary_lines
+from tinylm.speed import run_bench, score_snapshots, summary_lines, time_to
 from tinylm.suite_file import data_config, load_suite_file, parse_overrides, resolve_run
 from tinylm.suite_plan import plan, profile_index, profile_label
 from tinylm.tensorboard_log import LOGGERS, check_logs
+from tinylm.training.loop import Interrupted
 
 
 class Parser(argparse.ArgumentParser):

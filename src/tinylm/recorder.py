@@ -1,18 +1,14 @@
-"""A run directory's life: skip, resume or force; the training loop's files (history, metrics, best weights,
-resume state, snapshots, samples); signals and the progress bar; scoring snapshots after the fact.
+"""A run folder's life while it trains: skip, resume or force, the lock, and `RunFiles`, the recorder that keeps
+what the loop reports (history, metrics, best weights, resume state, snapshots, samples).
 
-The engine (`tinylm.training.trainer.Trainer`) trains; this module decides what to train and writes what it did.
+The loop (`tinylm.training.loop.fit`) trains; this module decides what to train and writes what it did.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +16,6 @@ from typing import Any
 
 import torch
 import yaml
-from tqdm import tqdm
 
 from tinylm import distributed
 from tinylm.config import RunConfig
@@ -30,32 +25,20 @@ from tinylm.errors import TinyLMError, UsageError
 from tinylm.files import atomic_write_json, atomic_write_text, load_tensors, save_tensors
 from tinylm.generate.sampling import generate_ids
 from tinylm.run_folders import (
+    FINISHED,
     RunLock,
     check_run_name,
     config_diff,
     identity,
-    load_run,
-    load_run_corpus,
     load_weights,
     read_config,
     read_metrics,
     run_id,
 )
 from tinylm.tensorboard_log import TensorBoardLog, check_logs
-from tinylm.training.evaluate import evaluate, unigram_loglik
-from tinylm.training.trainer import Diverged, Trainer
-
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-FINISHED = ("complete", "stopped_early")
-
-
-class Interrupted(Exception):
-    """Training stopped by SIGINT/SIGTERM after saving its state."""
-
-    def __init__(self, message: str, exit_code: int, run_dir: Path):
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.run_dir = run_dir
+from tinylm.training.evaluate import unigram_loglik
+from tinylm.training.loop import fit
+from tinylm.training.trainer import Trainer
 
 
 def git_commit() -> str | None:
@@ -81,13 +64,26 @@ class RunFiles:
         self.logs = logs
         self.board: TensorBoardLog | None = None
 
-    def open_logs(self) -> None:
+    @property
+    def where(self) -> Path:
+        return self.dir
+
+    def start(self, resume: bool) -> list[dict[str, Any]]:
+        """Restore the resume state (or clear an earlier attempt) and open the extra loggers; the history so far."""
+        if resume:
+            self.load_last()
+        else:
+            self.clear()
+        self._open_logs()
+        return self.history
+
+    def _open_logs(self) -> None:
         """Start the extra loggers asked for (after a resume, events past the checkpoint are purged)."""
         if self.writes and "tensorboard" in self.logs:
             step = self.trainer.state.step  # events of the steps after the checkpoint are redone: hide the old ones
             self.board = TensorBoardLog(self.dir, purge_step=step + 1 if step else None)
 
-    def close_logs(self) -> None:
+    def close(self) -> None:
         if self.board is not None:
             self.board.close()
             self.board = None
@@ -104,7 +100,7 @@ class RunFiles:
         for stale in [*self.path("snapshots").glob("*.safetensors"), *self.path("tensorboard").glob("events.*")]:
             stale.unlink()
 
-    def save_last(self) -> None:
+    def save_state(self) -> None:
         """The resume state as one safetensors file."""
         if not self.writes:
             return
@@ -139,9 +135,12 @@ class RunFiles:
             return
         atomic_write_text(self.path("history.jsonl"), "".join(json.dumps(r) + "\n" for r in self.history))
 
-    def validate(self) -> None:
-        """Score the valid subset, append a history line and keep the weights if they are the best so far."""
-        row, improved = self.trainer.validate()
+    def on_step(self, step: int, loss: float, tokens_per_second: float) -> None:
+        if self.board is not None and step % 10 == 0:
+            self.board.step(step, loss, tokens_per_second)
+
+    def on_eval(self, row: dict[str, Any], improved: bool) -> None:
+        """Append a history line and keep the weights if they are the best so far."""
         row["time"] = time.time()
         self.history.append(row)
         self.write_history()
@@ -158,6 +157,9 @@ class RunFiles:
         s = self.trainer.state
         meta = {"step": s.step, "tokens": s.tokens, "flops": s.flops, "seconds": s.seconds}
         save_tensors(self.path("snapshots") / f"step{s.step:08d}.safetensors", self.trainer.model.weights(), meta)
+
+    def set_status(self, status: str) -> None:
+        self.write_metrics(status)
 
     def write_metrics(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """metrics.json with the keys of DESIGN.md."""
@@ -195,109 +197,6 @@ class RunFiles:
         if self.board is not None:
             self.board.finish(t.state.step, metrics, samples)
         return metrics
-
-
-class Loop:
-    """Drives a Trainer through its budget, writing a RunFiles; Ctrl-C or SIGTERM saves the state and stops."""
-
-    def __init__(self, files: RunFiles, quiet: bool = False, snapshot_every: float | None = None,
-                 announce: Callable[[dict[str, Any]], None] | None = None):
-        self.files, self.trainer, self.quiet = files, files.trainer, quiet
-        self.snapshot_every, self.announce = snapshot_every, announce
-        self.signal: int | None = None
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        if self.signal is not None:  # a second Ctrl-C: leave now; every file on disk is complete (atomic writes)
-            os._exit(EXIT_CODES.get(signum, 130))
-        self.signal = signum
-
-    def _progress_bar(self) -> tqdm:
-        cfg = self.trainer.cfg
-        tty = sys.stderr.isatty()  # into a log file: one refresh every 30 s, not every step
-        # smoothing: the rate behind the ETA is an exponential average with a long memory (tqdm's default 0.3
-        # follows the last few updates, so every evaluation pause swung the ETA)
-        return tqdm(total=self.trainer.plan.total_steps, initial=self.trainer.state.step, disable=self.quiet,
-                    dynamic_ncols=True, desc=f"{cfg.model_name}/{cfg.data.label}", unit="step", leave=False,
-                    mininterval=0.1 if tty else 30.0, smoothing=0.02)
-
-    def run(self, resume: bool) -> dict[str, Any]:
-        """Train to the end of the budget (or early stop) and return the final metrics."""
-        if resume:
-            self.files.load_last()
-        else:
-            self.files.clear()
-        if self.announce is not None:
-            self.announce(self.trainer.forecast())
-        handlers = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                handlers[sig] = signal.signal(sig, self._on_signal)
-        except ValueError:  # not the main thread: no signal handling
-            pass
-        bar = self._progress_bar()
-        self.files.open_logs()
-        try:
-            self.files.write_metrics("running")
-            self._steps(bar)
-            self.files.save_last()
-            # Handlers stay installed: a first Ctrl-C during the final evaluation lets it finish, a second exits.
-            return self.files.finish("stopped_early" if self.trainer.state.stopped_early else "complete")
-        finally:
-            bar.close()
-            self.files.close_logs()
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-
-    def _interrupt(self) -> None:
-        files = self.files
-        files.save_last()
-        files.write_metrics("interrupted")
-        raise Interrupted(f"interrupted at step {self.trainer.state.step}; the state is saved in {files.path('last')}",
-                          EXIT_CODES.get(self.signal, 130), files.dir)
-
-    def _steps(self, bar: tqdm) -> None:
-        t, files, s = self.trainer, self.files, self.trainer.state
-        # fault injection for tests: rank 0 behaves as if SIGTERM arrived after this step
-        stop_at = int(os.environ.get("TINYLM_FAULT_STOP_AT_STEP", "0") or 0) if files.writes else 0
-        last_valid = files.history[-1]["valid_loss"] if files.history else None
-        every = self.snapshot_every
-        next_snapshot = (math.floor(s.seconds / every) + 1) * every if every else math.inf
-        while True:
-            if self.signal is not None and t.world.size == 1:  # (several processes agree in account(), below)
-                self._interrupt()
-            lr = t.learning_rate()
-            at_end = t.done() or s.stopped_early
-            if (s.step % t.cfg.train.eval_interval == 0 or at_end) and not (
-                    files.history and files.history[-1]["step"] == s.step):
-                files.validate()
-                at_end = at_end or s.stopped_early
-                last_valid = files.history[-1]["valid_loss"]
-                if not at_end:
-                    files.save_last()
-            if at_end:
-                return
-            start = time.perf_counter()
-            loss = t.train_step(lr)
-            try:
-                if t.account(loss, time.perf_counter() - start, stop=self.signal is not None):
-                    self.signal = self.signal or signal.SIGTERM  # some rank was stopped: all stop at this step
-                    self._interrupt()
-            except Diverged as e:
-                files.write_metrics("diverged")
-                raise TinyLMError(f"{e}. The best weights so far are kept in {files.path('model.safetensors')}") \
-                    from None
-            if s.step == stop_at and self.signal is None:
-                self.signal = signal.SIGTERM
-            if s.seconds >= next_snapshot:
-                files.save_snapshot()
-                next_snapshot = (math.floor(s.seconds / every) + 1) * every
-            bar.update(1)
-            if files.board is not None and s.step % 10 == 0:
-                files.board.step(s.step, loss, s.tokens / max(s.seconds, 1e-9))
-            if s.step % 10 == 0 or s.step == 1:
-                valid = "None" if last_valid is None else f"{last_valid:.3f}"
-                bar.set_postfix_str(f"loss {loss:.3f} valid {valid} {s.tokens / max(s.seconds, 1e-9):,.0f} tok/s",
-                                    refresh=False)
 
 
 def prepare_run_dir(cfg: RunConfig, results: Path, run_name: str | None, run_dir: Path | None = None) -> Path:
@@ -359,8 +258,7 @@ def train_run(
         raise TinyLMError(f"{run_dir} has no resume state (last/checkpoint.safetensors); start the run again")
     trainer = Trainer(cfg, corpus)  # validates before the first write; with DDP, every rank has decided by now
     # the other ranks of a data-parallel run train silently and write nothing (RunFiles knows)
-    loop = Loop(RunFiles(run_dir, trainer, profile, logs), quiet=quiet or not main, snapshot_every=snapshot_every,
-                announce=announce if main else None)
+    recorder = RunFiles(run_dir, trainer, profile, logs)
     resuming = resume and not force
     with RunLock(run_dir) if main else contextlib.nullcontext():
         if main:
@@ -368,46 +266,12 @@ def train_run(
                 stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them
             atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             corpus.tokenizer.save(run_dir / "tokenizer.json")
-        return loop.run(resume=resuming), run_dir, "resumed" if resuming else "trained"
+        metrics = fit(trainer, recorder, resume=resuming, quiet=quiet or not main, snapshot_every=snapshot_every,
+                      announce=announce if main else None)
+        return metrics, run_dir, "resumed" if resuming else "trained"
 
 
 def forecast_run(cfg: RunConfig, data_dir: str | Path | None = None, mirror: str | Path | None = None,
                  seconds: float = 1.0) -> dict[str, Any]:
     """What training `cfg` here would take (`Trainer.forecast`, measured over `seconds` of steps), writing no run."""
     return Trainer(cfg, load_corpus(cfg.data, data_dir, mirror, quiet=True)).forecast(seconds)
-
-
-def score_snapshots(
-    run_dir: str | Path,
-    split: str = "test",
-    data_dir: str | Path | None = None,
-    mirror: str | Path | None = None,
-    device: torch.device | None = None,
-) -> list[dict[str, Any]]:
-    """Every snapshot's step, tokens, FLOPs, training seconds and log-likelihood on `split`, in order of step.
-
-    A benchmark of how fast a run got somewhere, not model selection (that uses the validation split only).
-    Also written to <run>/snapshots.json.
-    """
-    run_dir = Path(run_dir)
-    paths = sorted((run_dir / "snapshots").glob("step*.safetensors"))
-    if not paths:
-        raise TinyLMError(f"{run_dir} has no snapshots; train with --snapshot-every SECONDS to save them")
-    run = load_run(run_dir)
-    corpus = load_run_corpus(run, data_dir, mirror)
-    device = device or torch.device("cpu")
-    model = run.model.to(device)
-    tokens = corpus.tensor(split)
-    rows = []
-    for path in paths:
-        tensors, meta = load_tensors(path)
-        model.load_weights(tensors)
-        result = evaluate(model, tokens, batch_size=64, device=device)
-        rows.append({**meta, f"{split}_loglik": result.loglik, f"{split}_perplexity": result.perplexity})
-    atomic_write_json(run_dir / "snapshots.json", {"split": split, "snapshots": rows})
-    return rows
-
-
-def time_to(rows: list[dict[str, Any]], target: float, split: str = "test") -> dict[str, Any] | None:
-    """The first snapshot whose log-likelihood on `split` reaches `target` (nats/token), or None."""
-    return next((r for r in rows if r[f"{split}_loglik"] >= target), None)

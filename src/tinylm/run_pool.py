@@ -26,7 +26,8 @@ from tinylm.config import RunConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.device import usable_cores
 from tinylm.errors import TinyLMError, UsageError
-from tinylm.recorder import Interrupted, train_run
+from tinylm.recorder import train_run
+from tinylm.training.loop import Interrupted
 
 
 @dataclass(frozen=True)

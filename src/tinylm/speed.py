@@ -34,10 +34,11 @@ from tinylm.device import (
     use_all_cores,
 )
 from tinylm.errors import TinyLMError
-from tinylm.files import atomic_write_json
+from tinylm.files import atomic_write_json, load_tensors
 from tinylm.generate.sampling import generate_ids, sample
 from tinylm.models.registry import build_model, model_names
-from tinylm.recorder import score_snapshots, time_to, train_run
+from tinylm.recorder import train_run
+from tinylm.run_folders import load_run, load_run_corpus
 from tinylm.suite_file import load_suite_file, profile_datasets, resolve_run
 from tinylm.training.evaluate import evaluate
 from tinylm.training.trainer import Trainer
@@ -509,3 +510,39 @@ def _profile_lines(section: dict[str, Any]) -> list[str]:
         lines.append(f"{r['model']:<14}{r['dataset']:<18}{r['fp32']['tokens_per_second']['median']:>9,.0f}"
                      f"{r['bf16']['tokens_per_second']['median']:>9,.0f}{r['speedup']:>10.2f}x  {r['trains_in']}")
     return lines
+
+
+def score_snapshots(
+    run_dir: str | Path,
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    mirror: str | Path | None = None,
+    device: torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """Every snapshot's step, tokens, FLOPs, training seconds and log-likelihood on `split`, in order of step.
+
+    A benchmark of how fast a run got somewhere, not model selection (that uses the validation split only).
+    Also written to <run>/snapshots.json.
+    """
+    run_dir = Path(run_dir)
+    paths = sorted((run_dir / "snapshots").glob("step*.safetensors"))
+    if not paths:
+        raise TinyLMError(f"{run_dir} has no snapshots; train with --snapshot-every SECONDS to save them")
+    run = load_run(run_dir)
+    corpus = load_run_corpus(run, data_dir, mirror)
+    device = device or torch.device("cpu")
+    model = run.model.to(device)
+    tokens = corpus.tensor(split)
+    rows = []
+    for path in paths:
+        tensors, meta = load_tensors(path)
+        model.load_weights(tensors)
+        result = evaluate(model, tokens, batch_size=64, device=device)
+        rows.append({**meta, f"{split}_loglik": result.loglik, f"{split}_perplexity": result.perplexity})
+    atomic_write_json(run_dir / "snapshots.json", {"split": split, "snapshots": rows})
+    return rows
+
+
+def time_to(rows: list[dict[str, Any]], target: float, split: str = "test") -> dict[str, Any] | None:
+    """The first snapshot whose log-likelihood on `split` reaches `target` (nats/token), or None."""
+    return next((r for r in rows if r[f"{split}_loglik"] >= target), None)
