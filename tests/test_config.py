@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from tinylm.config import TrainConfig
 from tinylm.errors import UsageError
 from tinylm.fields import from_dict
+from tinylm.run_folders import run_id
 from tinylm.suite_file import load_suite_file, parse_overrides, read_yaml, resolve_run
 
 
@@ -152,3 +154,16 @@ def test_the_shipped_suite_file_reads_as_a_recipe_book():
         assert not re.search(r"issue ?#?\d", text, re.I), path.name
         # a measurement log quotes the results of runs: valid/test losses, perplexities, minutes
         assert not re.search(r"\b(valid|test) -?\d\.\d{3}|ppl \d+\.\d|\d+\.\d+ min\b", text), path.name
+
+
+def test_a_field_added_later_keeps_every_run_id_until_it_is_set():
+    """The run-id rule: a field beyond SAVED_ALWAYS enters config.yaml and the digest only where it is not at its
+    default, so adding one renames no earlier run."""
+    cfg = resolve_run("transformer", "tinyshakespeare", profile="quick")
+    later = dataclasses.make_dataclass("LaterTrainConfig", [("new_knob", int, dataclasses.field(default=3))],
+                                       bases=(TrainConfig,))
+    with_field = dataclasses.replace(cfg, train=later(**dataclasses.asdict(cfg.train)))
+    assert "new_knob" not in with_field.to_dict()["train"]
+    assert run_id(with_field) == run_id(cfg)
+    set_field = dataclasses.replace(cfg, train=later(**dataclasses.asdict(cfg.train), new_knob=4))
+    assert set_field.to_dict()["train"]["new_knob"] == 4 and run_id(set_field) != run_id(cfg)

@@ -141,17 +141,40 @@ class TrainConfig:
 
 FROM_DATA = ("vocab_size", "token_counts")
 """Model config fields set from the dataset once it is loaded, never by a config file (nor saved in config.yaml)."""
-OMITTED_AT_DEFAULT = {"model": {"head": "full", "cutoffs": None, "input_dropout": 0.0},
-                      "train": {"plateau_patience": 2, "plateau_factor": 0.25, "plateau_max_decays": 0,
-                                "min_improvement": 0.0, "optimizer": "adamw", "carry_state": False}}
-"""Fields added after runs were shipped, per section: left out of config.yaml (and so of the run's digest) at their
-defaults, so every earlier run keeps its name."""
+SAVED_ALWAYS: dict[str, frozenset[str]] = {
+    "train": frozenset({"epochs", "max_steps", "max_tokens", "max_flops", "max_time", "batch_size", "seq_len",
+                        "learning_rate", "min_lr_ratio", "warmup_steps", "scheduler", "weight_decay", "beta1", "beta2",
+                        "gradient_clip", "eval_interval", "eval_tokens", "early_stopping_patience", "seed", "device",
+                        "precision", "compile"}),
+    "data": frozenset({"name", "level", "path", "max_vocab"}),
+    "linear": frozenset({"context_length", "dropout", "rank", "bias", "max_params"}),
+    "mlp": frozenset({"context_length", "dropout", "embed_dim", "hidden_dim", "n_hidden", "bias"}),
+    "attention": frozenset({"context_length", "dropout", "embed_dim", "n_heads", "n_layers", "attn_dropout", "bias"}),
+    "transformer": frozenset({"context_length", "dropout", "embed_dim", "n_heads", "n_layers", "attn_dropout", "bias",
+                              "ffn_ratio"}),
+    "lstm": frozenset({"context_length", "dropout", "embed_dim", "hidden_dim", "n_layers", "tie_weights"}),
+}
+"""The run-id rule. A run's name is a digest of its config.yaml, which holds, per section (a model's section is
+named by the model), the fields listed here (those of the first shipped runs: never add to this table) always,
+and every other field only where it differs from its default. So a field added later, at a default that keeps the
+old behaviour, is left out of every earlier run's config.yaml and digest: no shipped run changes its name."""
 
 
-def _saved(section: str, values: dict[str, Any]) -> dict[str, Any]:
-    """A section's values as config.yaml keeps them (the later-added fields only where they differ from default)."""
-    omitted = OMITTED_AT_DEFAULT[section]
-    return {k: v for k, v in values.items() if not (k in omitted and v == omitted[k])}
+def _defaults(obj: Any) -> dict[str, Any]:
+    """{field: its default} of a dataclass instance's fields that have one."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _saved(section: str, obj: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """A section's values as config.yaml keeps them, by the run-id rule of SAVED_ALWAYS."""
+    always, defaults = SAVED_ALWAYS.get(section, frozenset()), _defaults(obj)
+    return {k: v for k, v in values.items() if k in always or k not in defaults or v != defaults[k]}
 
 
 def model_keys(name: str) -> list[str]:
@@ -186,9 +209,11 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as saved in config.yaml (without the fields set from the data)."""
-        model = _saved("model", {k: v for k, v in to_dict(self.model).items() if k not in FROM_DATA})
-        train = _saved("train", to_dict(self.train))
-        return {"model": {"name": self.model_name, **model}, "train": train, "data": to_dict(self.data)}
+        model = _saved(self.model_name, self.model,
+                       {k: v for k, v in to_dict(self.model).items() if k not in FROM_DATA})
+        train = _saved("train", self.train, to_dict(self.train))
+        return {"model": {"name": self.model_name, **model}, "train": train,
+                "data": _saved("data", self.data, to_dict(self.data))}
 
     @classmethod
     def from_dict(cls, values: Any, where: str = "config.yaml") -> RunConfig:
