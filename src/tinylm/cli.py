@@ -19,7 +19,6 @@ ablation flags and dataset names come from the registries.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import sys
@@ -31,9 +30,9 @@ from tinylm import distributed
 from tinylm.api import find, load
 from tinylm.config import DataConfig, RunConfig, TrainConfig, model_keys
 from tinylm.data import sources
-from tinylm.data.corpus import load_corpus, resolve_data_config
+from tinylm.data.corpus import describe_dataset, load_corpus, resolve_data_config
 from tinylm.device import pick_device
-from tinylm.errors import TinyLMError, UsageError
+from tinylm.errors import TinyLMError, UsageError, os_error_line
 from tinylm.experiments.report import write_report
 from tinylm.export import FORMATS, export_hf
 from tinylm.fields import field_docs, unknown_key_error
@@ -61,6 +60,7 @@ from tinylm.speed import run_bench, score_snapshots, summary_lines, time_to
 from tinylm.suite_file import data_config, load_suite_file, parse_overrides, resolve_run
 from tinylm.suite_plan import plan, profile_index, profile_label
 from tinylm.tensorboard_log import LOGGERS, check_logs
+from tinylm.training.evaluate import protocol_note
 from tinylm.training.loop import Interrupted
 
 
@@ -154,22 +154,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     raw = load_suite_file() if args.name not in (None, "all") else {}
     for name in names:
         entry = data_config(raw, name) if name in (raw.get("data") or {}) else None  # e.g. wikitext2-10k
-        spec = sources.DATASETS[entry.name if entry else sources.canonical_name(name)]
+        base = entry.name if entry else sources.canonical_name(name)
         max_vocab = args.max_vocab if args.max_vocab is not None else (entry.max_vocab if entry else None)
-        corpus = load_corpus(DataConfig(name=spec.name, max_vocab=max_vocab), args.data_dir, args.mirror)
-        root = sources.data_dir(args.data_dir)
-        print(f"{spec.name}: {spec.description}")
-        for split, remote in spec.files.items():
-            print(f"  file {root / remote.relpath} ({remote.size:,} bytes, sha256 {remote.sha256[:12]}…) "
-                  f"from {corpus.origins.get(split, corpus.origins.get('train', '?'))}")
-        counts = " / ".join(f"{len(corpus.splits[s]):,}" for s in sources.SPLITS)
-        unit = "characters" if spec.level == "char" else "tokens"
-        print(f"  {spec.level} level; train / valid / test {unit}: {counts}; vocabulary {corpus.tokenizer.vocab_size:,}"
-              f"{' (from cache)' if corpus.from_cache else ''}")
-        unk = corpus.tokenizer.unk_id
-        if unk is not None:
-            mapped = " / ".join(f"{int((corpus.splits[s] == unk).sum()):,}" for s in sources.SPLITS)
-            print(f"  <unk> tokens in train / valid / test: {mapped}")
+        print("\n".join(describe_dataset(DataConfig(name=base, max_vocab=max_vocab), args.data_dir, args.mirror)))
     return 0
 
 
@@ -247,19 +234,6 @@ def announce(info: dict[str, Any]) -> None:
               "(a different run)", flush=True)
 
 
-def _without_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip or a.startswith("--nproc="):
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        out.append(a)
-    return out
-
-
 def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any]]]:
     """The runs `tinylm train` asked for, as (config, train_run keywords), checked for every user mistake."""
     common = {"quiet": args.quiet, "data_dir": args.data_dir, "mirror": args.mirror,
@@ -295,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             pick_device(cfg.train.device)
             distributed.check_batch(cfg.train.batch_size, args.nproc)
             load_corpus(cfg.data, kw["data_dir"], kw["mirror"], quiet=args.quiet)  # downloads and tokenizes once
-        return distributed.launch(args.nproc, _without_nproc(args.argv))
+        return distributed.launch(args.nproc, args.argv)
     for cfg, kw in jobs:
         metrics, run_dir, what = train_run(cfg, **kw)
         _print_result(metrics, run_dir, what)
@@ -389,22 +363,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{args.split}: loglik {result.loglik:.4f} nats/token, perplexity {result.perplexity:.3f}, "
               f"{result.bits:.4f} bits/token over {result.tokens:,} tokens (the first token of the split has no "
               f"context and is not scored)")
-        print(_protocol_note(run.model, result.window, result.stride))
+        print(protocol_note(run.model, result.window, result.stride))
     return 0
-
-
-def _protocol_note(model: Any, window: int, stride: int) -> str:
-    """What the protocol's window and stride mean for this model."""
-    k = model.context_length
-    if model.recurrent:
-        return (f"protocol: the split is read as one stream in chunks of {stride} tokens, the recurrent state carried "
-                "through the whole split and never reset: every token sees all the tokens before it")
-    if model.fixed_window:
-        return (f"protocol: windows of {window} tokens advance by {stride}; each scores {stride} positions, and the "
-                f"{window - stride} tokens before them give the first one its full {k}-token context")
-    return (f"protocol: windows of {window} tokens (the context length) advance by {stride}; each scores only the "
-            f"positions no earlier window scored, so every token sees at least {window - stride} tokens before it "
-            "(all of them near the start of the split)")
 
 
 def _eval_snapshots(args: argparse.Namespace) -> int:
@@ -672,23 +632,6 @@ def build_parser() -> Parser:
     for add in (_add_export, _add_report, _add_bench, _add_runs):
         add(sub)
     return parser
-
-
-def os_error_line(e: OSError) -> str:
-    """One line for a failed read or write: what happened, where, and what to do."""
-    where = Path(e.filename) if getattr(e, "filename", None) else None
-    folder = where.parent if where is not None and where.suffix else where
-    if e.errno == errno.ENOSPC:
-        return (f"the disk is full: cannot write in {folder}; free space there (or point --results-dir or --data-dir "
-                "elsewhere) and run again; every file already written is complete")
-    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return (f"cannot write in {folder} ({e.strerror.lower()}); choose a writable --results-dir or --data-dir, "
-                "or fix the folder's permissions")
-    if e.errno == errno.ENOTDIR:
-        return f"a file stands where a folder is needed ({where}); pass a folder, or move the file away"
-    if e.errno == errno.EISDIR:
-        return f"{where} is a folder where a file is needed; pass a file"
-    return f"{e.strerror or e} ({where}); fix that and run again"
 
 
 def _warning_line(message: Any, category: type, filename: str, lineno: int, file: Any = None,

@@ -96,7 +96,7 @@ def barrier() -> None:
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """Run `tinylm <argv>` in `nproc` processes on this machine with torchrun's launcher (what
+    """Run `tinylm <argv>` (less its --nproc) in `nproc` processes on this machine with torchrun's launcher (what
     `torchrun --standalone --nproc-per-node N -m tinylm.cli ...` does); returns the exit status of the first
     process that failed, or 0. A process that fails prints its own one-line error."""
     if nproc < 1:
@@ -107,8 +107,22 @@ def launch(nproc: int, argv: list[str]) -> int:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
     try:
-        elastic_launch(config, sys.executable)("-m", "tinylm.cli", *argv)
+        elastic_launch(config, sys.executable)("-m", "tinylm.cli", *_without_nproc(argv))
     except ChildFailedError as e:
         codes = [f.exitcode for _, f in sorted(e.failures.items())]
         return next((c for c in codes if c > 0), 1)
     return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """`argv` without its --nproc option (the processes launched train; they do not launch again)."""
+    out, skip = [], False
+    for a in argv:
+        if skip or a.startswith("--nproc="):
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        out.append(a)
+    return out

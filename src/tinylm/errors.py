@@ -1,4 +1,9 @@
-"""The one exception type for mistakes a user can make."""
+"""The one exception type for mistakes a user can make, and the one line a failed read or write is told in."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
 
 
 class TinyLMError(Exception):
@@ -21,3 +26,20 @@ class UsageError(TinyLMError):
 
 class TinyLMWarning(UserWarning):
     """Something the user should know that does not stop the command (the CLI prints it as one line)."""
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for a failed read or write: what happened, where, and what to do."""
+    where = Path(e.filename) if getattr(e, "filename", None) else None
+    folder = where.parent if where is not None and where.suffix else where
+    if e.errno == errno.ENOSPC:
+        return (f"the disk is full: cannot write in {folder}; free space there (or point --results-dir or --data-dir "
+                "elsewhere) and run again; every file already written is complete")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"cannot write in {folder} ({e.strerror.lower()}); choose a writable --results-dir or --data-dir, "
+                "or fix the folder's permissions")
+    if e.errno == errno.ENOTDIR:
+        return f"a file stands where a folder is needed ({where}); pass a folder, or move the file away"
+    if e.errno == errno.EISDIR:
+        return f"{where} is a folder where a file is needed; pass a file"
+    return f"{e.strerror or e} ({where}); fix that and run again"

@@ -368,3 +368,25 @@ def _pairs(tokens: np.ndarray | torch.Tensor, starts: torch.Tensor, length: int,
         starts = starts[rows[0] : rows[1]]
     window = gather(tokens, starts[:, None] + torch.arange(length + 1))  # (B, L+1)
     return window[:, :-1], window[:, 1:]
+
+
+def describe_dataset(config: DataConfig, data_dir: str | Path | None = None, mirror: str | Path | None = None) \
+        -> list[str]:
+    """What `tinylm data info` prints of a registered dataset: its files and their origin, its split sizes and
+    vocabulary, and how many tokens map to <unk>."""
+    spec = sources.DATASETS[config.name]
+    corpus = load_corpus(config, data_dir, mirror)
+    root = sources.data_dir(data_dir)
+    lines = [f"{spec.name}: {spec.description}"]
+    for split, remote in spec.files.items():
+        lines.append(f"  file {root / remote.relpath} ({remote.size:,} bytes, sha256 {remote.sha256[:12]}…) "
+                     f"from {corpus.origins.get(split, corpus.origins.get('train', '?'))}")
+    counts = " / ".join(f"{len(corpus.splits[s]):,}" for s in sources.SPLITS)
+    unit = "characters" if spec.level == "char" else "tokens"
+    lines.append(f"  {spec.level} level; train / valid / test {unit}: {counts}; vocabulary "
+                 f"{corpus.tokenizer.vocab_size:,}{' (from cache)' if corpus.from_cache else ''}")
+    unk = corpus.tokenizer.unk_id
+    if unk is not None:
+        mapped = " / ".join(f"{int((corpus.splits[s] == unk).sum()):,}" for s in sources.SPLITS)
+        lines.append(f"  <unk> tokens in train / valid / test: {mapped}")
+    return lines

@@ -205,3 +205,17 @@ def unigram_loglik(train: torch.Tensor | np.ndarray, test: torch.Tensor | np.nda
     total = sum(float(logp[np.asarray(test[i : i + chunk], dtype=np.int64)].sum())
                 for i in range(1, len(test), chunk))
     return total / (len(test) - 1)
+
+
+def protocol_note(model: LanguageModel, window: int, stride: int) -> str:
+    """What the protocol's window and stride mean for this model."""
+    k = model.context_length
+    if model.recurrent:
+        return (f"protocol: the split is read as one stream in chunks of {stride} tokens, the recurrent state carried "
+                "through the whole split and never reset: every token sees all the tokens before it")
+    if model.fixed_window:
+        return (f"protocol: windows of {window} tokens advance by {stride}; each scores {stride} positions, and the "
+                f"{window - stride} tokens before them give the first one its full {k}-token context")
+    return (f"protocol: windows of {window} tokens (the context length) advance by {stride}; each scores only the "
+            f"positions no earlier window scored, so every token sees at least {window - stride} tokens before it "
+            "(all of them near the start of the split)")
