@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tinylm.config import DataConfig, TrainConfig
+from tinylm.data.sources import SPLITS
 from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.fields import field_names, unknown_key_error
@@ -27,9 +28,6 @@ from tinylm.suite_plan import profile_index, profile_label
 from tinylm.training.evaluate import EvalResult, evaluate
 
 __all__ = ["EvalResult", "Run", "find", "load", "train"]
-
-SPLITS = ("train", "valid", "test")
-
 
 class Run(LoadedRun):
     """A trained run: its directory (`path`), config, tokenizer and best-on-valid weights (`model`, in eval mode)."""

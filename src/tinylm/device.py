@@ -158,3 +158,9 @@ def threads_in(name: str) -> int | None:
     """The thread count that `device_name` wrote into a CPU name ('cpu: AMD EPYC (2 threads)'); None otherwise."""
     found = re.fullmatch(r"cpu: .* \((\d+) threads\)", name)
     return int(found.group(1)) if found else None
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously: a timer must wait for it)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()

@@ -31,6 +31,7 @@ from tinylm.device import (
     device_name,
     pick_device,
     pick_dtype,
+    synchronize,
     use_all_cores,
 )
 from tinylm.errors import TinyLMError
@@ -68,20 +69,15 @@ def matmul_peak(device: torch.device, repeats: int, dtype: torch.dtype = torch.f
             a @ b
         rates = []
         for _ in range(repeats):
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             for _ in range(3):
                 a @ b
-            _sync(device)
+            synchronize(device)
             rates.append(3 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
         out[str(n)] = _median_spread(rates)
     out["peak_gflops"] = max(v["max"] for v in out.values())
     return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def random_corpus(dataset: str, n_train: int = 400_000, zipf: bool = False) -> Corpus:
@@ -99,11 +95,11 @@ def random_corpus(dataset: str, n_train: int = 400_000, zipf: bool = False) -> C
 
 def _step_rate(trainer: Trainer, steps: int) -> float:
     """Training tokens/s of `steps` of the trainer's own step."""
-    _sync(trainer.device)
+    synchronize(trainer.device)
     start = time.perf_counter()
     for _ in range(steps):
         trainer.train_step(1e-4)
-    _sync(trainer.device)
+    synchronize(trainer.device)
     return steps * trainer.plan.tokens_per_step / (time.perf_counter() - start)
 
 
@@ -215,7 +211,7 @@ def precision_quality(steps: int, data_dir: str | None, mirror: str | None, devi
         start = time.perf_counter()
         for _ in range(steps):  # the engine's own step and schedule (warm-up, then cosine over these steps)
             trainer.account(trainer.train_step(trainer.learning_rate()), 0.0)
-        _sync(trainer.device)
+        synchronize(trainer.device)
         seconds = time.perf_counter() - start
         trainer.model.eval()
         valid = evaluate(trainer.model, trainer.valid_tokens[:32_769], batch_size=64, device=trainer.device)

@@ -46,7 +46,7 @@ def _architecture_panel(ax: plt.Axes, headline: dict[str, Any]) -> None:
     ax.grid(alpha=0.3, axis="y")
 
 
-def _compute_panel(ax: plt.Axes, ds: str, frontiers: list[Frontier], baselines: dict[str, Any]) -> None:
+def _frontier_panel(ax: plt.Axes, ds: str, frontiers: list[Frontier], baselines: dict[str, Any]) -> None:
     """The fitted compute-optimal validation loss of every architecture on one dataset, with its band."""
     for f in frontiers:
         draw_frontier(ax, f)
@@ -67,6 +67,6 @@ def headline_figure(headline: dict[str, Any], frontiers: dict[tuple[str, str], F
     fig, axes = plt.subplots(1, 1 + len(fitted), figsize=(5.5 * (1 + len(fitted)), 4.6), squeeze=False)
     _architecture_panel(axes[0, 0], headline)
     for ax, ds in zip(axes[0, 1:], fitted):
-        _compute_panel(ax, ds, [f for (d, _), f in frontiers.items() if d == ds], baselines)
+        _frontier_panel(ax, ds, [f for (d, _), f in frontiers.items() if d == ds], baselines)
     fig.tight_layout()
     return _save(fig, out / "headline.png")

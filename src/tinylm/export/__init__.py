@@ -84,7 +84,7 @@ def to_gpt2(run: LoadedRun) -> Any:
     return hf
 
 
-def check_tokenizer(run: LoadedRun, hf_tokenizer: Any) -> None:
+def check_hf_tokenizer(run: LoadedRun, hf_tokenizer: Any) -> None:
     """The HF tokenizer must give tinylm's ids, and tinylm's text back, on every token of the vocabulary."""
     tok = run.tokenizer
     text = tok.decode(range(tok.vocab_size)) + "\n" + tok.decode(tok.start_ids() * 2)
@@ -102,7 +102,7 @@ def export_hf(run_dir: str | Path, out_dir: str | Path, force: bool = False) -> 
     run = load_run(run_dir)
     hf = to_gpt2(run)
     hf_tokenizer = build_hf_tokenizer(run.tokenizer, run.model.config.context_length)
-    check_tokenizer(run, hf_tokenizer)
+    check_hf_tokenizer(run, hf_tokenizer)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:

@@ -28,7 +28,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tinylm import distributed
 from tinylm.config import RunConfig, TrainConfig
 from tinylm.data.corpus import Corpus, sample_batch, stream_batch
-from tinylm.device import bf16_native, configure, device_name, exact_fp32, pick_device, pick_dtype
+from tinylm.device import (
+    bf16_native,
+    configure,
+    device_name,
+    exact_fp32,
+    pick_device,
+    pick_dtype,
+    synchronize,
+)
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
@@ -125,11 +133,6 @@ class Plan:
         if t.max_flops is not None:
             limits.append(math.ceil(t.max_flops / flops_per_step))
         return cls(seq_len, fed, tokens_per_step, flops_per_step, max(1, min(limits)) if limits else None)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Trainer:
@@ -252,7 +255,7 @@ class Trainer:
         while steps < 2 or (steps < left and time.perf_counter() - start < 0.75 * seconds):
             self._step(model, model, optimizer, generator, 0.0)
             steps += 1
-        _sync(self.device)
+        synchronize(self.device)
         step_seconds = (time.perf_counter() - start) / steps
         window = self.valid_tokens[: min(len(self.valid_tokens), 64 * self.model.context_length + 1)]
         start = time.perf_counter()
