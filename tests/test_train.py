@@ -151,16 +151,29 @@ def test_resume_after_interruption_reaches_the_same_weights(tiny_text_file, tmp_
     assert hist_a == hist_b
 
 
-def test_a_second_training_on_the_same_run_directory_is_refused(tiny_text_file, tmp_path):
+def test_a_second_training_on_the_same_run_directory_is_refused_before_it_starts(tiny_text_file, tmp_path,
+                                                                                   monkeypatch):
     cfg = tiny_config("linear", tiny_text_file, steps=5)
     from tinylm.run_folders import run_id
 
     run_dir = tmp_path / "results" / "runs" / run_id(cfg)
+    loaded = []
+    original = runner_mod.load_corpus
+    monkeypatch.setattr(runner_mod, "load_corpus", lambda *a, **k: loaded.append(1) or original(*a, **k))
     with RunLock(run_dir):
         with pytest.raises(TinyLMError, match="in use by another training process"):
             train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    assert not loaded, "the data was loaded before the lock refused the run"
     # released: now it trains
+    monkeypatch.undo()
     assert train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")[2] == "trained"
+
+
+def test_a_run_refused_before_its_first_file_leaves_no_folder(tiny_text_file, tmp_path):
+    cfg = tiny_config("linear", tiny_text_file, steps=5, extra=["train.seq_len=1000000"])
+    with pytest.raises(TinyLMError, match="do not fit the training split"):
+        train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    assert not (tmp_path / "results").exists()
 
 
 def test_divergence_stops_with_a_clear_message(tiny_text_file, tmp_path):

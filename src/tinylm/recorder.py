@@ -247,6 +247,15 @@ def train_run(
         return metrics, run_dir, "skipped"
     # A finished run without weights (results committed without them) is trained again, here.
     force = force or finished
+    with RunLock(run_dir, remove_if_unused=True) if main else contextlib.nullcontext():  # before any heavy work
+        return _train_locked(cfg, run_dir, metrics, resume, force, main, quiet, data_dir, mirror, profile,
+                             snapshot_every, announce, logs)
+
+
+def _train_locked(cfg: RunConfig, run_dir: Path, metrics: Any, resume: bool, force: bool, main: bool, quiet: bool,
+                  data_dir: str | Path | None, mirror: str | Path | None, profile: str | None,
+                  snapshot_every: float | None, announce: Callable[[dict[str, Any]], None] | None,
+                  logs: tuple[str, ...]) -> tuple[Any, Path, str]:
     if not main:
         distributed.barrier()  # rank 0 downloads and tokenizes first; the others then read its cache
     corpus = load_corpus(cfg.data, data_dir, mirror, quiet=quiet or not main)
@@ -260,15 +269,14 @@ def train_run(
     # the other ranks of a data-parallel run train silently and write nothing (RunFiles knows)
     recorder = RunFiles(run_dir, trainer, profile, logs)
     resuming = resume and not force
-    with RunLock(run_dir) if main else contextlib.nullcontext():
-        if main:
-            for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("last/.*.tmp")]:
-                stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them
-            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            corpus.tokenizer.save(run_dir / "tokenizer.json")
-        metrics = fit(trainer, recorder, resume=resuming, quiet=quiet or not main, snapshot_every=snapshot_every,
-                      announce=announce if main else None)
-        return metrics, run_dir, "resumed" if resuming else "trained"
+    if main:
+        for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("last/.*.tmp")]:
+            stale.unlink()  # left by a process killed mid-write; we hold the lock, so nobody is writing them
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        corpus.tokenizer.save(run_dir / "tokenizer.json")
+    metrics = fit(trainer, recorder, resume=resuming, quiet=quiet or not main, snapshot_every=snapshot_every,
+                  announce=announce if main else None)
+    return metrics, run_dir, "resumed" if resuming else "trained"
 
 
 def forecast_run(cfg: RunConfig, data_dir: str | Path | None = None, mirror: str | Path | None = None,

@@ -111,11 +111,16 @@ def check_run_name(name: str) -> str:
 
 
 class RunLock:
-    """An exclusive lock on a run directory; the OS releases it when the process dies."""
+    """An exclusive lock on a run directory; the OS releases it when the process dies.
 
-    def __init__(self, run_dir: Path):
+    `remove_if_unused`: the folders the lock created are removed again if nothing but the lock was written to them
+    (a run refused before its first file leaves no trace).
+    """
+
+    def __init__(self, run_dir: Path, remove_if_unused: bool = False):
         self.path = run_dir / ".lock"
         self.fd: int | None = None
+        self.created = [d for d in (run_dir, *run_dir.parents) if not d.exists()] if remove_if_unused else []
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,10 +141,17 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+        if self.fd is None:
+            return
+        if self.created and [p.name for p in self.path.parent.iterdir()] == [self.path.name]:
+            self.path.unlink()  # still ours: removed while we hold it
+            for folder in self.created:
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
 
 
 def read_config(run_dir: Path) -> RunConfig:
