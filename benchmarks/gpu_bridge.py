@@ -45,8 +45,8 @@ def main(out: Path, device: str, flops: float | None, profile: str = "scaling", 
                                         max_flops=flops or cfg.train.max_flops)
             metrics, _, _ = train_run(dataclasses.replace(cfg, train=train), out / "bridge", quiet=True)
             rows.append({"profile": profile, "run": label, "batch_size": batch,
-                         **{k: metrics.get(k) for k in ("valid_loss", "test_loss", "steps", "train_seconds", "device",
-                                                        "run_id")}})
+                         "valid_loss": metrics.valid_loss, "test_loss": metrics.test_loss, "steps": metrics.steps,
+                         "train_seconds": metrics.train_seconds, "device": metrics.device, "run_id": metrics.run_id})
             print(json.dumps(rows[-1]), flush=True)
     (out / name).write_text(json.dumps(rows, indent=1) + "\n")
 

@@ -22,8 +22,8 @@ rows = []
 for run, m in list_runs(root):
     changes = config_changes(base, identity(read_config(run)))
     rows.append({"run": run.name, "changes": {f"{s}.{k}": new for s, k, _, new in changes},
-                 "valid_loglik": round(m["valid_loglik"], 4), "test_loglik": round(m["test_loglik"], 4),
-                 "gap": round(m["valid_loglik"] - m["test_loglik"], 4), "best_step": m["best_step"],
-                 "steps": m["steps"], "train_flops": m["train_flops"], "device": m["device"]})
+                 "valid_loglik": round(m.valid_loglik, 4), "test_loglik": round(m.test_loglik, 4),
+                 "gap": round(m.valid_loglik - m.test_loglik, 4), "best_step": m.best_step,
+                 "steps": m.steps, "train_flops": m.train_flops, "device": m.device})
 rows.sort(key=lambda r: -r["valid_loglik"])
 print(json.dumps(rows, indent=1))

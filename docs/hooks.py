@@ -4,6 +4,8 @@
   its figures.
 - `<!-- profiles -->` becomes the table of the profiles in `configs/profiles/`, from their own descriptions.
 - `<!-- shipped-weights -->` becomes the table of the runs shipped with weights (`results/reference/weights.json`).
+- `<!-- metrics-json -->` becomes the table of the keys of metrics.json, from the fields of `RunMetrics`
+  (`src/tinylm/run_metrics.py`) and the docstring under each.
 - `<!-- layers -->` in a page becomes the layer diagram of the package, read from the import-linter contract in
   `pyproject.toml` (which `lint-imports` checks) and the first sentence of each layer's docstring.
 """
@@ -28,6 +30,8 @@ REFERENCE = REPO / "results" / "reference"
 LAYERS_MARK = "<!-- layers -->"
 PROFILES_MARK = "<!-- profiles -->"
 WEIGHTS_MARK = "<!-- shipped-weights -->"
+METRICS_MARK = "<!-- metrics-json -->"
+JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "None": "null", "Status": "string (a status)"}
 
 
 def on_files(files, config):
@@ -83,6 +87,21 @@ def weights_table() -> str:
     return "\n".join(lines + ["", f"{len(shipped)} files, {total:.1f} MB in all."])
 
 
+def metrics_table() -> str:
+    """One row per field of RunMetrics, in the order metrics.json has them: the key, its JSON type, its docstring."""
+    tree = ast.parse((REPO / "src" / "tinylm" / "run_metrics.py").read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RunMetrics")
+    lines = ["| key | value | what it holds |", "|---|---|---|"]
+    for node, after in zip(cls.body, cls.body[1:]):
+        if not (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            continue
+        kind = " or ".join(JSON_TYPES[t] for t in ast.unparse(node.annotation).split(" | "))
+        kind += ", always there" if node.value is None else ""
+        lines.append(f"| `{node.target.id}` | {kind} | {' '.join(after.value.value.split())} |")
+    return "\n".join(lines)
+
+
 def on_page_markdown(markdown, page, config, files):
     """Fill in the generated parts of a page."""
     if LAYERS_MARK in markdown:
@@ -91,4 +110,6 @@ def on_page_markdown(markdown, page, config, files):
         markdown = markdown.replace(WEIGHTS_MARK, weights_table())
     if PROFILES_MARK in markdown:
         markdown = markdown.replace(PROFILES_MARK, profile_table())
+    if METRICS_MARK in markdown:
+        markdown = markdown.replace(METRICS_MARK, metrics_table())
     return markdown

@@ -26,7 +26,7 @@ def run(tiny_text_file):
 def test_evaluate_is_the_protocol_and_the_cli(run, capsys):
     """run.evaluate gives what training wrote to metrics.json and what `tinylm eval --json` prints."""
     result = run.evaluate("test")
-    assert result.loglik == pytest.approx(run.metrics["test_loglik"], abs=1e-9)
+    assert result.loglik == pytest.approx(run.metrics.test_loglik, abs=1e-9)
     assert main(["eval", str(run.path), "--split", "test", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["test_loglik"] == pytest.approx(result.loglik, abs=1e-12)
@@ -57,7 +57,7 @@ def test_generate_matches_the_cli_and_is_seeded(run, capsys):
 
 def test_train_again_loads_the_finished_run_and_load_finds_the_best(run, tiny_text_file):
     again = tinylm.train(model="transformer", data=tiny_text_file, level="char", quiet=True, **TINY)
-    assert again.path == run.path and again.metrics["train_seconds"] == run.metrics["train_seconds"]
+    assert again.path == run.path and again.metrics.train_seconds == run.metrics.train_seconds
     assert tinylm.load(model="transformer", dataset="tiny").path == run.path
     assert tinylm.load(run.path).path == run.path
     assert repr(run).startswith("Run(transformer on tiny, ")

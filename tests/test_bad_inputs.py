@@ -204,7 +204,7 @@ def test_full_disk_at_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, m
     assert meta["state"]["step"] in (0, 5, 10)
     assert not list(run_dir.rglob("*.tmp"))  # no partial files left behind
     resumed, _, what = train_run(cfg, tmp_path / "results", run_name="r", quiet=True, data_dir=tmp_path / "d")
-    assert what == "resumed" and resumed["status"] == "complete"
+    assert what == "resumed" and resumed.status == "complete"
 
 
 def test_no_unsafe_loaders_in_the_source():

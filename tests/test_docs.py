@@ -21,6 +21,7 @@ import pytest
 from tinylm.cli import build_parser
 from tinylm.data.sources import DATASETS
 from tinylm.experiments.report import README_END, README_START
+from tinylm.run_metrics import FIELDS
 from tinylm.suite_file import load_suite_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,4 +192,6 @@ def test_the_docs_build_in_strict_mode(tmp_path):
     for module in (m.strip() for layer in contract["layers"] for m in layer.split("|")):
         assert f"<code>{module.removeprefix('tinylm.')}</code>" in layers, module
     assert "<code>quick</code>" in (site / "suite" / "index.html").read_text(encoding="utf-8")
+    training = (site / "training" / "index.html").read_text(encoding="utf-8")
+    assert all(f"<td><code>{key}</code></td>" in training for key in FIELDS)  # metrics.json, from RunMetrics
     assert "tinylm.api.train" in (site / "api" / "index.html").read_text(encoding="utf-8")

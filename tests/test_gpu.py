@@ -22,12 +22,12 @@ def test_bf16_training_on_cuda_is_scored_in_fp32_like_on_the_cpu(tiny_text_file,
     cfg = resolve_run("transformer", raw={}, data=DataConfig(name="tiny", level="char", path=str(tiny_text_file)),
                       train_values={"max_steps": 30, "device": "cuda"}, sets=TINY)
     metrics, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
-    assert metrics["precision"] == "bf16" and metrics["eval_precision"] == "fp32"
-    assert "cpu" not in metrics["device"]
+    assert metrics.precision == "bf16" and metrics.eval_precision == "fp32"
+    assert "cpu" not in metrics.device
     run = load_run(run_dir)
     corpus = load_run_corpus(run, tmp_path / "d")
     on_cpu = evaluate(run.model, corpus.tensor("test"), batch_size=64)
-    assert on_cpu.loglik == pytest.approx(metrics["test_loglik"], abs=1e-4)
+    assert on_cpu.loglik == pytest.approx(metrics.test_loglik, abs=1e-4)
 
 
 def test_the_padded_full_head_on_cuda_equals_the_plain_matmul():

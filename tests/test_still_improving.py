@@ -3,6 +3,7 @@ marked *still improving* in the tables, the figures and the conclusions, which t
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,18 +20,18 @@ from tinylm.experiments.tables import (
     summary,
     summary_table,
 )
+from tinylm.run_metrics import RunMetrics
 
 
 def make_run(name: str, model: str, valid: list[float], test_ll: float, dataset: str = "ptb") -> Run:
     """A run evaluated every 100 steps with these valid losses."""
     history = [{"step": 100 * (i + 1), "tokens": 1000 * (i + 1), "flops": 1e9 * (i + 1), "valid_loss": v}
                for i, v in enumerate(valid)]
-    metrics = {"model": model, "dataset": dataset, "params": 1000, "tokens_trained": 1000 * len(valid),
-               "train_flops": 1e9 * len(valid), "train_seconds": 1.0, "tokens_per_second": 1.0,
-               "valid_loglik": -min(valid, default=9.0), "best_valid_loss": min(valid, default=9.0),
-               "test_loglik": test_ll,
-               "test_perplexity": 2.718281828 ** -test_ll, "test_bits": -test_ll / 0.693147,
-               "unigram_test_loglik": -6.5}
+    metrics = RunMetrics(model=model, dataset=dataset, params=1000, tokens_trained=1000 * len(valid),
+                         train_flops=1e9 * len(valid), train_seconds=1.0, tokens_per_second=1.0,
+                         valid_loglik=-min(valid, default=9.0), best_valid_loss=min(valid, default=9.0),
+                         test_loglik=test_ll, test_perplexity=2.718281828 ** -test_ll, test_bits=-test_ll / 0.693147,
+                         unigram_test_loglik=-6.5, status="complete")
     return Run(Path(name), metrics, {"model": {}, "train": {}}, history, profile="full")
 
 
@@ -124,7 +125,7 @@ def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on
 
     def timed(name: str, profile: str, seconds: float, device: str) -> Run:
         run = make_run(name, "mlp", FLAT, -5.0)
-        run.metrics.update(train_seconds=seconds, device=device)
+        run.metrics = dataclasses.replace(run.metrics, train_seconds=seconds, device=device)
         run.profile = profile
         return run
 

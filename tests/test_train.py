@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,7 +18,8 @@ from tinylm.config import DataConfig
 from tinylm.errors import TinyLMError
 from tinylm.models import build_model
 from tinylm.recorder import train_run
-from tinylm.run_folders import RunLock, load_run
+from tinylm.run_folders import RunLock, load_run, read_metrics
+from tinylm.run_metrics import FIELDS
 from tinylm.suite_file import resolve_run
 from tinylm.training import trainer as trainer_mod
 from tinylm.training.evaluate import evaluate, protocol_window
@@ -104,6 +106,7 @@ def test_one_short_run_per_model_leaves_a_complete_run_directory(model, tiny_tex
                 "torch_version", "git_commit", "status"):
         assert key in saved, key
     assert saved["status"] == "complete" and saved["test_loglik"] == pytest.approx(-saved["test_loss"])
+    assert list(saved) == list(FIELDS) and read_metrics(run_dir) == metrics  # the file is the RunMetrics returned
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [0, 10, 20]
     assert history[-1]["flops"] == pytest.approx(saved["train_flops"])
@@ -123,7 +126,7 @@ def test_best_valid_weights_are_the_ones_saved_and_tested(tiny_text_file, tmp_pa
     metrics, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     best = min(history, key=lambda h: h["valid_loss"])
-    assert metrics["best_step"] == best["step"] and metrics["best_valid_loss"] == pytest.approx(best["valid_loss"])
+    assert metrics.best_step == best["step"] and metrics.best_valid_loss == pytest.approx(best["valid_loss"])
 
 
 def test_resume_after_interruption_reaches_the_same_weights(tiny_text_file, tmp_path, monkeypatch):
@@ -144,8 +147,10 @@ def test_resume_after_interruption_reaches_the_same_weights(tiny_text_file, tmp_
     last_a = load_file(straight_dir / "last" / "checkpoint.safetensors")
     last_b = load_file(run_dir / "last" / "checkpoint.safetensors")
     assert all(torch.equal(last_a[k], last_b[k]) for k in last_a if k.startswith("model."))
-    for key in ("test_loss", "best_valid_loss", "best_step", "tokens_trained", "train_flops", "steps"):
-        assert resumed[key] == straight[key], key
+    assert resumed.steps == 40 and resumed.best_step is not None
+    # every number the same but the clock's
+    assert resumed == dataclasses.replace(straight, train_seconds=resumed.train_seconds, updated=resumed.updated,
+                                          tokens_per_second=resumed.tokens_per_second)
     hist_a = [json.loads(x)["valid_loss"] for x in (straight_dir / "history.jsonl").read_text().splitlines()]
     hist_b = [json.loads(x)["valid_loss"] for x in (run_dir / "history.jsonl").read_text().splitlines()]
     assert hist_a == hist_b
@@ -227,7 +232,7 @@ def test_early_stop_survives_a_kill_during_the_final_evaluation(tiny_text_file, 
         train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
     monkeypatch.setattr(runner_mod.RunFiles, "finish", original_finish)
     metrics, _, what = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
-    assert what == "resumed" and metrics["steps"] == 10 and metrics["status"] == "stopped_early"
+    assert what == "resumed" and metrics.steps == 10 and metrics.status == "stopped_early"
 
 
 def test_resume_by_a_relative_path_from_inside_the_runs_folder(tiny_text_file, tmp_path, monkeypatch):
@@ -309,7 +314,7 @@ def test_the_plateau_schedule_decays_at_each_plateau_and_ends_the_run_by_early_s
     metrics, run_dir, _ = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
     rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     lr = {r["step"]: r["lr"] for r in rows if r.get("valid_loss") is not None}
-    assert metrics["status"] == "stopped_early" and metrics["steps"] == 100
+    assert metrics.status == "stopped_early" and metrics.steps == 100
     # the lr logged at an evaluation is the one the steps before it used
     assert [lr[s] for s in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)] == pytest.approx(
         [0.004, 0.004, 0.004, 0.004, 0.002, 0.002, 0.002, 0.001, 0.001, 0.0005])
@@ -334,10 +339,10 @@ def test_an_improvement_smaller_than_min_improvement_counts_as_none(tiny_text_fi
         return metrics, [r for r in rows if r.get("valid_loss") is not None]
 
     metrics, evals = run("strict", ["train.min_improvement=0.001"])
-    assert metrics["status"] == "stopped_early" and metrics["steps"] == 40 and metrics["best_step"] == 10
+    assert metrics.status == "stopped_early" and metrics.steps == 40 and metrics.best_step == 10
     assert [r["lr"] for r in evals[1:]] == pytest.approx([0.004, 0.004, 0.001, 0.00025])
     metrics, evals = run("any", [])
-    assert metrics["status"] != "stopped_early" and metrics["steps"] == 100 and metrics["best_step"] == 100
+    assert metrics.status != "stopped_early" and metrics.steps == 100 and metrics.best_step == 100
     assert {r["lr"] for r in evals[1:]} == {0.004}
 
 
@@ -353,7 +358,7 @@ def test_plateau_max_decays_ends_the_run_where_the_rate_would_be_decayed_once_mo
     metrics, run_dir, _ = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
     rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     evals = [r for r in rows if r.get("valid_loss") is not None]
-    assert metrics["status"] == "stopped_early" and metrics["steps"] == 50 and metrics["best_step"] == 20
+    assert metrics.status == "stopped_early" and metrics.steps == 50 and metrics.best_step == 20
     assert [r["lr"] for r in evals[1:]] == pytest.approx([0.004, 0.004, 0.004, 0.001, 0.00025])
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["plateau_max_decays"] == 2
 

@@ -23,6 +23,7 @@ from tinylm.generate.interactive import ResultsOnlyRun, check_sampling, generate
 from tinylm.models.registry import DEFAULT_MODEL, config_class
 from tinylm.recorder import forecast_run, train_run
 from tinylm.run_folders import LoadedRun, load_run, load_run_corpus, read_metrics, results_dir
+from tinylm.run_metrics import RunMetrics
 from tinylm.suite_file import load_suite_file, resolve_run
 from tinylm.suite_plan import profile_index, profile_label
 from tinylm.training.evaluate import EvalResult, evaluate
@@ -42,15 +43,15 @@ class Run(LoadedRun):
         return self.run_dir
 
     @property
-    def metrics(self) -> dict[str, Any]:
-        """metrics.json of the run (empty if it has none)."""
-        return read_metrics(self.path) or {}
+    def metrics(self) -> RunMetrics | None:
+        """metrics.json of the run (None if it has none), e.g. `run.metrics.test_loglik`."""
+        return read_metrics(self.path)
 
     def __repr__(self) -> str:
         m = self.metrics
-        test = m.get("test_loglik")
-        score = f", test {test:.4f} nats/token" if isinstance(test, float) else ""
-        return (f"Run({self.config.model_name} on {self.config.data.label}, {m.get('params', 0):,} params{score}, "
+        test, params = (None, None) if m is None else (m.test_loglik, m.params)
+        score = f", test {test:.4f} nats/token" if test is not None else ""
+        return (f"Run({self.config.model_name} on {self.config.data.label}, {params or 0:,} params{score}, "
                 f"'{self.path}')")
 
     def generate(
@@ -186,6 +187,6 @@ def train(
     metrics, run_dir, _ = train_run(cfg, results_dir(results), run_name=run_name, force=force, quiet=quiet,
                                     profile=label, logs=(log,) if log else ())
     if not (run_dir / "model.safetensors").is_file():
-        raise TinyLMError(f"{run_dir} finished as '{metrics.get('status')}' without weights")
+        raise TinyLMError(f"{run_dir} finished as '{metrics.status}' without weights")
     return Run.of(load_run(run_dir))
 

@@ -55,6 +55,7 @@ from tinylm.run_folders import (
     reference_dir,
     results_dir,
 )
+from tinylm.run_metrics import RunMetrics
 from tinylm.run_pool import Job, train_in_parallel
 from tinylm.speed import run_bench, score_snapshots, summary_lines, time_to
 from tinylm.suite_file import data_config, load_suite_file, parse_overrides, resolve_run
@@ -206,15 +207,15 @@ def _resolve_from_args(args: argparse.Namespace, model: str, raw: dict[str, Any]
                        sets=sets + list(args.set or []))
 
 
-def _print_result(metrics: dict[str, Any], run_dir: Path, what: str) -> None:
+def _print_result(m: RunMetrics, run_dir: Path, what: str) -> None:
     if not distributed.world().main:
         return
-    tl, ppl, tps = metrics.get("test_loglik"), metrics.get("test_perplexity"), metrics.get("tokens_per_second")
+    tl, ppl, tps = m.test_loglik, m.test_perplexity, m.tokens_per_second
     quality = "no test score" if tl is None else f"test LL {tl:.4f} nats/token, ppl {ppl:.2f}"
     speed = f"{tps:,.0f} tok/s" if tps else "-"
     print(
-        f"{what:<8} {metrics['model']:<11} {metrics['dataset']:<16} {quality}, {metrics.get('params', 0):,} params, "
-        f"{metrics.get('train_flops', 0):.2e} FLOPs, {speed}, {metrics.get('train_seconds', 0):.0f} s -> {run_dir}"
+        f"{what:<8} {m.model:<11} {m.dataset:<16} {quality}, {m.params or 0:,} params, "
+        f"{m.train_flops or 0:.2e} FLOPs, {speed}, {m.train_seconds or 0:.0f} s -> {run_dir}"
     )
 
 
@@ -248,7 +249,7 @@ def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any
             raise UsageError(f"--resume {run_dir}: the config given differs from the saved one "
                              f"({config_diff(identity(saved), identity(asked))}); drop those options to resume")
         return [(asked, {**common, "results": run_dir.parent, "resume": True, "run_dir": run_dir,
-                         "profile": (read_metrics(run_dir) or {}).get("profile")})]
+                         "profile": _saved_profile(run_dir)})]
     results = results_dir(args.results_dir)
     raw = load_suite_file(args.config)
     index = profile_index(raw)
@@ -259,6 +260,12 @@ def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any
         jobs.append((cfg, {**common, "results": results, "run_name": args.run_name if len(models) == 1 else None,
                            "force": args.force, "profile": profile_label(index, cfg, _profile(args))}))
     return jobs
+
+
+def _saved_profile(run_dir: Path) -> str | None:
+    """The profile label a run was trained with (None if it has no metrics yet)."""
+    metrics = read_metrics(run_dir)
+    return None if metrics is None else metrics.profile
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -457,7 +464,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not any(r.source == "yours" for r in found):
         print("no runs of yours yet; train one with: tinylm train --quick")
     for r in found:
-        tl = r.metrics.get("test_loglik")
+        tl = r.metrics.test_loglik
         print(f"{r.path.name:<40} {r.source:<10} {r.state:<35} test LL {'-' if tl is None else f'{tl:.4f}'}")
     return 0
 

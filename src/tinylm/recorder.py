@@ -7,6 +7,7 @@ The loop (`tinylm.training.loop.fit`) trains; this module decides what to train 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import time
@@ -25,7 +26,6 @@ from tinylm.errors import TinyLMError, UsageError
 from tinylm.files import atomic_write_json, atomic_write_text, load_tensors, save_tensors
 from tinylm.generate.sampling import generate_ids
 from tinylm.run_folders import (
-    FINISHED,
     RunLock,
     check_run_name,
     config_diff,
@@ -35,6 +35,7 @@ from tinylm.run_folders import (
     read_metrics,
     run_id,
 )
+from tinylm.run_metrics import RunMetrics, Status
 from tinylm.tensorboard_log import TensorBoardLog, check_logs
 from tinylm.training.evaluate import unigram_loglik
 from tinylm.training.loop import fit
@@ -158,16 +159,17 @@ class RunFiles:
         meta = {"step": s.step, "tokens": s.tokens, "flops": s.flops, "seconds": s.seconds}
         save_tensors(self.path("snapshots") / f"step{s.step:08d}.safetensors", self.trainer.model.weights(), meta)
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: Status) -> None:
         self.write_metrics(status)
 
-    def write_metrics(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """metrics.json with the keys of DESIGN.md."""
-        metrics = {"run_id": self.dir.name, **self.trainer.summary(), "torch_version": torch.__version__,
-                   "git_commit": git_commit(), "status": status, "profile": self.profile,
-                   "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
+    def write_metrics(self, status: Status, scores: dict[str, Any] | None = None) -> RunMetrics:
+        """metrics.json (`RunMetrics`): the trainer's summary, where it ran, and `scores` (final-evaluation fields)."""
+        metrics = dataclasses.replace(
+            self.trainer.summary(status), run_id=self.dir.name, torch_version=torch.__version__,
+            git_commit=git_commit(), profile=self.profile, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **(scores or {}))
         if self.writes:
-            atomic_write_json(self.path("metrics.json"), metrics)
+            atomic_write_json(self.path("metrics.json"), metrics.to_json())
         return metrics
 
     def write_samples(self) -> str:
@@ -180,7 +182,7 @@ class RunFiles:
         atomic_write_text(self.path("samples.txt"), text)
         return text
 
-    def finish(self, status: str) -> dict[str, Any]:
+    def finish(self, status: Status) -> RunMetrics:
         """Score the best weights on the full valid and test splits; write samples and metrics."""
         t = self.trainer
         distributed.barrier()  # rank 0's last best weights are on disk
@@ -189,11 +191,11 @@ class RunFiles:
         valid = t.evaluate(t.valid_tokens)
         test = t.evaluate(t.test_tokens)
         unigram = unigram_loglik(t.train_tokens, t.test_tokens, t.corpus.tokenizer.vocab_size)
-        extra = {**valid.as_dict("valid"), **test.as_dict("test"), "unigram_test_loglik": unigram,
-                 "eval_stride": test.stride, "eval_window": test.window,
-                 "eval_note": "every token but the first of each split scored once"}
+        scores = {**valid.as_dict("valid"), **test.as_dict("test"), "unigram_test_loglik": unigram,
+                  "eval_stride": test.stride, "eval_window": test.window,
+                  "eval_note": "every token but the first of each split scored once"}
         samples = self.write_samples() if self.writes else None
-        metrics = self.write_metrics(status, extra)
+        metrics = self.write_metrics(status, scores)
         if self.board is not None:
             self.board.finish(t.state.step, metrics, samples)
         return metrics
@@ -225,7 +227,7 @@ def train_run(
     snapshot_every: float | None = None,
     announce: Callable[[dict[str, Any]], None] | None = None,
     logs: tuple[str, ...] | list[str] = (),
-) -> tuple[dict[str, Any], Path, str]:
+) -> tuple[RunMetrics, Path, str]:
     """Train (or resume, or skip if complete) one run; returns (metrics, run dir, what happened).
 
     `profile` only labels the run in metrics.json (e.g. "quick"), so reports can say where numbers come from.
@@ -242,7 +244,7 @@ def train_run(
     main = distributed.world().main
     run_dir = prepare_run_dir(cfg, results, run_name, run_dir)
     metrics = read_metrics(run_dir)
-    finished = metrics is not None and metrics.get("status") in FINISHED
+    finished = metrics is not None and metrics.finished
     if finished and not force and (run_dir / "model.safetensors").is_file():
         return metrics, run_dir, "skipped"
     # A finished run without weights (results committed without them) is trained again, here.
@@ -252,17 +254,18 @@ def train_run(
                              snapshot_every, announce, logs)
 
 
-def _train_locked(cfg: RunConfig, run_dir: Path, metrics: Any, resume: bool, force: bool, main: bool, quiet: bool,
+def _train_locked(cfg: RunConfig, run_dir: Path, metrics: RunMetrics | None, resume: bool, force: bool, main: bool,
+                  quiet: bool,
                   data_dir: str | Path | None, mirror: str | Path | None, profile: str | None,
                   snapshot_every: float | None, announce: Callable[[dict[str, Any]], None] | None,
-                  logs: tuple[str, ...]) -> tuple[Any, Path, str]:
+                  logs: tuple[str, ...]) -> tuple[RunMetrics, Path, str]:
     if not main:
         distributed.barrier()  # rank 0 downloads and tokenizes first; the others then read its cache
     corpus = load_corpus(cfg.data, data_dir, mirror, quiet=quiet or not main)
     if main:
         distributed.barrier()
     has_last = (run_dir / "last" / "checkpoint.safetensors").is_file()
-    resume = resume or (has_last and metrics is not None and metrics.get("status") in ("interrupted", "running"))
+    resume = resume or (has_last and metrics is not None and metrics.resumable)
     if resume and not has_last:
         raise TinyLMError(f"{run_dir} has no resume state (last/checkpoint.safetensors); start the run again")
     trainer = Trainer(cfg, corpus)  # validates before the first write; with DDP, every rank has decided by now

@@ -20,7 +20,6 @@ import errno
 import fcntl
 import hashlib
 import json
-import math
 import os
 import re
 import warnings
@@ -38,8 +37,8 @@ from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.files import load_tensors, read_json
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
+from tinylm.run_metrics import FIX, RunMetrics
 
-FINISHED = ("complete", "stopped_early")
 PICKLES = ("model.pt", "model.bin", "pytorch_model.bin", "model.pth")
 """Checkpoint names of pickle-based formats, which tinylm refuses to load."""
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -171,40 +170,10 @@ def read_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_dict(data, str(path))
 
 
-#: The fields of metrics.json that tinylm reads, and their types (None is allowed where a value can be missing).
-METRICS_FIELDS: dict[str, tuple[type, ...]] = {
-    "model": (str,), "dataset": (str,), "status": (str,), "profile": (str, type(None)), "device": (str, type(None)),
-    "params": (int, type(None)), "vocab_size": (int, type(None)), "steps": (int, type(None)),
-    "tokens_trained": (int, type(None)), "best_step": (int, type(None)), "context_length": (int, type(None)),
-    "world_size": (int, type(None)),
-    **{k: (int, float, type(None)) for k in (
-        "train_flops", "train_seconds", "tokens_per_second", "best_valid_loss", "valid_loss", "valid_loglik",
-        "test_loss", "test_loglik", "test_perplexity", "test_bits", "unigram_test_loglik")},
-}
-REQUIRED_METRICS = ("model", "dataset", "status")
-
-
-def check_metrics(data: Any, path: Path) -> dict[str, Any]:
-    """`data` if it has the shape of a metrics.json, else a TinyLMError saying what is wrong and what to do."""
-    fix = "delete the run folder or train the run again"
-    if not isinstance(data, dict):
-        raise TinyLMError(f"{path} is damaged: it holds a {type(data).__name__}, not the metrics of a run; {fix}")
-    for key in REQUIRED_METRICS:
-        if key not in data:
-            raise TinyLMError(f"{path} is damaged: the field '{key}' is missing; {fix}")
-    for key, types in METRICS_FIELDS.items():
-        value = data.get(key)
-        if key in data and (not isinstance(value, types) or isinstance(value, bool)):
-            want = " or ".join("null" if t is type(None) else {"str": "a string", "int": "an integer", "float":
-                               "a number"}[t.__name__] for t in types)
-            raise TinyLMError(f"{path} is damaged: '{key}' must be {want}, not {value!r:.40}; {fix}")
-    return data
-
-
-def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+def read_metrics(run_dir: Path) -> RunMetrics | None:
     """metrics.json of a run (checked for its shape and types), or None if it has none."""
     path = run_dir / "metrics.json"
-    return check_metrics(read_json(path), path) if path.is_file() else None
+    return RunMetrics.from_json(read_json(path), path) if path.is_file() else None
 
 
 @dataclass
@@ -286,9 +255,10 @@ def check_tokenizer(run_dir: Path, cfg: RunConfig, tok: Tokenizer) -> None:
         raise TinyLMError(f"{where} is a {tok.level}-level tokenizer but the run's config is {cfg.data.level}-level: "
                           "the tokenizer belongs to another run; restore this run's tokenizer.json or train it again")
     try:
-        trained = (read_metrics(run_dir) or {}).get("vocab_size")
+        metrics = read_metrics(run_dir)
     except TinyLMError:
-        trained = None
+        metrics = None
+    trained = None if metrics is None else metrics.vocab_size
     if trained is not None and trained != tok.vocab_size:
         raise TinyLMError(f"{where} has {tok.vocab_size:,} tokens but the run was trained with a vocabulary of "
                           f"{trained:,} (metrics.json): the tokenizer belongs to another run; restore this run's "
@@ -303,20 +273,24 @@ def load_run_corpus(run: LoadedRun, data_dir: str | Path | None = None, mirror: 
     return corpus
 
 
-def scan_runs(root: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[Path, str]]]:
+def scan_runs(root: Path) -> tuple[list[tuple[Path, RunMetrics]], list[tuple[Path, str]]]:
     """(run dir, metrics) of every run under root/runs with readable metrics, and (run dir, why) of the others."""
     good, bad = [], []
     for d in sorted((root / "runs").glob("*")):
         if not d.is_dir() or not (d / "metrics.json").exists():
             continue
         try:
-            good.append((d, read_metrics(d) or {}))
+            metrics = read_metrics(d)
+            if metrics is None:
+                raise TinyLMError(f"{d / 'metrics.json'} is not a file; {FIX}")
         except TinyLMError as e:
             bad.append((d, str(e)))
+        else:
+            good.append((d, metrics))
     return good, bad
 
 
-def list_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+def list_runs(root: Path) -> list[tuple[Path, RunMetrics]]:
     """(run dir, metrics) of every run under root/runs that has readable metrics."""
     return scan_runs(root)[0]
 
@@ -326,7 +300,7 @@ class FoundRun:
     """A run directory, its metrics and where it lives: "yours" (the working folder) or "reference" (shipped)."""
 
     path: Path
-    metrics: dict[str, Any]
+    metrics: RunMetrics
     source: str
 
     @property
@@ -335,7 +309,7 @@ class FoundRun:
 
     @property
     def finished(self) -> bool:
-        return self.metrics.get("status") in FINISHED
+        return self.metrics.finished
 
     @property
     def state(self) -> str:
@@ -344,7 +318,7 @@ class FoundRun:
         if self.finished and not self.has_weights:
             return "results only (weights not shipped)" if self.source == "reference" else "results only (no weights)"
         shipped = ", weights shipped" if self.source == "reference" and self.has_weights else ""
-        return f"{self.metrics.get('status', '?')}{shipped}"
+        return f"{self.metrics.status}{shipped}"
 
 
 def find_runs(working: Path | None, reference: Path | None = None) -> list[FoundRun]:
@@ -366,35 +340,27 @@ class ResultsOnly(TinyLMError):
     """The best run asked for has results but no weights (a shipped reference run): it must be trained first."""
 
     def __init__(self, run: FoundRun):
-        super().__init__(f"the best {run.metrics.get('model')} run on {run.metrics.get('dataset')} ({run.path}) is "
+        super().__init__(f"the best {run.metrics.model} run on {run.metrics.dataset} ({run.path}) is "
                          f"{run.state}; train it first")
         self.run = run
 
 
-def selection_loss(metrics: dict[str, Any]) -> float:
-    """The one rule for "the best run": the lower loss on the full validation split wins (test is never used).
-
-    Runs without a full-split score (unfinished ones) never win.
-    """
-    value = metrics.get("valid_loss")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.inf
-
-
 def best_run(working: Path, model: str, dataset: str, reference: Path | None = None) -> Path:
-    """The finished run of `model` on `dataset` with weights, best by `selection_loss`: among your runs where you
-    have one (yours win), else among the shipped reference's; ResultsOnly if only runs without weights exist."""
+    """The finished run of `model` on `dataset` with weights, best by `RunMetrics.selection_loss`: among your runs
+    where you have one (yours win), else among the shipped reference's; ResultsOnly if only runs without weights
+    exist."""
     try:
         dataset = canonical_name(dataset)
     except UsageError:
         pass
     candidates = [r for r in find_runs(working, reference)
-                  if r.metrics.get("model") == model and r.metrics.get("dataset") == dataset and r.finished]
+                  if r.metrics.model == model and r.metrics.dataset == dataset and r.finished]
     trained = [r for r in candidates if r.has_weights]
     trained = [r for r in trained if r.source == "yours"] or trained
     if trained:
-        return min(trained, key=lambda r: (selection_loss(r.metrics), str(r.path))).path
+        return min(trained, key=lambda r: (r.metrics.selection_loss, str(r.path))).path
     if candidates:
-        raise ResultsOnly(min(candidates, key=lambda r: (selection_loss(r.metrics), str(r.path))))
+        raise ResultsOnly(min(candidates, key=lambda r: (r.metrics.selection_loss, str(r.path))))
     raise TinyLMError(
         f"no trained {model} run on {dataset} under {working / 'runs'}; train one first: "
         f"tinylm train --model {model} --dataset {dataset} --quick"

@@ -27,6 +27,7 @@ from tinylm.data.corpus import load_corpus
 from tinylm.device import usable_cores
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.recorder import train_run
+from tinylm.run_metrics import RunMetrics
 from tinylm.training.loop import Interrupted
 
 
@@ -71,7 +72,7 @@ def biggest_first(jobs: list[Job]) -> list[tuple[int, Job]]:
     return sorted(enumerate(jobs, 1), key=lambda ij: -(ij[1].config.train.max_flops or 0.0))
 
 
-def _train(job: Job) -> tuple[str, Any, str, str]:
+def _train(job: Job) -> tuple[str, RunMetrics | int | None, str, str]:
     """("done", metrics, run dir, what) | ("interrupted", None, run dir, message) | ("error", exit code, "", line)
     | ("not started", None, "", "")."""
     if _STOP is not None and _STOP.is_set():  # a job already handed to this worker when Ctrl-C came
@@ -94,7 +95,7 @@ def _stop(stop: Any, pending: dict[Future, int]) -> None:
 
 
 def train_in_parallel(jobs: list[Job], workers: int,
-                      report: Callable[[int, dict[str, Any], Path, str], None]) -> None:
+                      report: Callable[[int, RunMetrics, Path, str], None]) -> None:
     """Train `jobs` with `workers` processes; `report(index from 1, metrics, run dir, what)` as each one finishes."""
     if workers < 1:
         raise UsageError(f"--jobs must be at least 1 (got {workers})")

@@ -241,8 +241,8 @@ def time_to_target(target: float, results: Path, data_dir: str | None, mirror: s
                                      "tinylm eval <run> --snapshots --target -1.77",
         "reached": hit is not None, "seconds_to_target": hit["seconds"] if hit else None,
         "best_snapshot_test_loglik": max(r["test_loglik"] for r in rows),
-        "final_test_loglik": metrics.get("test_loglik"), "train_seconds": metrics.get("train_seconds"),
-        "tokens": metrics.get("tokens_trained"), "model": cfg.model, "snapshots": rows,
+        "final_test_loglik": metrics.test_loglik, "train_seconds": metrics.train_seconds,
+        "tokens": metrics.tokens_trained, "model": cfg.model, "snapshots": rows,
     }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.errors import UsageError
+from tinylm.run_metrics import RunMetrics
 
 LOGGERS = ("tensorboard",)
 INSTALL = 'pip install -e ".[tensorboard]"'
@@ -57,11 +58,13 @@ class TensorBoardLog:
             self.writer.add_scalar("speed/tokens_per_second_mean", row["tokens"] / row["seconds"], step)
         self.writer.flush()
 
-    def finish(self, step: int, metrics: dict[str, Any], samples: str | None) -> None:
+    def finish(self, step: int, metrics: RunMetrics, samples: str | None) -> None:
         """Final full-split scores and the sample text."""
-        for key in ("valid_loss", "test_loss", "test_loglik", "test_perplexity"):
-            if isinstance(metrics.get(key), float):
-                self.writer.add_scalar(f"final/{key}", metrics[key], step)
+        final = {"valid_loss": metrics.valid_loss, "test_loss": metrics.test_loss, "test_loglik": metrics.test_loglik,
+                 "test_perplexity": metrics.test_perplexity}
+        for key, value in final.items():
+            if value is not None:
+                self.writer.add_scalar(f"final/{key}", value, step)
         if samples is not None:
             self.writer.add_text("samples", "    " + samples.replace("\n", "\n    "), step)  # markdown: verbatim
         self.close()

@@ -17,7 +17,6 @@ from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, da
 from tinylm.experiments.scaling_report import SCALING_PROFILES  # noqa: E402
 from tinylm.files import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
-from tinylm.run_folders import selection_loss  # noqa: E402
 from tinylm.suite_plan import ADHOC  # noqa: E402
 
 STYLES = {"full": "-", "quick": "--", "isoflop": ":", "sprint": "-.", "gpu": "-", "scaling": (0, (3, 1)),
@@ -61,8 +60,8 @@ def _curves_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, basel
 
 def _bars_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselines: dict[str, Any]) -> None:
     models = [m for m in model_names() if (ds, m) in best]
-    values = [best[(ds, m)].metrics["test_loglik"] for m in models]
-    unigram = best[(ds, models[0])].metrics.get("unigram_test_loglik")
+    values = [best[(ds, m)].metrics.test_loglik for m in models]
+    unigram = best[(ds, models[0])].metrics.unigram_test_loglik
     kn = baselines.get(ds, {}).get("test_loglik")
     base = unigram if unigram is not None else min(values) - 0.5
     rising = [best[(ds, m)].still_improving for m in models]
@@ -94,7 +93,7 @@ def _bars_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselin
 def _compute_panel(ax: plt.Axes, every: list[Run], ds: str, baselines: dict[str, Any]) -> None:
     shown = [r for r in every if r.dataset == ds]
     for r in shown:
-        ax.scatter(r.metrics["train_flops"], r.metrics["test_loglik"], color=color(r.model),
+        ax.scatter(r.metrics.train_flops, r.metrics.test_loglik, color=color(r.model),
                    marker=MARKERS.get(r.profile, "o"), alpha=0.85)
     for model in model_names():
         if any(r.model == model for r in shown):
@@ -122,8 +121,8 @@ def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[s
     lines = [f"{'model':<12}{'dataset':<16}{'params':>10}{'test LL':>9}{'ppl':>9}{'FLOPs':>10}"]
     for (d, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
         m = r.metrics
-        lines.append(f"{model:<12}{d:<16}{m['params']:>10,}{m['test_loglik']:>9.3f}{m['test_perplexity']:>9.2f}"
-                     f"{m['train_flops']:>10.1e}{' ' + MARK if r.still_improving else ''}")
+        lines.append(f"{model:<12}{d:<16}{m.params:>10,}{m.test_loglik:>9.3f}{m.test_perplexity:>9.2f}"
+                     f"{m.train_flops:>10.1e}{' ' + MARK if r.still_improving else ''}")
     if any(r.still_improving for r in best.values()):
         lines += ["", f"{MARK} still improving: valid rose > {STILL_IMPROVING} nats over its last tenth of training"]
     axes[1, 1].text(0.0, 1.0, "Best run on valid, per architecture and dataset\n\n" + "\n".join(lines),
@@ -168,7 +167,7 @@ def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list
         if value is None or r.profile == ADHOC or r.config.get("train", {}).get("max_flops") is not None:
             continue
         group = by_profile[(r.dataset, r.model, r.profile)]
-        if value not in group or selection_loss(r.metrics) < selection_loss(group[value].metrics):
+        if value not in group or r.metrics.selection_loss < group[value].metrics.selection_loss:
             group[value] = r
     groups: dict[tuple[str, str], tuple[str, dict[float, Run]]] = {}
     for (ds, model, profile), by_value in sorted(by_profile.items()):
@@ -180,8 +179,8 @@ def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list
             continue
         key, xs = axes_by_model[model], sorted(by_value)
         fig, ax = plt.subplots(figsize=(6, 4.2))
-        ax.plot(xs, [by_value[x].metrics["test_loglik"] for x in xs], "o-", color=color(model), label="test")
-        ax.plot(xs, [by_value[x].metrics.get("valid_loglik") for x in xs], "s--", color=color(model), alpha=0.5,
+        ax.plot(xs, [by_value[x].metrics.test_loglik for x in xs], "o-", color=color(model), label="test")
+        ax.plot(xs, [by_value[x].metrics.valid_loglik for x in xs], "s--", color=color(model), alpha=0.5,
                 label="valid (full split)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])

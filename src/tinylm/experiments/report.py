@@ -8,7 +8,7 @@ Two modes. Yours (`tinylm report`): your working folder's runs beside the shippe
 into the working folder. The reference (`tinylm report --reference`): the shipped runs alone, written into
 results/reference and the README — deterministic on any machine (the fits are computed in Python floats), so
 regenerating it from a fresh clone changes no byte. Only finished runs count; the best run of an architecture on a
-dataset is the one with the lowest loss on the full validation split (`tinylm.run_folders.selection_loss`).
+dataset is the one with the lowest loss on the full validation split (`tinylm.run_metrics.RunMetrics.selection_loss`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def report_data(all_runs: list[Run], runs: list[Run], profile: str | None, raw: 
         "scaling": {"cpu": scaling_records(fits["cpu"]), "with_gpu": scaling_records(fits["with_gpu"])},
         "targets": target_records(runs, targets(raw), all_runs, best_fits),
         "training_time": training_time(all_runs),
-        "measured_on": sorted({f"{r.metrics.get('device')}, torch {r.metrics.get('torch_version')}"
+        "measured_on": sorted({f"{r.metrics.device}, torch {r.metrics.torch_version}"
                                for r in all_runs}),
         "best": {f"{ds}/{m}": r.path.name for (ds, m), r in best_runs(runs).items()},
         "baselines": baselines, "runs": [row(r, axes) for r in all_runs], "samples": sample_texts(runs),
@@ -169,7 +169,7 @@ def scaling_figures(frontiers: dict[tuple[str, str], Frontier], every: list[Run]
     titles)."""
     paths = []
     for ds in dict.fromkeys(d for d, _ in frontiers):
-        unigram = next((r.metrics.get("unigram_test_loglik") for r in every if r.dataset == ds), None)
+        unigram = next((r.metrics.unigram_test_loglik for r in every if r.dataset == ds), None)
         paths.append(scaling_figure(ds, [f for (d, _), f in frontiers.items() if d == ds], baselines, unigram, out,
                                     suffix, note))
     return paths

@@ -12,7 +12,8 @@ from typing import Any
 from tinylm.data.sources import DATASETS, dataset_order, registered_base
 from tinylm.errors import TinyLMError, TinyLMWarning
 from tinylm.models.registry import model_names
-from tinylm.run_folders import FoundRun, find_runs, read_config, selection_loss
+from tinylm.run_folders import FoundRun, find_runs, read_config
+from tinylm.run_metrics import RunMetrics
 from tinylm.suite_plan import ADHOC, profile_index, profile_label
 
 
@@ -38,7 +39,7 @@ class Run:
     """A finished run as the report sees it."""
 
     path: Path
-    metrics: dict[str, Any]
+    metrics: RunMetrics
     config: dict[str, Any]
     history: list[dict[str, Any]]
     source: str = "reference"
@@ -48,17 +49,17 @@ class Run:
 
     @property
     def model(self) -> str:
-        return self.metrics["model"]
+        return self.metrics.model
 
     @property
     def dataset(self) -> str:
-        return self.metrics["dataset"]
+        return self.metrics.dataset
 
     @property
     def on_gpu(self) -> bool:
         """Trained on an accelerator: its time budgets are not comparable with CPU runs (never mixed in one figure,
         but for the scaling fits, whose FLOP budgets are: the GPU extension adds budgets to the CPU ones)."""
-        return not str(self.metrics.get("device", "cpu")).startswith("cpu")
+        return not (self.metrics.device or "cpu").startswith("cpu")
 
     def variant(self, axes: dict[str, str]) -> str:
         """The ablation setting of this run and its FLOP budget if it had one, e.g. 'n_heads=4, 1e+12 FLOPs'."""
@@ -77,8 +78,8 @@ class Run:
     def epochs(self) -> float | None:
         """Passes over the training split (registered datasets only)."""
         base = registered_base(self.dataset)
-        tokens = self.metrics.get("tokens_trained")
-        if base is None or not isinstance(tokens, (int, float)):
+        tokens = self.metrics.tokens_trained
+        if base is None or tokens is None:
             return None
         return tokens / DATASETS[base].split_tokens[0]
 
@@ -128,7 +129,7 @@ def _as_run(found: FoundRun, index: dict[str, list[str]]) -> Run | None:
     except TinyLMError as e:
         warnings.warn(f"skipped {found.path}: {e}", TinyLMWarning, stacklevel=2)
         return None
-    profile = profile_label(index, cfg, found.metrics.get("profile"))
+    profile = profile_label(index, cfg, found.metrics.profile)
     return Run(found.path, found.metrics, cfg.to_dict(), _read_history(found.path), found.source, profile)
 
 
@@ -137,17 +138,17 @@ def load_runs(working: Path | None, reference: Path | None, raw: dict[str, Any])
     its profile (by the suite file `raw`), sorted by dataset, model and name."""
     found = find_runs(working, reference)
     index = profile_index(raw)
-    runs = [r for f in found if f.finished and f.metrics.get("test_loglik") is not None
+    runs = [r for f in found if f.finished and f.metrics.test_loglik is not None
             for r in [_as_run(f, index)] if r is not None]
     runs.sort(key=lambda r: (dataset_key(r.dataset), model_key(r.model), r.path.name, r.source))
     return runs
 
 
 def best_runs(runs: list[Run]) -> dict[tuple[str, str], Run]:
-    """(dataset, model) -> its best run by the one rule of `tinylm.run_folders.selection_loss` (full valid split)."""
+    """(dataset, model) -> its best run by the one rule of `RunMetrics.selection_loss` (full valid split)."""
     best: dict[tuple[str, str], Run] = {}
     for r in runs:
         key = (r.dataset, r.model)
-        if key not in best or selection_loss(r.metrics) < selection_loss(best[key].metrics):
+        if key not in best or r.metrics.selection_loss < best[key].metrics.selection_loss:
             best[key] = r
     return best

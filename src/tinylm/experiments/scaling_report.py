@@ -34,7 +34,7 @@ def scaling_frontiers(runs: list[Run], extended: bool = False) -> dict[tuple[str
 
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
-        if counted(r) and budget_of(r) and isinstance(r.metrics.get("valid_loss"), float):
+        if counted(r) and budget_of(r) and r.metrics.valid_loss is not None:
             groups.setdefault((r.dataset, r.model), []).append(r)
     if extended:
         groups = {key: group for key, group in groups.items() if any(r.profile == SCALING_GPU for r in group)}
@@ -42,7 +42,7 @@ def scaling_frontiers(runs: list[Run], extended: bool = False) -> dict[tuple[str
     for (ds, model), group in sorted(groups.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
         points: dict[float, list[tuple[float, float]]] = {}
         for r in group:
-            points.setdefault(budget_of(r), []).append((float(r.metrics["params"]), r.metrics["valid_loss"]))
+            points.setdefault(budget_of(r), []).append((float(r.metrics.params), r.metrics.valid_loss))
         out[(ds, model)] = fit_frontier(ds, model, points)
     return out
 

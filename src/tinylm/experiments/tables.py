@@ -32,8 +32,8 @@ def compute_fit(runs: list[Run], dataset: str, model: str) -> tuple[float, float
     """(a, b, n) of test LL = a + b * log10(training FLOPs), fitted to the runs of `model` on `dataset` that improve on
     every cheaper run (the compute frontier), its three most expensive points only: returns diminish with compute,
     so the steep start of the curve would promise too much. None with fewer than two such runs."""
-    points = sorted((r.metrics["train_flops"], r.metrics["test_loglik"]) for r in runs
-                    if r.dataset == dataset and r.model == model and (r.metrics.get("train_flops") or 0) > 0)
+    points = sorted((r.metrics.train_flops, r.metrics.test_loglik) for r in runs
+                    if r.dataset == dataset and r.model == model and (r.metrics.train_flops or 0) > 0)
     frontier: list[tuple[float, float]] = []
     for flops, ll in points:
         if not frontier or ll > frontier[-1][1]:
@@ -60,8 +60,8 @@ def target_records(runs: list[Run], goals: dict[tuple[str, str], float], every: 
         r = best.get((ds, model))
         record: dict[str, Any] = {"dataset": ds, "model": model, "target": goal, "run": None}
         if r is not None:
-            ll = r.metrics["test_loglik"]
-            record.update(run=r.path.name, reached=ll, met=ll >= goal, train_flops=r.metrics.get("train_flops") or 0.0,
+            ll = r.metrics.test_loglik
+            record.update(run=r.path.name, reached=ll, met=ll >= goal, train_flops=r.metrics.train_flops or 0.0,
                           to_target=None if ll >= goal else _flops_needed(every or runs, r, goal, frontiers))
         records.append(record)
     return records
@@ -90,7 +90,7 @@ def _flops_needed(runs: list[Run], best: Run, goal: float,
     """The training FLOPs a missed target of `best`'s row would need: the scaling fit where there is one (with
     `best`'s own test − valid gap), else the old line (named as such whenever scaling fits exist elsewhere)."""
     ds, model = best.dataset, best.model
-    gap = -best.metrics["test_loglik"] - best.metrics["valid_loss"]
+    gap = -best.metrics.test_loglik - best.metrics.valid_loss
     scaled = flops_to_target((frontiers or {}).get((ds, model)), goal, gap)
     if scaled is not None:
         return scaled
@@ -114,21 +114,23 @@ def _fmt_time(seconds: float | None) -> str:
 def row(r: Run, axes: dict[str, str]) -> dict[str, Any]:
     """The JSON row of a run in results.json."""
     m = r.metrics
-    keys = ("params", "context_length", "tokens_trained", "train_flops", "train_seconds", "tokens_per_second",
-            "best_valid_loss", "valid_loglik", "test_loglik", "test_perplexity", "test_bits", "unigram_test_loglik",
-            "status", "device", "torch_version")
     gain = r.last_tenth_gain
     return {"run": r.path.name, "source": r.source, "model": r.model, "dataset": r.dataset,
-            "level": m.get("level"), "variant": r.variant(axes), "profile": r.profile, **{k: m.get(k) for k in keys},
+            "level": m.level, "variant": r.variant(axes), "profile": r.profile, "params": m.params,
+            "context_length": m.context_length, "tokens_trained": m.tokens_trained, "train_flops": m.train_flops,
+            "train_seconds": m.train_seconds, "tokens_per_second": m.tokens_per_second,
+            "best_valid_loss": m.best_valid_loss, "valid_loglik": m.valid_loglik, "test_loglik": m.test_loglik,
+            "test_perplexity": m.test_perplexity, "test_bits": m.test_bits,
+            "unigram_test_loglik": m.unigram_test_loglik, "status": m.status, "device": m.device,
+            "torch_version": m.torch_version,
             "last_tenth_valid_gain": None if gain is None else round(gain, 5), "still_improving": r.still_improving}
 
 
 def _cell(r: Run) -> dict[str, Any]:
     m = r.metrics
-    return {"run": r.path.name, "source": r.source, "params": m.get("params"), "test_loglik": m["test_loglik"],
-            "test_perplexity": m["test_perplexity"], "valid_loglik": m.get("valid_loglik"),
-            "train_flops": m.get("train_flops"), "tokens_trained": m.get("tokens_trained"),
-            "still_improving": r.still_improving}
+    return {"run": r.path.name, "source": r.source, "params": m.params, "test_loglik": m.test_loglik,
+            "test_perplexity": m.test_perplexity, "valid_loglik": m.valid_loglik, "train_flops": m.train_flops,
+            "tokens_trained": m.tokens_trained, "still_improving": r.still_improving}
 
 
 def summary(runs: list[Run], baselines: dict[str, dict[str, Any]], profile: str | None) -> dict[str, Any]:
@@ -136,10 +138,10 @@ def summary(runs: list[Run], baselines: dict[str, dict[str, Any]], profile: str 
     levels: the record behind a summary table (results.json)."""
     best = best_runs(runs)
     datasets = sorted({r.dataset for r in runs}, key=dataset_key)
-    unigram = {ds: next((r.metrics.get("unigram_test_loglik") for r in runs if r.dataset == ds), None)
+    unigram = {ds: next((r.metrics.unigram_test_loglik for r in runs if r.dataset == ds), None)
                for ds in datasets}
     return {"profile": profile, "datasets": datasets,
-            "level": {ds: next((r.metrics.get("level") for r in runs if r.dataset == ds), None) for ds in datasets},
+            "level": {ds: next((r.metrics.level for r in runs if r.dataset == ds), None) for ds in datasets},
             "best": {ds: {m: _cell(best[(ds, m)]) for m in model_names() if (ds, m) in best} for ds in datasets},
             "unigram": {ds: v for ds, v in unigram.items() if v is not None},
             "kneser_ney": {ds: baselines[ds] for ds in datasets if ds in baselines}}
@@ -186,7 +188,7 @@ def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, d
             continue
         kn = baselines[ds]["test_loglik"]
         present = [m for m in model_names() if (ds, m) in best]
-        beat = [m for m in present if best[(ds, m)].metrics["test_loglik"] >= kn + MARGIN]
+        beat = [m for m in present if best[(ds, m)].metrics.test_loglik >= kn + MARGIN]
         pending = [m for m in present if m not in beat and best[(ds, m)].still_improving]
         name = f"the {baselines[ds]['order']}-gram Kneser-Ney model ({kn:.3f})"
         lines.append(f"{ds}: {_verdict(ds, name, present, beat, pending)}.")
@@ -226,8 +228,8 @@ def valid_test_gaps(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
     """How much lower test scores than valid for the best runs of each dataset (the splits differ in difficulty)."""
     lines = []
     for ds in datasets:
-        gaps = sorted(r.metrics["valid_loglik"] - r.metrics["test_loglik"] for (d, _), r in best.items()
-                      if d == ds and isinstance(r.metrics.get("valid_loglik"), (int, float)))
+        gaps = sorted(r.metrics.valid_loglik - r.metrics.test_loglik for (d, _), r in best.items()
+                      if d == ds and r.metrics.valid_loglik is not None)
         if not gaps:
             continue
         low, high = sorted((abs(gaps[0]), abs(gaps[-1]))) if gaps[0] * gaps[-1] > 0 else (gaps[0], gaps[-1])
@@ -244,7 +246,7 @@ def valid_test_gaps(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
 
 def _budget_note(r: Run) -> str:
     epochs = r.epochs()
-    seen = f"{epochs:.1f} epochs" if epochs is not None else f"{r.metrics.get('tokens_trained', 0):,} tokens"
+    seen = f"{epochs:.1f} epochs" if epochs is not None else f"{r.metrics.tokens_trained or 0:,} tokens"
     return f"{r.model} saw {seen}{' and was still improving when its budget ended' if r.still_improving else ''}"
 
 
@@ -259,12 +261,12 @@ def order_surprises(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
             if r is None:
                 continue
             above = [m for m in names[:i] if (ds, m) in best
-                     and best[(ds, m)].metrics["test_loglik"] >= r.metrics["test_loglik"] + MARGIN]
+                     and best[(ds, m)].metrics.test_loglik >= r.metrics.test_loglik + MARGIN]
             if above:
-                scores = ", ".join(f"{m} {best[(ds, m)].metrics['test_loglik']:.3f}" for m in above)
+                scores = ", ".join(f"{m} {best[(ds, m)].metrics.test_loglik:.3f}" for m in above)
                 verdict = ("no conclusion on the architectures" if r.still_improving
                            else "at these budgets the simpler model is better")
-                lines.append(f"{ds}: {complex_model} ({r.metrics['test_loglik']:.3f}) scores below the simpler "
+                lines.append(f"{ds}: {complex_model} ({r.metrics.test_loglik:.3f}) scores below the simpler "
                              f"{scores}; {_budget_note(r)}: {verdict}.")
     return lines
 
@@ -279,15 +281,15 @@ def every_run_table(runs: list[Run], axes: dict[str, str]) -> list[str]:
     def order(r: Run) -> tuple:
         value = r.config.get("model", {}).get(axes.get(r.model, ""))
         return (dataset_key(r.dataset), model_key(r.model), value if isinstance(value, (int, float)) else 0,
-                r.metrics.get("train_flops") or 0, r.path.name, r.source)
+                r.metrics.train_flops or 0, r.path.name, r.source)
 
     for r in sorted(runs, key=order):
-        m, tps = r.metrics, r.metrics.get("tokens_per_second")
+        m, tps = r.metrics, r.metrics.tokens_per_second
         lines.append(
             f"| {r.dataset} | {r.model} | {r.variant(axes)} | {r.profile} | " + (f"{r.source} | " if sources else "")
-            + f"{m['params']:,} | {m['test_loglik']:.4f}{_mark(r)} | {m['test_perplexity']:.2f} | "
-            f"{m['test_bits']:.3f} | "
-            f"{m['tokens_trained']:,} | {m['train_flops']:.2e} | {_fmt_time(m.get('train_seconds'))} | "
+            + f"{m.params:,} | {m.test_loglik:.4f}{_mark(r)} | {m.test_perplexity:.2f} | "
+            f"{m.test_bits:.3f} | "
+            f"{m.tokens_trained:,} | {m.train_flops:.2e} | {_fmt_time(m.train_seconds)} | "
             f"{'-' if not tps else f'{tps:,.0f}'} |")
     return lines + _footnote(runs)
 
@@ -301,14 +303,14 @@ def training_time(every: list[Run]) -> list[dict[str, Any]]:
     for name in sorted({r.profile for r in every if r.profile != ADHOC}):
         for gpu in (False, True):
             group = [r for r in every if r.profile == name and r.on_gpu == gpu
-                     and isinstance(r.metrics.get("train_seconds"), (int, float))]
+                     and r.metrics.train_seconds is not None]
             if not group:
                 continue
-            threads = [threads_in(str(r.metrics.get("device"))) for r in group]
+            threads = [threads_in(str(r.metrics.device)) for r in group]
             cores = None if gpu or None in threads else \
-                sum(r.metrics["train_seconds"] * n for r, n in zip(group, threads))  # type: ignore[operator]
+                sum(r.metrics.train_seconds * n for r, n in zip(group, threads))  # type: ignore[operator]
             records.append({"profile": name, "on_gpu": gpu, "runs": len(group),
-                            "seconds": sum(r.metrics["train_seconds"] for r in group), "core_seconds": cores,
+                            "seconds": sum(r.metrics.train_seconds for r in group), "core_seconds": cores,
                             "wall_seconds": _span(group) if gpu else None})
     return records
 
@@ -365,7 +367,7 @@ def gpu_summaries(every: list[Run], headline: str | None, baselines: dict[str, d
     out = []
     for name, group in accelerator_groups(every, headline):
         record = summary(group, baselines, name)
-        record["devices"] = sorted({str(r.metrics.get("device")) for r in group})
+        record["devices"] = sorted({str(r.metrics.device) for r in group})
         out.append(record)
     return out
 

@@ -30,7 +30,6 @@ from tinylm.run_folders import (
     read_metrics,
     reference_dir,
     results_dir,
-    selection_loss,
 )
 from tinylm.suite_file import load_suite_file, profile_datasets, resolve_run
 
@@ -59,9 +58,9 @@ def resolve_run_dir(run_dir: str | None, model: str | None, dataset: str, result
         pickled = any((path / name).exists() for name in PICKLES)  # load_run refuses those, saying why
         if path.is_dir() and (path / "metrics.json").is_file() and not (path / "model.safetensors").is_file() \
                 and not pickled:
-            found = FoundRun(path, read_metrics(path) or {}, "reference" if _is_reference(path) else "yours")
-            if found.finished:
-                raise _results_only(found)
+            metrics = read_metrics(path)
+            if metrics is not None and metrics.finished:
+                raise _results_only(FoundRun(path, metrics, "reference" if _is_reference(path) else "yours"))
         return path
     try:
         return best_run(results_dir(results), model or DEFAULT_MODEL, dataset, reference_dir())
@@ -94,18 +93,17 @@ class ResultsOnlyRun(TinyLMError):
         m = self.run.metrics
         text = f"{self.run.path} is {self.run.state}: it holds the results of a run, not its weights"
         if self.shipped is not None:
-            text += (f"; the shipped run {self.shipped.name} of {m.get('model')} on {m.get('dataset')} has weights: "
+            text += (f"; the shipped run {self.shipped.name} of {m.model} on {m.dataset} has weights: "
                      f"tinylm generate {self.shipped}")
         expect = f" (expect ~{duration(expected_seconds)} here)" if expected_seconds is not None else ""
-        return (f"{text}; to train {m.get('model')} on {m.get('dataset')} into your working folder: "
+        return (f"{text}; to train {m.model} on {m.dataset} into your working folder: "
                 f"{self.command}{expect}")
 
 
 def _results_only(run: FoundRun) -> ResultsOnlyRun:
     shipped = [r for r in find_runs(None, reference_dir()) if r.finished and r.has_weights
-               and r.metrics.get("model") == run.metrics.get("model")
-               and r.metrics.get("dataset") == run.metrics.get("dataset")]
-    best = min(shipped, key=lambda r: (selection_loss(r.metrics), str(r.path))).path if shipped else None
+               and r.metrics.model == run.metrics.model and r.metrics.dataset == run.metrics.dataset]
+    best = min(shipped, key=lambda r: (r.metrics.selection_loss, str(r.path))).path if shipped else None
     command, suggested = command_here(run.path)
     return ResultsOnlyRun(run, command, suggested, best)
 
@@ -136,7 +134,8 @@ def train_command(run_dir: Path) -> str:
     """The `tinylm train` command that trains the config saved in `run_dir` again (into your working folder)."""
     cfg = read_config(run_dir)
     raw = load_suite_file()
-    claimed = (read_metrics(run_dir) or {}).get("profile")
+    metrics = read_metrics(run_dir)
+    claimed = None if metrics is None else metrics.profile
     profiles = list(raw.get("profiles") or {})
     # the claimed profile first, then any profile whose config is exactly the run's (a run trained with --set
     # overrides that a profile later adopted), else the claimed one with the differences as --set

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from tinylm.errors import TinyLMError
+from tinylm.run_metrics import RunMetrics, Status
 from tinylm.training.trainer import Diverged, Trainer
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -56,10 +57,10 @@ class Recorder(Protocol):
     def save_state(self) -> None:
         """Keep everything resume needs."""
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: Status) -> None:
         """The run is running, interrupted or diverged."""
 
-    def finish(self, status: str) -> Any:
+    def finish(self, status: Status) -> RunMetrics:
         """Score the best weights and write the final record (status complete or stopped_early); returns it."""
 
     def close(self) -> None:
@@ -101,7 +102,7 @@ class _Signals:
 
 
 def fit(trainer: Trainer, recorder: Recorder, *, resume: bool = False, quiet: bool = False,
-        snapshot_every: float | None = None, announce: Callable[[dict[str, Any]], None] | None = None) -> Any:
+        snapshot_every: float | None = None, announce: Callable[[dict[str, Any]], None] | None = None) -> RunMetrics:
     """Train to the end of the budget (or an early stop) and return `recorder.finish`'s record.
 
     `snapshot_every`: also keep the weights every that many seconds of training. `announce` is given

@@ -40,6 +40,7 @@ from tinylm.device import (
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
+from tinylm.run_metrics import RunMetrics, Status
 from tinylm.training.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from tinylm.training.evaluate import EvalResult, evaluate
 from tinylm.training.optim import make_optimizer
@@ -366,27 +367,28 @@ class Trainer:
             torch.manual_seed(self.cfg.train.seed + 1_000_003 * self.world.rank + step)
 
     # -- facts for the run's metrics -----------------------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
-        """What was trained, how far and on what."""
+    def summary(self, status: Status) -> RunMetrics:
+        """What was trained, how far and on what, with `status`; the recorder adds where it ran and the final scores."""
         s, m = self.state, self.model
-        return {
-            "model": self.cfg.model_name,
-            "dataset": self.cfg.data.label,
-            "level": self.corpus.tokenizer.level,
-            "vocab_size": self.corpus.tokenizer.vocab_size,
-            "params": m.num_params(),
-            "context_length": m.context_length,
-            "flops_per_token": m.flops_per_token(training=False, seq_len=self.plan.fed_len),
-            "steps": s.step,
-            "tokens_trained": s.tokens,
-            "train_flops": s.flops,
-            "train_seconds": s.seconds,
-            "tokens_per_second": s.tokens / s.seconds if s.seconds else None,
-            "best_valid_loss": s.best_valid,
-            "best_step": s.best_step,
-            "precision": "bf16" if self.dtype == torch.bfloat16 else "fp32",
-            "eval_precision": "fp32",
-            "seed": self.cfg.train.seed,
-            "device": device_name(self.device),
-            "world_size": self.world.size,
-        }
+        return RunMetrics(
+            model=self.cfg.model_name,
+            dataset=self.cfg.data.label,
+            level=self.corpus.tokenizer.level,
+            vocab_size=self.corpus.tokenizer.vocab_size,
+            params=m.num_params(),
+            context_length=m.context_length,
+            flops_per_token=m.flops_per_token(training=False, seq_len=self.plan.fed_len),
+            steps=s.step,
+            tokens_trained=s.tokens,
+            train_flops=s.flops,
+            train_seconds=s.seconds,
+            tokens_per_second=s.tokens / s.seconds if s.seconds else None,
+            best_valid_loss=s.best_valid,
+            best_step=s.best_step,
+            precision="bf16" if self.dtype == torch.bfloat16 else "fp32",
+            eval_precision="fp32",
+            seed=self.cfg.train.seed,
+            device=device_name(self.device),
+            world_size=self.world.size,
+            status=status,
+        )
