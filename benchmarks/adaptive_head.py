@@ -28,7 +28,7 @@ from tinylm.training.optim import make_optimizer
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 dataset = sys.argv[3] if len(sys.argv) > 3 else "wikitext2"
-cfg = resolve_run("transformer", dataset, raw=load_suite_file(), profile="full")
+cfg = resolve_run("transformer", dataset, suite=load_suite_file(), profile="full")
 corpus = load_corpus(cfg.data, quiet=True)
 counts = corpus.train_counts()
 B, T = cfg.train.batch_size, cfg.model.context_length

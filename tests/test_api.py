@@ -9,10 +9,13 @@ import warnings
 
 import pytest
 import torch
+import yaml
 
 import tinylm
 from tinylm.cli import main
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
+
+from .conftest import TINY_TEXT
 
 TINY = {"context_length": 32, "embed_dim": 32, "n_heads": 2, "n_layers": 1, "max_steps": 30, "eval_interval": 15,
         "learning_rate": 0.01}
@@ -86,6 +89,46 @@ def test_mistakes_are_one_clear_error(run, tiny_text_file):
 
 def test_importing_tinylm_stays_light():
     """`import tinylm` does not import torch; tinylm.load is there when asked for."""
-    code = "import sys, tinylm; print('torch' in sys.modules, callable(tinylm.load), callable(tinylm.train))"
+    code = ("import sys, tinylm; print('torch' in sys.modules, callable(tinylm.load), callable(tinylm.train), "
+            "callable(tinylm.suite))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "True", "True"]
+    assert out.split() == ["False", "True", "True", "True"]
+
+
+@pytest.fixture
+def tiny_suite(tmp_path):
+    """A suite file of two tiny runs of a few steps: a linear model and an MLP on a small text."""
+    (tmp_path / "tiny.txt").write_text(TINY_TEXT)
+    suite = {"data": {"tiny": {"type": "char", "path": str(tmp_path / "tiny.txt")}},
+             "models": {"linear": {"context_length": 4}, "mlp": {"context_length": 4, "embed_dim": 8,
+                                                                 "hidden_dim": 16}},
+             "profiles": {"tiny": {"datasets": {"tiny": ["linear", "mlp"]},
+                                   "training": {"max_steps": 6, "eval_interval": 3, "eval_tokens": 100,
+                                                "batch_size": 4}}}}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def test_suite_trains_the_runs_tinylm_suite_trains(tiny_suite, tmp_path, capsys):
+    base = ["suite", "--profile", "tiny", "--config", str(tiny_suite), "--quiet", "--data-dir", str(tmp_path / "d")]
+    assert main([*base, "--results-dir", str(tmp_path / "cli")]) == 0
+    assert main([*base, "--results-dir", str(tmp_path / "cli"), "--max-steps", "4"]) == 0
+    capsys.readouterr()
+    kw = {"config": tiny_suite, "data_dir": tmp_path / "d", "results": tmp_path / "api", "quiet": True}
+    runs = tinylm.suite("tiny", **kw)
+    shorter = tinylm.suite("tiny", max_steps=4, **kw)
+    assert capsys.readouterr().out == ""  # the library prints nothing
+    cli = {p.name: json.loads((p / "metrics.json").read_text()) for p in (tmp_path / "cli" / "runs").iterdir()}
+    assert sorted(r.run_dir.name for r in runs + shorter) == sorted(cli)
+    assert [r.label for r in runs] == ["tiny linear default", "tiny mlp default"]
+    assert [(r.index, r.of, r.what, r.profile) for r in runs] == [(1, 2, "trained", "tiny"), (2, 2, "trained", "tiny")]
+    assert {r.profile for r in shorter} == {"adhoc"} and all(r.config.train.max_steps == 4 for r in shorter)
+    for r in runs + shorter:  # the same runs, trained by the same code: the same numbers
+        assert r.metrics["test_loglik"] == cli[r.run_dir.name]["test_loglik"]
+        assert r.metrics["profile"] == cli[r.run_dir.name]["profile"]
+    assert {p.name for p in (tmp_path / "api" / "baselines").iterdir()} == \
+        {p.name for p in (tmp_path / "cli" / "baselines").iterdir()}
+    assert [r.what for r in tinylm.suite("tiny", **kw)] == ["skipped", "skipped"]
+    with pytest.raises(UsageError, match=r"unknown key 'embed_dim' in tinylm.suite"):
+        tinylm.suite("tiny", embed_dim=8, **kw)

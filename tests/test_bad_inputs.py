@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from tinylm.config import DataConfig
 from tinylm.recorder import train_run
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import SuiteFile, resolve_run
 
 from .cli_forks import CLI
 from .conftest import REPO, TINY_TEXT
@@ -31,8 +31,8 @@ def ws(tmp_path_factory):
     """A workspace: a text file, a trained run and damaged copies of it, bad data files and configs."""
     root = tmp_path_factory.mktemp("ws")
     (root / "tiny.txt").write_text(TINY_TEXT)
-    cfg = resolve_run("transformer", raw={}, data=DataConfig(name="tiny", level="char", path=str(root / "tiny.txt")),
-                      train_values={"max_steps": 5}, sets=TINY_SETS)
+    data = DataConfig(name="tiny", level="char", path=str(root / "tiny.txt"))
+    cfg = resolve_run("transformer", suite=SuiteFile(), data=data, train_values={"max_steps": 5}, sets=TINY_SETS)
     _, good, _ = train_run(cfg, root / "results", run_name="good", quiet=True, data_dir=root / "data")
     runs = root / "results" / "runs"
     for name, damage in {
@@ -183,8 +183,8 @@ def test_full_disk_at_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, m
     from tinylm import files as checkpoint
 
     (tmp_path / "t.txt").write_text(TINY_TEXT)
-    cfg = resolve_run("transformer", raw={}, data=DataConfig(name="t", level="char", path=str(tmp_path / "t.txt")),
-                      train_values={"max_steps": 12}, sets=TINY_SETS)
+    data = DataConfig(name="t", level="char", path=str(tmp_path / "t.txt"))
+    cfg = resolve_run("transformer", suite=SuiteFile(), data=data, train_values={"max_steps": 12}, sets=TINY_SETS)
     real = checkpoint.save_file
     calls = {"n": 0}
 

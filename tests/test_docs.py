@@ -109,8 +109,8 @@ def test_the_readme_is_a_front_page_with_the_figure_and_the_generated_findings()
 
 
 def test_every_command_shown_in_the_readme_and_the_docs_is_accepted_by_the_cli():
-    raw = load_suite_file()
-    profiles, datasets = set(raw["profiles"]), set(DATASETS) | set(raw["data"])
+    suite = load_suite_file()
+    profiles, datasets = set(suite.profiles), set(DATASETS) | set(suite.data)
     commands = shown_commands()
     pages = {page for page, _ in commands}
     assert len(commands) >= 60 and {"README.md", "docs/quickstart.md", "docs/training.md"} <= pages

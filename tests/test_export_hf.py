@@ -24,7 +24,7 @@ from tinylm.models.base import LanguageModel
 from tinylm.models.transformer import TransformerConfig, TransformerLM
 from tinylm.recorder import train_run
 from tinylm.run_folders import load_run
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import SuiteFile, resolve_run
 from tinylm.training.evaluate import evaluate
 
 transformers = pytest.importorskip("transformers")
@@ -43,7 +43,7 @@ def _train(cfg, root: Path, **kw) -> Path:
 def shakespeare(tmp_path_factory, mirror, data_dir):
     """A tinyshakespeare transformer (20 steps), its export, and the test split's text."""
     root = tmp_path_factory.mktemp("shakespeare")
-    cfg = resolve_run("transformer", raw={}, data=DataConfig(name="tinyshakespeare"),
+    cfg = resolve_run("transformer", suite=SuiteFile(), data=DataConfig(name="tinyshakespeare"),
                       train_values={"max_steps": 20}, sets=TINY)
     run_dir = _train(cfg, root, data_dir=data_dir, mirror=mirror)
     out = export_hf(run_dir, root / "hf")
@@ -68,7 +68,7 @@ def words(tmp_path_factory):
     f = root / "words.txt"
     f.write_text(_ptb_like(), encoding="utf-8")
     data = DataConfig(name="words", level="word", path=str(f), max_vocab=40)
-    cfg = resolve_run("transformer", raw={}, data=data, train_values={"max_steps": 20},
+    cfg = resolve_run("transformer", suite=SuiteFile(), data=data, train_values={"max_steps": 20},
                       sets=[*TINY, "model.context_length=16", "model.bias=false"])
     run_dir = _train(cfg, root, data_dir=root / "d")
     return run_dir, export_hf(run_dir, root / "hf"), load_corpus(data, root / "d", quiet=True)
@@ -172,7 +172,7 @@ def test_pipeline_generates_text(shakespeare):
 
 def _fake_run(root: Path, model: str) -> Path:
     """A run directory with only its config: what the export reads before refusing a model."""
-    cfg = resolve_run(model, raw={}, data=DataConfig(name="tinyshakespeare"))
+    cfg = resolve_run(model, suite=SuiteFile(), data=DataConfig(name="tinyshakespeare"))
     run_dir = root / f"{model}-run"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

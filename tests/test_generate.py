@@ -16,7 +16,7 @@ from tinylm.generate.sampling import generate_ids, sample
 from tinylm.models import build_model
 from tinylm.recorder import train_run
 from tinylm.run_folders import load_run
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import SuiteFile, resolve_run
 
 from .conftest import REPO
 
@@ -66,7 +66,7 @@ def test_cached_logits_match_a_full_forward_pass():
 @pytest.fixture
 def char_run(tiny_text_file, tmp_path):
     data = DataConfig(name="tiny", level="char", path=str(tiny_text_file))
-    cfg = resolve_run("transformer", raw={}, data=data, train_values={"max_steps": 30},
+    cfg = resolve_run("transformer", suite=SuiteFile(), data=data, train_values={"max_steps": 30},
                       sets=["model.context_length=32", "model.embed_dim=32", "model.n_heads=2", "model.n_layers=1",
                             "train.eval_interval=15", "train.learning_rate=0.01"])
     _, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
@@ -78,7 +78,7 @@ def word_run(tmp_path):
     f = tmp_path / "words.txt"
     f.write_text("the company announced a new plan\nthe market fell\n" * 200)
     data = DataConfig(name="words", level="word", path=str(f))
-    cfg = resolve_run("attention", raw={}, data=data, train_values={"max_steps": 20},
+    cfg = resolve_run("attention", suite=SuiteFile(), data=data, train_values={"max_steps": 20},
                       sets=["model.context_length=16", "model.embed_dim=16", "model.n_heads=2", "model.n_layers=1",
                             "train.eval_interval=10"])
     _, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")

@@ -9,7 +9,7 @@ import torch
 from tinylm.config import DataConfig
 from tinylm.recorder import train_run
 from tinylm.run_folders import load_run, load_run_corpus
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import SuiteFile, resolve_run
 from tinylm.training.evaluate import evaluate
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -19,7 +19,8 @@ TINY = ["model.context_length=32", "model.embed_dim=64", "model.n_heads=4", "mod
 
 
 def test_bf16_training_on_cuda_is_scored_in_fp32_like_on_the_cpu(tiny_text_file, tmp_path):
-    cfg = resolve_run("transformer", raw={}, data=DataConfig(name="tiny", level="char", path=str(tiny_text_file)),
+    data = DataConfig(name="tiny", level="char", path=str(tiny_text_file))
+    cfg = resolve_run("transformer", suite=SuiteFile(), data=data,
                       train_values={"max_steps": 30, "device": "cuda"}, sets=TINY)
     metrics, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
     assert metrics.precision == "bf16" and metrics.eval_precision == "fp32"

@@ -16,7 +16,7 @@ from tinylm.data.corpus import load_corpus, stream_batch
 from tinylm.errors import UsageError
 from tinylm.generate.sampling import generate_ids
 from tinylm.models import build_model
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import SuiteFile, resolve_run
 from tinylm.training.evaluate import evaluate
 from tinylm.training.trainer import Trainer
 
@@ -105,7 +105,7 @@ def test_streams_are_read_in_order_and_restart_at_each_pass():
 
 def stream_trainer(tiny_text_file, tmp_path, *sets):
     data = DataConfig(name="tiny", level="char", path=str(tiny_text_file))
-    cfg = resolve_run("lstm", raw={}, data=data, train_values={"max_steps": 6}, sets=[
+    cfg = resolve_run("lstm", suite=SuiteFile(), data=data, train_values={"max_steps": 6}, sets=[
         "model.context_length=8", "model.embed_dim=8", "model.hidden_dim=8", "model.dropout=0", "train.batch_size=4",
         "train.warmup_steps=0", "train.scheduler=constant", *sets])
     return Trainer(cfg, load_corpus(cfg.data, tmp_path / "d", quiet=True))
@@ -164,9 +164,10 @@ def test_a_resumed_run_carries_the_saved_state_on(tiny_text_file, tmp_path):
 
 def test_carrying_a_state_needs_a_recurrent_model_and_sgd_a_small_decay(tiny_text_file, tmp_path):
     data = DataConfig(name="tiny", level="char", path=str(tiny_text_file))
-    cfg = resolve_run("mlp", raw={}, data=data, train_values={"max_steps": 2}, sets=["train.carry_state=true"])
+    cfg = resolve_run("mlp", suite=SuiteFile(), data=data, train_values={"max_steps": 2},
+                      sets=["train.carry_state=true"])
     with pytest.raises(UsageError, match="needs a recurrent model"):
         Trainer(cfg, load_corpus(cfg.data, tmp_path / "d", quiet=True))
     with pytest.raises(UsageError, match="weight_decay below 1 / learning_rate"):
-        resolve_run("lstm", raw={}, data=data, train_values={"max_steps": 2},
+        resolve_run("lstm", suite=SuiteFile(), data=data, train_values={"max_steps": 2},
                     sets=["train.optimizer=sgd", "train.learning_rate=20"])

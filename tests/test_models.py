@@ -116,10 +116,11 @@ def test_analytic_flops_match_flop_counter(name, sizes):
 
 
 def test_reference_sizes():
-    raw = load_suite_file()
-    linear = build_model("linear", resolve_run("linear", raw=raw, sets=["model.context_length=128"]).model_config(65))
+    suite = load_suite_file()
+    linear_cfg = resolve_run("linear", suite=suite, sets=["model.context_length=128"])
+    linear = build_model("linear", linear_cfg.model_config(65))
     assert linear.num_params() == 128 * 65 * 65 + 65 + 65  # table (+ zero padding row) and bias, ≈ 0.54M
-    gpt = build_model("transformer", resolve_run("transformer", raw=raw).model_config(65))
+    gpt = build_model("transformer", resolve_run("transformer", suite=suite).model_config(65))
     d, L = 128, 4
     assert gpt.num_params() == 65 * d + 128 * d + L * (12 * d * d + 13 * d) + 2 * d
 

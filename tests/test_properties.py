@@ -11,7 +11,7 @@ from tinylm.data.tokenizers import CharTokenizer, WordTokenizer
 from tinylm.errors import TinyLMError
 from tinylm.fields import from_dict
 from tinylm.models import build_model
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import parse_suite, resolve_run
 from tinylm.training.evaluate import evaluate, window_plan
 
 ALPHABET = "abcXYZ \n.,;!é"
@@ -42,9 +42,8 @@ KEYS = st.sampled_from(["learning_rate", "batch_size", "epochs", "dropout", "n_l
 @settings(max_examples=150, deadline=None)
 @given(st.dictionaries(KEYS, SCALARS, max_size=4), st.sampled_from(["linear", "mlp", "attention", "transformer"]))
 def test_any_config_mapping_loads_or_raises_the_project_error(values, model):
-    raw = {"models": {model: values}}
     try:
-        cfg = resolve_run(model, raw=raw)
+        cfg = resolve_run(model, suite=parse_suite({"models": {model: values}}))
         cfg.model_config(65)
     except TinyLMError:
         pass

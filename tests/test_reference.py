@@ -78,9 +78,9 @@ def test_every_shipped_run_keeps_the_profile_it_was_shipped_as():
     from tinylm.suite_file import load_suite_file
     from tinylm.suite_plan import plan
 
-    raw = load_suite_file(REPO / "configs" / "default.yaml")
+    suite = load_suite_file(REPO / "configs" / "default.yaml")
     rows = json.loads((REFERENCE / "results.json").read_text())["runs"]
-    planned = {name: {config_digest(r.config) for r in plan(raw, name)} for name in raw["profiles"]}
+    planned = {name: {config_digest(r.config) for r in plan(suite, name)} for name in suite.profiles}
     labelled = [(r["run"], r["profile"]) for r in rows if r["profile"] != "adhoc"]
     assert len(labelled) > 300
     assert [(run, p) for run, p in labelled if run.rsplit("-", 1)[1] not in planned[p]] == []
@@ -195,7 +195,7 @@ def test_the_speed_measurement_leaves_the_run_bit_identical(tiny_suite, tmp_path
     """The CLI measures 2 s of training before a run (on copies); the run must not notice."""
     from tinylm.suite_file import load_suite_file, resolve_run
 
-    cfg = resolve_run("linear", "tiny", raw=load_suite_file(tiny_suite), profile="tiny")
+    cfg = resolve_run("linear", "tiny", suite=load_suite_file(tiny_suite), profile="tiny")
     train_run(cfg, tmp_path / "direct", quiet=True, data_dir=tmp_path / "d")
     assert main(["suite", "--profile", "tiny", "--config", str(tiny_suite), "--quiet",
                  "--data-dir", str(tmp_path / "d")]) == 0

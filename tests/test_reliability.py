@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tinylm.config import DataConfig
 from tinylm.recorder import train_run
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import SuiteFile, resolve_run
 
 from .cli_forks import CLI
 from .conftest import TINY_TEXT
@@ -33,8 +33,8 @@ def ws(tmp_path_factory) -> Path:
     """A workspace with a text file, a data directory and one finished tiny run under results/runs/good."""
     root = tmp_path_factory.mktemp("reliability")
     (root / "tiny.txt").write_text(TINY_TEXT)
-    cfg = resolve_run("transformer", raw={}, data=DataConfig(name="tiny", level="char", path=str(root / "tiny.txt")),
-                      train_values={"max_steps": 6}, sets=TINY)
+    data = DataConfig(name="tiny", level="char", path=str(root / "tiny.txt"))
+    cfg = resolve_run("transformer", suite=SuiteFile(), data=data, train_values={"max_steps": 6}, sets=TINY)
     train_run(cfg, root / "results", run_name="good", quiet=True, data_dir=root / "data")
     return root
 

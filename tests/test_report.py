@@ -10,7 +10,7 @@ import yaml
 from tinylm.errors import TinyLMError
 from tinylm.experiments import report as report_mod
 from tinylm.experiments.report import README_END, README_START
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import parse_suite, resolve_run
 
 SUITE = {
     "training": {"seed": 1, "eval_interval": 10, "eval_tokens": 100},
@@ -31,7 +31,7 @@ def suite_file(tmp_path, monkeypatch):
     """The report reads profiles, ablations and targets from this small suite file."""
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(SUITE))
-    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: {**SUITE, "_path": str(path)})
+    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: parse_suite(SUITE, path))
     return path
 
 
@@ -45,9 +45,10 @@ def fake_run(root, name, model, dataset, test_ll, valid_loss, model_cfg, status=
     d = root / "runs" / name
     d.mkdir(parents=True)
     if profile == "adhoc":
-        cfg = resolve_run(model, dataset, raw=SUITE, model_values=model_cfg, train_values={"max_steps": 7})
+        cfg = resolve_run(model, dataset, suite=parse_suite(SUITE), model_values=model_cfg,
+                          train_values={"max_steps": 7})
     else:
-        cfg = resolve_run(model, dataset, raw=SUITE, profile=profile, model_values=model_cfg)
+        cfg = resolve_run(model, dataset, suite=parse_suite(SUITE), profile=profile, model_values=model_cfg)
     metrics = {
         "model": model, "dataset": dataset, "params": 1000 + len(name), "context_length": 64,
         "tokens_trained": 10_000, "train_flops": flops or 1e12 * (1 + len(name) % 3), "train_seconds": 12.5,
@@ -142,8 +143,8 @@ def test_targets_beside_the_best_run_with_a_compute_extrapolation(tmp_path, monk
     for i, (flops, ll) in enumerate(((1e12, -1.8), (1e13, -1.9), (1e14, -1.6), (1e15, -1.5))):
         fake_run(root, f"gpt-{i}", "transformer", "tinyshakespeare", ll, 1.0 - i / 10, {}, flops=flops)
     fake_run(root, "mlp-0", "mlp", "tinyshakespeare", -2.0, 1.5, {}, flops=1e12)
-    monkeypatch.setattr(report, "targets", lambda raw: {("tinyshakespeare", "transformer"): -1.3,
-                                                    ("tinyshakespeare", "mlp"): -2.1, ("ptb", "transformer"): -4.4})
+    monkeypatch.setattr(report, "targets", lambda suite: {("tinyshakespeare", "transformer"): -1.3,
+                                                      ("tinyshakespeare", "mlp"): -2.1, ("ptb", "transformer"): -4.4})
     write_report(root, figures=False)
     md = (root / "RESULTS.md").read_text()
     assert ("| tinyshakespeare | transformer | -1.300 | -1.5000 (gpt-3) | no | 1.00e+15 | "
@@ -182,7 +183,8 @@ def test_best_run_is_chosen_on_the_full_valid_split_everywhere(results, tmp_path
     metrics_path.write_text(json.dumps(m))
     for name in ("ts-gpt-subset", "ts-gpt-4"):
         (results / "runs" / name / "model.safetensors").write_bytes(b"")
-    assert best_runs(load_runs(results, None, SUITE))[("tinyshakespeare", "transformer")].path.name == "ts-gpt-4"
+    best = best_runs(load_runs(results, None, parse_suite(SUITE)))
+    assert best[("tinyshakespeare", "transformer")].path.name == "ts-gpt-4"
     assert best_run(results, "transformer", "tinyshakespeare").name == "ts-gpt-4"
 
 
@@ -194,7 +196,7 @@ def test_the_every_run_panel_shows_every_run_and_the_bars_show_the_kneser_ney_le
     from tinylm.experiments import figures
     from tinylm.experiments.results import best_runs, load_runs
 
-    runs = load_runs(results, None, SUITE)
+    runs = load_runs(results, None, parse_suite(SUITE))
     baselines = {"tinyshakespeare": {"order": 7, "test_loglik": -1.75, "valid_loglik": -1.6}}
     fig, (left, right) = plt.subplots(1, 2)
     figures._compute_panel(left, runs, "tinyshakespeare", baselines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -15,17 +16,17 @@ from tinylm.errors import UsageError
 from tinylm.experiments import report as report_mod
 from tinylm.models.registry import model_names
 from tinylm.run_folders import config_digest
-from tinylm.suite_file import load_suite_file, resolve_run
+from tinylm.suite_file import Origin, SuiteFile, load_suite_file, parse_profile, parse_suite, resolve_run
 from tinylm.suite_plan import plan, profile_index
 from tinylm.training.trainer import Trainer
 
 
 def test_the_scaling_profile_crosses_budgets_and_sizes_for_every_architecture():
-    raw = load_suite_file()
-    runs = plan(raw, "scaling")
+    suite = load_suite_file()
+    runs = plan(suite, "scaling")
     digests = [config_digest(r.config) for r in runs]
     assert len(set(digests)) == len(runs)
-    index = profile_index(raw)
+    index = profile_index(suite)
     assert all(index[d] == ["scaling"] for d in digests)
     for ds in ("tinyshakespeare", "ptb"):
         assert {r.config.model_name for r in runs if r.config.data.label == ds} == set(model_names())
@@ -43,9 +44,9 @@ def test_the_scaling_profile_crosses_budgets_and_sizes_for_every_architecture():
 
 
 def test_the_gpu_extension_trains_two_budgets_x10_the_cpu_ones_on_ladders_that_continue_upward():
-    raw = load_suite_file()
-    cpu, gpu = plan(raw, "scaling"), plan(raw, "scaling-gpu")
-    index = profile_index(raw)
+    suite = load_suite_file()
+    cpu, gpu = plan(suite, "scaling"), plan(suite, "scaling-gpu")
+    index = profile_index(suite)
     assert all(index[config_digest(r.config)] == ["scaling-gpu"] for r in gpu)
     for ds in ("tinyshakespeare", "ptb"):
         for model in model_names():
@@ -61,32 +62,37 @@ def test_the_gpu_extension_trains_two_budgets_x10_the_cpu_ones_on_ladders_that_c
             assert {k for k in one if one[k] != two[k]} == {"device", "precision", "batch_size", "max_flops"}
 
 
+def with_profile(suite: SuiteFile, name: str, values: dict) -> SuiteFile:
+    """The suite file with one more profile (checked as if it were written in the file)."""
+    prof = parse_profile(name, values, Origin(f"profiles/{name}.yaml"), suite.data)
+    return dataclasses.replace(suite, profiles={**suite.profiles, name: prof})
+
+
 def test_sizes_per_budget_slides_a_window_up_the_size_ladder_as_the_budget_grows():
-    raw = load_suite_file()
+    suite = load_suite_file()
     ladder = [{"hidden_dim": h} for h in (8, 16, 32, 64, 128, 256)]
-    raw["profiles"]["window"] = {"datasets": {"tinyshakespeare": ["mlp"]}, "flop_budgets": [1e12, 1e11, 1e13, 1e14],
-                                 "sizes": {"mlp": ladder}, "sizes_per_budget": 3}
+    window = {"datasets": {"tinyshakespeare": ["mlp"]}, "flop_budgets": [1e12, 1e11, 1e13, 1e14],
+              "sizes": {"mlp": ladder}, "sizes_per_budget": 3}
     trained = {}
-    for run in plan(raw, "window"):
+    for run in plan(with_profile(suite, "window", window), "window"):
         trained.setdefault(run.config.train.max_flops, []).append(run.config.model.hidden_dim)
     assert trained == {1e11: [8, 16, 32], 1e12: [16, 32, 64], 1e13: [32, 64, 128], 1e14: [64, 128, 256]}
-    raw["profiles"]["window"]["flop_budgets"] = [1e11, 1e12, 1e15]  # uneven: the window moves with log C
+    window["flop_budgets"] = [1e11, 1e12, 1e15]  # uneven: the window moves with log C
     trained = {}
-    for run in plan(raw, "window"):
+    for run in plan(with_profile(suite, "window", window), "window"):
         trained.setdefault(run.config.train.max_flops, []).append(run.config.model.hidden_dim)
     assert trained == {1e11: [8, 16, 32], 1e12: [16, 32, 64], 1e15: [64, 128, 256]}
-    for width in (2, 7, "3", True):
-        raw["profiles"]["window"]["sizes_per_budget"] = width
-        with pytest.raises(UsageError, match="sizes_per_budget must be a whole number from 3"):
-            plan(raw, "window")
+    for width in (2, 7, "3", True):  # refused when the file is read, before anything is planned
+        with pytest.raises(UsageError, match="window.yaml sizes_per_budget must be a whole number from 3"):
+            with_profile(suite, "window", {**window, "sizes_per_budget": width})
 
 
 def test_a_profile_that_plans_one_run_twice_is_refused():
-    raw = load_suite_file()
-    raw["profiles"]["twice"] = {"datasets": {"tinyshakespeare": ["mlp"]}, "flop_budgets": [1e12],
-                                "sizes": {"mlp": [{"hidden_dim": 64}, {"hidden_dim": 64}]}}
-    with pytest.raises(UsageError, match="plans the same run twice"):
-        plan(raw, "twice")
+    suite = with_profile(load_suite_file(), "twice", {
+        "datasets": {"tinyshakespeare": ["mlp"]}, "flop_budgets": [1e12],
+        "sizes": {"mlp": [{"hidden_dim": 64}, {"hidden_dim": 64}]}})
+    with pytest.raises(UsageError, match="twice.yaml plans the same run twice"):
+        plan(suite, "twice")
 
 
 SUITE = {
@@ -120,9 +126,9 @@ def write_run(root, name, cfg, params, valid_loss, profile, gap=0.1, device="cpu
 
 @pytest.fixture
 def results(tmp_path, monkeypatch):
-    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: {**SUITE, "_path": "suite.yaml"})
+    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: parse_suite(SUITE, "suite.yaml"))
     root = tmp_path / "results"
-    for i, run in enumerate(plan(SUITE, "quick")):
+    for i, run in enumerate(plan(parse_suite(SUITE), "quick")):
         write_run(root, f"quick-{i}", run.config, 1000, 1.9, "quick", gap=0.05)  # the best; the scaling runs: gap 0.1
     return root
 
@@ -130,7 +136,7 @@ def results(tmp_path, monkeypatch):
 def add_scaling_runs(root, noise=0.002, suite=SUITE, profile="scaling", device="cpu: test"):
     """Runs of the scaling plan whose valid loss follows L*(C) + 0.3·(log10 N − log10 N*(C))², N*(C) = 0.05·C^0.5."""
     rng = np.random.default_rng(0)
-    for i, run in enumerate(plan(suite, profile)):
+    for i, run in enumerate(plan(parse_suite(suite), profile)):
         c, model = run.config.train.max_flops, run.config.model_name
         sizes = suite["profiles"][profile]["sizes"][model]
         model_cfg = run.config.to_dict()["model"]
@@ -176,7 +182,7 @@ def test_the_gpu_extension_is_fitted_together_with_the_cpu_budgets_in_a_table_an
     cpu = SUITE["profiles"]["scaling"]
     suite = {**SUITE, "profiles": {**SUITE["profiles"], "scaling-gpu": {
         **cpu, "flop_budgets": [1e13, 3e13], "training": {**cpu["training"], "device": "cuda"}}}}
-    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: {**suite, "_path": "suite.yaml"})
+    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: parse_suite(suite, "suite.yaml"))
     add_scaling_runs(results, suite=suite)
     add_scaling_runs(results, suite=suite, profile="scaling-gpu", device="NVIDIA H100 80GB HBM3")
     paths = report_mod.write_report(results, results, None)
@@ -199,7 +205,7 @@ def test_a_flop_budget_sets_the_steps_and_the_cosine_ends_there(tiny_text_file, 
     """A run is trained to its budget (to within one step) and its cosine reaches the floor at its last step (to
     within sin²(π/2T) of the range: the last step's progress is (T − 1)/T)."""
     data = DataConfig(name="tiny", level="char", path=str(tiny_text_file))
-    cfg = resolve_run("mlp", raw={}, data=data, train_values={"max_flops": 3e7},
+    cfg = resolve_run("mlp", suite=SuiteFile(), data=data, train_values={"max_flops": 3e7},
                       sets=["model.context_length=8", "model.embed_dim=8", "model.hidden_dim=16", "train.batch_size=4",
                             "train.seq_len=16", "train.warmup_steps=2", "train.learning_rate=0.01"])
     trainer = Trainer(cfg, load_corpus(cfg.data, tmp_path / "d", quiet=True))

@@ -85,7 +85,7 @@ def test_profile_bench_times_each_run_of_the_profile_in_both_precisions(tmp_path
     section = report["profile_precision"]
     (row,) = section["rows"]  # the sprint profile: the transformer on Tiny Shakespeare
     assert section["profile"] == "sprint" and (row["model"], row["dataset"]) == ("transformer", "tinyshakespeare")
-    want = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file(), profile="sprint").train.precision
+    want = resolve_run("transformer", "tinyshakespeare", suite=load_suite_file(), profile="sprint").train.precision
     assert row["trains_in"] == want
     assert row["speedup"] == pytest.approx(row["bf16"]["tokens_per_second"]["median"] /
                                            row["fp32"]["tokens_per_second"]["median"])

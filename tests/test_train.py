@@ -20,7 +20,7 @@ from tinylm.models import build_model
 from tinylm.recorder import train_run
 from tinylm.run_folders import RunLock, load_run, read_metrics
 from tinylm.run_metrics import FIELDS
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import SuiteFile, resolve_run
 from tinylm.training import trainer as trainer_mod
 from tinylm.training.evaluate import evaluate, protocol_window
 from tinylm.training.loop import Interrupted
@@ -38,7 +38,7 @@ def tiny_config(model, text_file, steps=30, extra=()):
     sets = TINY_MODELS[model] + ["train.eval_interval=10", "train.eval_tokens=200", "train.warmup_steps=5",
                                  "train.batch_size=8", "train.seq_len=16", "train.early_stopping_patience=0",
                                  *extra]
-    return resolve_run(model, raw={}, data=data, train_values={"max_steps": steps}, sets=sets)
+    return resolve_run(model, suite=SuiteFile(), data=data, train_values={"max_steps": steps}, sets=sets)
 
 
 def interrupt_at(monkeypatch, step, sig):
@@ -194,7 +194,7 @@ def test_divergence_stops_with_a_clear_message(tiny_text_file, tmp_path):
 def test_context_longer_than_validation_split_is_refused(tmp_path):
     f = tmp_path / "small.txt"
     f.write_text("abcdefgh" * 40)  # valid split: 32 characters
-    cfg = resolve_run("transformer", raw={}, data=DataConfig(name="s", level="char", path=str(f)),
+    cfg = resolve_run("transformer", suite=SuiteFile(), data=DataConfig(name="s", level="char", path=str(f)),
                       train_values={"max_steps": 1}, sets=["model.context_length=64"])
     with pytest.raises(TinyLMError, match="longer than the validation split"):
         train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")

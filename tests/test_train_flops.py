@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tinylm.config import DataConfig
 from tinylm.data.corpus import load_corpus
-from tinylm.suite_file import resolve_run
+from tinylm.suite_file import SuiteFile, resolve_run
 from tinylm.training.trainer import Trainer
 
 SETS = {
@@ -25,7 +25,7 @@ SETS = {
 @pytest.mark.parametrize("head", ["full", "adaptive"])
 def test_a_training_step_costs_what_is_counted(name, head, tiny_text_file, tmp_path):
     data = DataConfig(name="tiny", level="char", path=str(tiny_text_file))
-    cfg = resolve_run(name, raw={}, data=data, train_values={"max_steps": 3},
+    cfg = resolve_run(name, suite=SuiteFile(), data=data, train_values={"max_steps": 3},
                       sets=SETS[name] + [f"model.head={head}", "train.batch_size=4", "train.seq_len=16"])
     trainer = Trainer(cfg, load_corpus(cfg.data, tmp_path / "d", quiet=True))
     plan, model = trainer.plan, trainer.model

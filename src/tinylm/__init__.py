@@ -1,7 +1,7 @@
 """tinylm: a lab bench for tiny language models, trained and compared by one protocol.
 
-`tinylm.load(...)` and `tinylm.train(...)` (see tinylm.api) are imported on first use, so that importing a light
-module such as tinylm.errors does not import torch.
+`tinylm.load(...)`, `tinylm.train(...)` and `tinylm.suite(...)` (see tinylm.api) are imported on first use, so that
+importing a light module such as tinylm.errors does not import torch.
 """
 
 from typing import Any
@@ -9,11 +9,11 @@ from typing import Any
 from tinylm.errors import TinyLMError
 
 __version__ = "0.1.0"
-__all__ = ["Run", "TinyLMError", "__version__", "load", "train"]
+__all__ = ["Run", "TinyLMError", "__version__", "load", "suite", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("load", "train", "Run"):
+    if name in ("load", "train", "suite", "Run"):
         from tinylm import api
 
         return getattr(api, name)

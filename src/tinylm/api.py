@@ -4,6 +4,7 @@
     >>> run = tinylm.load(model="transformer", dataset="tinyshakespeare")  # doctest: +SKIP
     >>> run.generate("ROMEO:", length=200, temperature=0.8, top_p=0.9, seed=1)  # doctest: +SKIP
     >>> run.score("To be, or not to be").loglik  # doctest: +SKIP
+    >>> tinylm.suite("quick", models=["linear"])  # doctest: +SKIP
 
 Every score is the common protocol's (tinylm.training.evaluate): the same numbers `tinylm eval` prints.
 """
@@ -24,11 +25,12 @@ from tinylm.models.registry import DEFAULT_MODEL, config_class
 from tinylm.recorder import forecast_run, train_run
 from tinylm.run_folders import LoadedRun, load_run, load_run_corpus, read_metrics, results_dir
 from tinylm.run_metrics import RunMetrics
-from tinylm.suite_file import load_suite_file, resolve_run
-from tinylm.suite_plan import profile_index, profile_label
+from tinylm.suite_file import budget_resets, load_suite_file, resolve_run
+from tinylm.suite_plan import profile_label
+from tinylm.suite_runner import SuiteResult, run_suite
 from tinylm.training.evaluate import EvalResult, evaluate
 
-__all__ = ["EvalResult", "Run", "find", "load", "train"]
+__all__ = ["EvalResult", "Run", "SuiteResult", "find", "load", "suite", "train"]
 
 class Run(LoadedRun):
     """A trained run: its directory (`path`), config, tokenizer and best-on-valid weights (`model`, in eval mode)."""
@@ -173,7 +175,7 @@ def train(
     if quick and profile not in (None, "quick"):
         raise UsageError("quick=True is profile 'quick'; give one of them")
     profile = "quick" if quick else profile
-    raw = load_suite_file()
+    suite_file = load_suite_file()
     data_cfg = None
     if data is not None:
         path = Path(data).resolve()
@@ -181,12 +183,44 @@ def train(
     elif level is not None:
         raise UsageError("level applies to data=... files only; registered datasets have a fixed level")
     model_values, train_values = split_overrides(model, overrides)
-    cfg = resolve_run(model, dataset, raw=raw, profile=profile, model_values=model_values,
+    cfg = resolve_run(model, dataset, suite=suite_file, profile=profile, model_values=model_values,
                       train_values=train_values, data=data_cfg)
-    label = profile_label(profile_index(raw), cfg, profile)
+    label = profile_label(suite_file, cfg, profile)
     metrics, run_dir, _ = train_run(cfg, results_dir(results), run_name=run_name, force=force, quiet=quiet,
                                     profile=label, logs=(log,) if log else ())
     if not (run_dir / "model.safetensors").is_file():
         raise TinyLMError(f"{run_dir} finished as '{metrics.status}' without weights")
     return Run.of(load_run(run_dir))
 
+
+def suite(
+    profile: str = "quick",
+    *,
+    config: str | Path | None = None,
+    models: list[str] | None = None,
+    datasets: list[str] | None = None,
+    results: str | Path | None = None,
+    jobs: int = 1,
+    quiet: bool = False,
+    log: str | None = None,
+    data_dir: str | Path | None = None,
+    mirror: str | Path | None = None,
+    sets: list[str] | None = None,
+    **overrides: Any,
+) -> list[SuiteResult]:
+    """Train every run of a profile, skipping finished ones, after the missing n-gram baselines of its datasets, as
+    `tinylm suite --profile PROFILE` does; returns each run (`.run_dir`, `.metrics`, `.profile`) in the plan's order.
+
+    `config` is a suite file of yours (default configs/default.yaml); `models` and `datasets` restrict the profile
+    (a dataset outside it is added); `jobs` trains that many runs at once, each in a process of its own. `overrides`
+    are TrainConfig fields for every run (e.g. `max_steps=200`: a budget given replaces the file's budgets, as on
+    the command line) and `sets` are `--set` overrides (`["model.dropout=0.2"]`); runs they change are recorded as
+    "adhoc", not as the profile's.
+    """
+    keys = field_names(TrainConfig)
+    for key in overrides:
+        if key not in keys:
+            raise unknown_key_error(key, keys, "tinylm.suite (training fields; model fields go in sets=[...])")
+    return run_suite(load_suite_file(config), profile, only=models, datasets=datasets, train_values=overrides,
+                     sets=budget_resets(overrides) + list(sets or []), results=results, jobs=jobs, quiet=quiet,
+                     logs=(log,) if log else (), data_dir=data_dir, mirror=mirror)

@@ -28,14 +28,14 @@ from typing import Any
 
 from tinylm import distributed
 from tinylm.api import find, load
-from tinylm.config import DataConfig, RunConfig, TrainConfig, model_keys
+from tinylm.config import DataConfig, RunConfig, TrainConfig
 from tinylm.data import sources
-from tinylm.data.corpus import describe_dataset, load_corpus, resolve_data_config
+from tinylm.data.corpus import describe_dataset, load_corpus
 from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, UsageError, os_error_line
 from tinylm.experiments.report import write_report
 from tinylm.export import FORMATS, export_hf
-from tinylm.fields import field_docs, unknown_key_error
+from tinylm.fields import field_docs
 from tinylm.generate.interactive import (
     Chat,
     check_sampling,
@@ -43,23 +43,14 @@ from tinylm.generate.interactive import (
     duration,
     encode_prompt,
 )
-from tinylm.models.registry import DEFAULT_MODEL, MODELS, build_model, model_names
-from tinylm.ngram import baseline_path, default_order, run_baseline
+from tinylm.models.registry import DEFAULT_MODEL, MODELS, model_names
 from tinylm.recorder import train_run
-from tinylm.run_folders import (
-    config_diff,
-    find_runs,
-    identity,
-    read_config,
-    read_metrics,
-    reference_dir,
-    results_dir,
-)
+from tinylm.run_folders import find_runs, read_metrics, reference_dir, results_dir, resume_config
 from tinylm.run_metrics import RunMetrics
-from tinylm.run_pool import Job, train_in_parallel
 from tinylm.speed import run_bench, score_snapshots, summary_lines, time_to
-from tinylm.suite_file import data_config, load_suite_file, parse_overrides, resolve_run
-from tinylm.suite_plan import plan, profile_index, profile_label
+from tinylm.suite_file import SuiteFile, budget_resets, data_config, load_suite_file, model_rows, resolve_run
+from tinylm.suite_plan import ProfileLabels, SuiteRun
+from tinylm.suite_runner import SuiteResult, run_suite, train_baselines
 from tinylm.tensorboard_log import LOGGERS, check_logs
 from tinylm.training.evaluate import protocol_note
 from tinylm.training.loop import Interrupted
@@ -105,7 +96,6 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", help="local folder with the dataset files (default $TINYLM_DATA_MIRROR)")
 
 
-BUDGETS = ("epochs", "max_steps", "max_tokens", "max_flops", "max_time")
 #: TrainConfig fields with a flag of their own (help texts are the fields' docstrings), and the flag's type.
 TRAIN_FLAGS = {"epochs": _number, "max_steps": int, "max_tokens": int, "max_flops": _number, "max_time": _number,
                "batch_size": int, "learning_rate": _number, "seed": int, "device": str, "precision": str,
@@ -134,8 +124,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """Training values given on the command line, and `--set` resets: a budget given there replaces the file's."""
     values = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
-    resets = [f"train.{k}=null" for k in BUDGETS if k not in values] if any(k in values for k in BUDGETS) else []
-    return values, resets
+    return values, budget_resets(values)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -152,9 +141,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
 
     names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
-    raw = load_suite_file() if args.name not in (None, "all") else {}
+    suite = load_suite_file() if args.name not in (None, "all") else SuiteFile()
     for name in names:
-        entry = data_config(raw, name) if name in (raw.get("data") or {}) else None  # e.g. wikitext2-10k
+        entry = data_config(suite, name) if name in suite.data else None  # e.g. wikitext2-10k
         base = entry.name if entry else sources.canonical_name(name)
         max_vocab = args.max_vocab if args.max_vocab is not None else (entry.max_vocab if entry else None)
         print("\n".join(describe_dataset(DataConfig(name=base, max_vocab=max_vocab), args.data_dir, args.mirror)))
@@ -162,40 +151,18 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    raw = load_suite_file(args.config)
-    data = data_config(raw, args.dataset)
-    dataset = data.label
-    if data.path is None:
-        vocab = sources.vocab_size(data.name, data.max_vocab)
-    else:
-        vocab = load_corpus(data, quiet=True).tokenizer.vocab_size
-    names = [args.model] if args.model else model_names()
-    every_key = sorted({k for name in names for k in model_keys(name)})
-    for item in args.set or []:
-        key = item.split("=", 1)[0].strip()
-        if key.startswith("model.") and key[len("model."):] not in every_key:
-            raise unknown_key_error(key[len("model."):], every_key, "--set model")
+    data, vocab, rows = model_rows(load_suite_file(args.config), args.dataset, args.model, args.set)
     header = f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}"
-    print(f"{header}  config ({dataset}, V={vocab})")
-    counts = None
-    for name in names:
-        # without --model, a `--set model.KEY=...` applies to the models that have KEY
-        sets = [s for s in args.set or [] if args.model or not s.startswith("model.")
-                or s.split("=", 1)[0][len("model."):].strip() in model_keys(name)]
-        cfg = resolve_run(name, dataset, raw=raw, sets=sets)
-        if cfg.model.head == "adaptive" and counts is None:  # its cutoffs and FLOPs follow the training counts
-            counts = load_corpus(data, quiet=True).train_counts()
-        model = build_model(name, cfg.model_config(vocab, counts if cfg.model.head == "adaptive" else None))
-        shown = {k: v for k, v in cfg.to_dict()["model"].items() if k not in ("name", "max_params", "bias")}
-        print(f"{name:<12} {model.num_params():>12,} {model.flops_per_token():>16,.0f} "
-              f"{model.flops_per_token(training=True):>18,.0f}  {shown}")
-        if args.breakdown:
-            for part, n in model.param_breakdown().items():
-                print(f"{'':<14}{part:<20} {n:>12,}")
+    print(f"{header}  config ({data.label}, V={vocab})")
+    for row in rows:
+        print(f"{row.name:<12} {row.params:>12,} {row.flops_per_token:>16,.0f} {row.train_flops_per_token:>18,.0f}  "
+              f"{row.settings}")
+        for part, n in row.breakdown.items() if args.breakdown else ():
+            print(f"{'':<14}{part:<20} {n:>12,}")
     return 0
 
 
-def _resolve_from_args(args: argparse.Namespace, model: str, raw: dict[str, Any], profile: str | None):
+def _resolve_from_args(args: argparse.Namespace, model: str, suite: SuiteFile, profile: str | None) -> RunConfig:
     values, sets = train_values(args)
     data = None
     if getattr(args, "data", None):
@@ -203,7 +170,7 @@ def _resolve_from_args(args: argparse.Namespace, model: str, raw: dict[str, Any]
         data = DataConfig(name=path.stem or "text", level=args.level, path=str(path))
     elif getattr(args, "level", None):
         raise UsageError("--level applies to --data files only; registered datasets have a fixed level")
-    return resolve_run(model, args.dataset, raw=raw, profile=profile, train_values=values, data=data,
+    return resolve_run(model, args.dataset, suite=suite, profile=profile, train_values=values, data=data,
                        sets=sets + list(args.set or []))
 
 
@@ -241,24 +208,21 @@ def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any
               "snapshot_every": args.snapshot_every, "announce": announce, "logs": check_logs(args.log)}
     if args.resume:
         run_dir = Path(args.resume)
-        saved = read_config(run_dir)
         if args.model or args.data or args.profile or args.quick or args.config:
             raise UsageError("--resume takes the saved config; drop --model, --data, --profile, --quick and --config")
-        asked = _overlay(saved, args)  # --device and --compile may change; anything else would be another run
-        if identity(asked) != identity(saved):
-            raise UsageError(f"--resume {run_dir}: the config given differs from the saved one "
-                             f"({config_diff(identity(saved), identity(asked))}); drop those options to resume")
+        values, resets = train_values(args)
+        asked = resume_config(run_dir, values, resets + list(args.set or []))
         return [(asked, {**common, "results": run_dir.parent, "resume": True, "run_dir": run_dir,
                          "profile": _saved_profile(run_dir)})]
     results = results_dir(args.results_dir)
-    raw = load_suite_file(args.config)
-    index = profile_index(raw)
+    suite = load_suite_file(args.config)
+    labels = ProfileLabels(suite)
     models = model_names() if args.model == "all" else [args.model or DEFAULT_MODEL]
     jobs = []
     for model in models:
-        cfg = _resolve_from_args(args, model, raw, _profile(args))
+        cfg = _resolve_from_args(args, model, suite, _profile(args))
         jobs.append((cfg, {**common, "results": results, "run_name": args.run_name if len(models) == 1 else None,
-                           "force": args.force, "profile": profile_label(index, cfg, _profile(args))}))
+                           "force": args.force, "profile": labels.label(cfg, _profile(args))}))
     return jobs
 
 
@@ -283,74 +247,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overlay(saved: RunConfig, args: argparse.Namespace) -> RunConfig:
-    """The saved config with the command line's training values and --set overrides applied on top."""
-    values, resets = train_values(args)
-    over = parse_overrides(resets + list(args.set or []))
-    d = saved.to_dict()
-    d["model"].update(over["model"])
-    d["train"].update({**values, **over["train"]})
-    d["data"].update(over["data"])
-    return RunConfig.from_dict(d, "the command line")
-
-
 def _profile(args: argparse.Namespace) -> str | None:
     return "quick" if getattr(args, "quick", False) else getattr(args, "profile", None)
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    raw = load_suite_file(args.config)
     profile = "quick" if args.quick else args.profile
     axes = {name: {spec.sweep_field: getattr(args, _sweep_dest(name))} for name, spec in MODELS.items()
             if spec.sweep_flag and getattr(args, _sweep_dest(name), None)}
-    only = None
-    if args.only or (args.model and args.model != "all"):
-        only = args.only or [args.model]
+    only = args.only or ([args.model] if args.model and args.model != "all" else None)
     values, sets = train_values(args)
-    runs = plan(raw, profile, only=only, datasets=args.dataset, axes=axes or None, train_values=values,
-                sets=sets + list(args.set or []))
     results = results_dir(args.results_dir)
-    logs = check_logs(args.log)
-    print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
-    _baselines([r.config.data for r in runs], results, None, args.data_dir, args.mirror, missing_only=True)
-    index = profile_index(raw)
-    if args.jobs != 1:
-        jobs = [Job(run.config, results, profile_label(index, run.config, profile), args.data_dir, args.mirror, logs)
-                for run in runs]
-        print(f"{min(args.jobs, len(runs))} runs at a time, each in a process of its own")
-        train_in_parallel(jobs, args.jobs, lambda i, metrics, run_dir, what: _print_result(
-            metrics, run_dir, f"[{i}/{len(runs)}] {what}"))
-        return 0
-    for i, run in enumerate(runs, 1):
-        metrics, run_dir, what = train_run(run.config, results, quiet=args.quiet, data_dir=args.data_dir,
-                                           mirror=args.mirror, profile=profile_label(index, run.config, profile),
-                                           announce=announce, logs=logs)
-        _print_result(metrics, run_dir, f"[{i}/{len(runs)}] {what}")
+
+    def planned(runs: list[SuiteRun]) -> None:
+        print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
+        if args.jobs > 1:
+            print(f"{min(args.jobs, len(runs))} runs at a time, each in a process of its own")
+
+    def finished(r: SuiteResult) -> None:
+        _print_result(r.metrics, r.run_dir, f"[{r.index}/{r.of}] {r.what}")
+
+    run_suite(load_suite_file(args.config), profile, only=only, datasets=args.dataset, axes=axes or None,
+              train_values=values, sets=sets + list(args.set or []), results=results, jobs=args.jobs,
+              quiet=args.quiet, logs=args.log, data_dir=args.data_dir, mirror=args.mirror,
+              on_plan=planned, on_baseline=_print_baseline, on_result=finished, announce=announce)
     return 0
 
 
-def _baselines(datas: list[DataConfig], results: Path, order: int | None, data_dir: str | None,
-               mirror: str | None, missing_only: bool = False) -> None:
-    """The Kneser-Ney baseline of every distinct dataset (seconds each), written under results/baselines."""
-    seen = set()
-    for data in datas:
-        if data.label in seen:
-            continue
-        seen.add(data.label)
-        level = resolve_data_config(data).level
-        if missing_only and baseline_path(results, data.label, order or default_order(level)).is_file():
-            continue
-        b = run_baseline(data, results, order, data_dir, mirror)
-        print(f"baseline {b['model']:<15} {b['dataset']:<16} test LL {b['test_loglik']:.4f} nats/token, "
-              f"ppl {b['test_perplexity']:.2f} ({b['seconds']:.1f} s)")
+def _print_baseline(b: dict[str, Any]) -> None:
+    print(f"baseline {b['model']:<15} {b['dataset']:<16} test LL {b['test_loglik']:.4f} nats/token, "
+          f"ppl {b['test_perplexity']:.2f} ({b['seconds']:.1f} s)")
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     if args.order is not None and args.order < 2:
         raise UsageError(f"--order must be at least 2 (got {args.order})")
-    raw = load_suite_file(args.config)
-    datas = [data_config(raw, d) for d in args.dataset]
-    _baselines(datas, results_dir(args.results_dir), args.order, args.data_dir, args.mirror)
+    suite = load_suite_file(args.config)
+    train_baselines([data_config(suite, d) for d in args.dataset], args.results_dir, args.order, args.data_dir,
+                    args.mirror, on_baseline=_print_baseline)
     return 0
 
 

@@ -38,6 +38,7 @@ from tinylm.files import load_tensors, read_json
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
 from tinylm.run_metrics import FIX, RunMetrics
+from tinylm.suite_file import parse_overrides
 
 PICKLES = ("model.pt", "model.bin", "pytorch_model.bin", "model.pth")
 """Checkpoint names of pickle-based formats, which tinylm refuses to load."""
@@ -168,6 +169,23 @@ def read_config(run_dir: Path) -> RunConfig:
         raise TinyLMError(f"{path} is empty: the run's config is lost; restore the file (e.g. from git) or train the "
                           "run again")
     return RunConfig.from_dict(data, str(path))
+
+
+def resume_config(run_dir: Path, train_values: dict[str, Any] | None = None,
+                  sets: list[str] | None = None) -> RunConfig:
+    """The saved config of a run to resume with training values and `--set` overrides laid on it: the device and
+    compile may change; any other difference would make another run, and is refused."""
+    saved = read_config(run_dir)
+    over = parse_overrides(sets)
+    d = saved.to_dict()
+    d["model"].update(over["model"])
+    d["train"].update({**{k: v for k, v in (train_values or {}).items() if v is not None}, **over["train"]})
+    d["data"].update(over["data"])
+    asked = RunConfig.from_dict(d, "the command line")
+    if identity(asked) != identity(saved):
+        raise UsageError(f"--resume {run_dir}: the config given differs from the saved one "
+                         f"({config_diff(identity(saved), identity(asked))}); drop those options to resume")
+    return asked
 
 
 def read_metrics(run_dir: Path) -> RunMetrics | None:

@@ -119,7 +119,7 @@ def _alternated_rates(trainers: dict[str, Trainer], steps: int, repeats: int) ->
 def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: int, device: str,
                 sets: list[str] | None = None, compile: bool = False) -> dict[str, Any]:
     """Tokens/s and achieved FLOP/s of the trainer's step (the utilisation is set once the peak is known)."""
-    cfg = resolve_run(model, dataset, raw=load_suite_file(), sets=sets,
+    cfg = resolve_run(model, dataset, suite=load_suite_file(), sets=sets,
                       train_values={"max_steps": 10**9, "precision": precision, "device": device, "compile": compile})
     trainer = Trainer(cfg, random_corpus(dataset))
     for _ in range(3):  # warm-up
@@ -148,10 +148,10 @@ def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: st
         corpus, source = load_corpus(DataConfig(name=dataset), data_dir, mirror, quiet=True), "training split"
     except TinyLMError:
         corpus, source = random_corpus(dataset, zipf=True), "Zipf-distributed random tokens (dataset not available)"
-    raw = load_suite_file()
+    suite = load_suite_file()
     trainers = {}
     for head in ("full", "adaptive"):
-        cfg = resolve_run("transformer", dataset, raw=raw, profile="full", sets=[f"model.head={head}"],
+        cfg = resolve_run("transformer", dataset, suite=suite, profile="full", sets=[f"model.head={head}"],
                           train_values={"max_steps": 10**9, "precision": "fp32", "device": device})
         trainers[head] = Trainer(cfg, corpus)
     rates = _alternated_rates(trainers, steps, repeats)
@@ -170,12 +170,12 @@ def profile_precision(profile: str, steps: int, repeats: int, device: str, data_
     """Training tokens/s of every run of a suite profile in fp32 and in bf16 autocast: the run's own config and
     corpus, both precisions built in this process and alternated `repeats` times on the same batches, beside the
     precision the profile trains it in. A dataset that is not available here is skipped with a note."""
-    raw = load_suite_file()
+    suite = load_suite_file()
     rows: list[dict[str, Any]] = []
-    for dataset, models in profile_datasets(raw, profile).items():
+    for dataset, models in profile_datasets(suite, profile).items():
         corpus = None
         for model in models:
-            cfgs = {prec: resolve_run(model, dataset, raw=raw, profile=profile,
+            cfgs = {prec: resolve_run(model, dataset, suite=suite, profile=profile,
                                       train_values={"max_steps": 10**9, "precision": prec, "device": device})
                     for prec in ("fp32", "bf16")}
             if corpus is None:
@@ -187,7 +187,7 @@ def profile_precision(profile: str, steps: int, repeats: int, device: str, data_
             progress(f"fp32 against bf16: {model} on {dataset} ({profile} profile)")
             trainers = {prec: Trainer(cfg, corpus) for prec, cfg in cfgs.items()}
             rates = _alternated_rates(trainers, steps, repeats)
-            trains_in = resolve_run(model, dataset, raw=raw, profile=profile).train.precision
+            trains_in = resolve_run(model, dataset, suite=suite, profile=profile).train.precision
             rows.append({"model": model, "dataset": dataset, "trains_in": trains_in,
                          "tokens_per_step": trainers["fp32"].plan.tokens_per_step,
                          **{prec: {"tokens_per_second": _median_spread(r)} for prec, r in rates.items()},
@@ -205,7 +205,7 @@ def precision_quality(steps: int, data_dir: str | None, mirror: str | None, devi
         return {"note": f"skipped: {e}"}
     out: dict[str, Any] = {"dataset": "tinyshakespeare", "steps": steps}
     for prec in ("fp32", "bf16"):
-        cfg = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file(),
+        cfg = resolve_run("transformer", "tinyshakespeare", suite=load_suite_file(),
                           train_values={"max_steps": steps, "precision": prec, "device": device})
         trainer = Trainer(cfg, corpus)
         start = time.perf_counter()
@@ -227,7 +227,7 @@ def time_to_target(target: float, results: Path, data_dir: str | None, mirror: s
     """Train the shipped `sprint` profile (the transformer on Tiny Shakespeare, 5 minutes) with weight snapshots, then
     score every snapshot on the test split: the training seconds at which test log-likelihood first reaches
     `target`. A benchmark only: the run's own model selection uses the validation split."""
-    cfg = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file(), profile="sprint",
+    cfg = resolve_run("transformer", "tinyshakespeare", suite=load_suite_file(), profile="sprint",
                       train_values={"device": device}, sets=sets)
     try:
         metrics, run_dir, _ = train_run(cfg, results, run_name="sprint", quiet=True, data_dir=data_dir,
@@ -248,7 +248,7 @@ def time_to_target(target: float, results: Path, data_dir: str | None, mirror: s
 
 def eval_speed(dataset: str, repeats: int, device: torch.device) -> dict[str, Any]:
     """Full test-split evaluation of the reference transformer (tokens/s and seconds)."""
-    cfg = resolve_run("transformer", dataset, raw=load_suite_file())
+    cfg = resolve_run("transformer", dataset, suite=load_suite_file())
     spec = DATASETS[dataset]
     model = build_model("transformer", cfg.model_config(spec.vocab_size)).to(device)
     tokens = torch.randint(0, spec.vocab_size, (spec.split_tokens[2],))
@@ -278,7 +278,7 @@ def _full_window_rate(model: torch.nn.Module, length: int, device: torch.device)
 def generation_speed(repeats: int, device: torch.device, length: int = 384) -> dict[str, Any]:
     """Tokens/s of the reference transformer (context 128, window full from the start) with the KV cache,
     without it (same window policy), and recomputing the full window at every step."""
-    cfg = resolve_run("transformer", "tinyshakespeare", raw=load_suite_file())
+    cfg = resolve_run("transformer", "tinyshakespeare", suite=load_suite_file())
     vocab = DATASETS["tinyshakespeare"].vocab_size
     model = build_model("transformer", cfg.model_config(vocab)).to(device).eval()
     prompt = [0] * model.context_length

@@ -1,4 +1,5 @@
-"""Plan and run the experiment suite of a profile: which model, dataset and ablation value to train."""
+"""Plan the experiment suite of a profile (which model, dataset and ablation value to train), and say which profile
+a run belongs to."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 from tinylm.config import RunConfig
 from tinylm.data.sources import canonical_name
 from tinylm.errors import TinyLMError, UsageError
-from tinylm.models.registry import MODELS
+from tinylm.models.registry import model_names
 from tinylm.run_folders import config_digest
-from tinylm.suite_file import profile_datasets, resolve_run
+from tinylm.suite_file import Profile, SuiteFile, data_config, resolve_run
 
 
 @dataclass
@@ -22,74 +23,22 @@ class SuiteRun:
     label: str
 
 
-def _ablated_datasets(setting: Any, profile: str, datasets: list[str]) -> set[str]:
-    """The datasets on which a profile sweeps the ablations: `ablations: true` (all), false, or a list of them."""
-    if setting in (None, False):
-        return set()
-    if setting is True:
-        return set(datasets)
-    if isinstance(setting, list) and all(isinstance(d, str) for d in setting):
-        return set(setting)
-    raise UsageError(f"profiles.{profile}.ablations must be true, false or a list of datasets (got {setting!r})")
-
-
-def _per_model(spec: Any, model: str, ds: str) -> Any:
-    """A profile value given for every run (a list), or per model (`{default: ..., <model>: ...}`), each of which
-    may again be per dataset (`{<dataset>: ...}`, falling back to its own `default`, then the top `default`); None
-    where nothing applies."""
-    if not isinstance(spec, dict):
-        return spec
-    fallback = spec.get("default")
-    spec = spec.get(model, fallback)
-    if isinstance(spec, dict):
-        spec = spec.get(ds, spec.get("default", fallback))
-    return spec
-
-
-def _budgets(prof: dict[str, Any] | None, profile: str, model: str, ds: str) -> list[float]:
-    """The training-FLOP budgets of a model on a dataset (`flop_budgets`: a list, or per model and dataset)."""
-    budgets = _per_model(prof.get("flop_budgets") if prof else None, model, ds)
-    if budgets is None:
-        return []
-    if not (isinstance(budgets, list) and budgets
-            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in budgets)):
-        raise UsageError(f"profiles.{profile}.flop_budgets must be a list of positive numbers (or such lists per "
-                         "model and dataset, with a `default`), e.g. [1.0e+12, 3.0e+12]")
-    return [float(b) for b in budgets]
-
-
-def _sizes(prof: dict[str, Any] | None, profile: str, model: str, ds: str) -> list[dict[str, Any]]:
-    """The model sizes of a model on a dataset (`sizes`: per model, optionally per dataset, a list of override
-    sets such as {embed_dim: 64, n_layers: 2}); [] where the profile has none."""
-    sizes = _per_model((prof.get("sizes") if prof else None) or {}, model, ds)
-    if sizes is None:
-        return []
-    if not (isinstance(sizes, list) and sizes and all(isinstance(v, dict) and v for v in sizes)):
-        raise UsageError(f"profiles.{profile}.sizes.{model} must be a list of model settings (or such lists per "
-                         "dataset), e.g. [{hidden_dim: 128}, {hidden_dim: 256}]")
-    return sizes
-
-
 Variant = tuple[dict[str, Any], list[str], str]
 
 
-def _variants(ds: str, model: str, prof: dict[str, Any] | None, profile: str, ablate: set[str],
-              ablations: dict[str, Any]) -> list[Variant]:
+def _variants(ds: str, model: str, prof: Profile, ablate: set[str], ablations: dict[str, Any]) -> list[Variant]:
     """(model values, --set overrides, label) of every run of a model on a dataset: its ablation values or sizes,
     each crossed with the FLOP budgets."""
     variants: list[Variant] = [({}, [], "default")]
-    sizes = _sizes(prof, profile, model, ds)
+    sizes = prof.sizes_of(model, ds)
     if sizes:
         variants = [(dict(size), [], ", ".join(f"{k}={v}" for k, v in size.items())) for size in sizes]
     elif ds in ablate and ablations.get(model):
-        axis = ablations[model]
-        if not (isinstance(axis, dict) and len(axis) == 1 and isinstance(next(iter(axis.values())), list)):
-            raise UsageError(f"ablations.{model} must be one key with a list of values, e.g. n_layers: [2, 4]")
-        (name, values), = axis.items()
+        (name, values), = ablations[model].items()
         variants = [({name: v}, [], f"{name}={v}") for v in values]
-    budgets = sorted(_budgets(prof, profile, model, ds))
+    budgets = prof.budgets(model, ds)
     if budgets:
-        windows = _size_windows(prof, profile, model, ds, len(variants), budgets) if sizes else None
+        windows = _size_windows(prof.sizes_per_budget, len(variants), budgets) if sizes else None
         variants = [(mv, s + ["train.epochs=null", "train.max_tokens=null", f"train.max_flops={b}"],
                      f"{label} flops={b:.0e}")
                     for i, b in enumerate(budgets)
@@ -97,37 +46,52 @@ def _variants(ds: str, model: str, prof: dict[str, Any] | None, profile: str, ab
     return variants
 
 
-def _size_windows(prof: dict[str, Any] | None, profile: str, model: str, ds: str, n_sizes: int,
-                  budgets: list[float]) -> list[slice] | None:
+def _size_windows(width: int | None, n_sizes: int, budgets: list[float]) -> list[slice] | None:
     """Which sizes each budget trains (budgets ascending): all of them, or with `sizes_per_budget: w` a window of
     w consecutive sizes of the ladder that slides from the smallest (lowest budget) to the largest (highest) in
     proportion to log C, so every budget samples sizes around its own compute-optimal one instead of the whole
     ladder (budgets spaced evenly in log C move it by the same number of rungs each)."""
-    width = (prof or {}).get("sizes_per_budget")
     if width is None:
         return None
-    if not (isinstance(width, int) and not isinstance(width, bool) and 3 <= width <= n_sizes):
-        raise UsageError(f"profiles.{profile}.sizes_per_budget must be a whole number from 3 (a parabola needs "
-                         f"three sizes) to the number of sizes of {model} on {ds} ({n_sizes}); got {width!r}")
     slack = n_sizes - width
     span = math.log(budgets[-1] / budgets[0])
     starts = [round(slack * math.log(b / budgets[0]) / span) if span > 0 else slack // 2 for b in budgets]
     return [slice(s, s + width) for s in starts]
 
 
+def _planned(suite: SuiteFile, prof: Profile, by_dataset: dict[str, list[str]], ablate: set[str],
+             ablations: dict[str, Any], train_values: dict[str, Any] | None, sets: list[str] | None) -> list[SuiteRun]:
+    """The runs of `by_dataset` ({dataset: [models]}) by a profile's recipe; one planned twice is an error."""
+    runs: list[SuiteRun] = []
+    seen: dict[str, str] = {}
+    for ds, models in by_dataset.items():
+        for model in models:
+            for model_values, extra_sets, label in _variants(ds, model, prof, ablate, ablations):
+                cfg = resolve_run(model, ds, suite=suite, profile=prof.name, model_values=model_values,
+                                  train_values=train_values, sets=extra_sets + list(sets or []))
+                run = SuiteRun(cfg, f"{ds} {model} {label}")
+                digest = config_digest(cfg)
+                if digest in seen:
+                    raise UsageError(f"{prof.origin} plans the same run twice ({seen[digest]}; {run.label}): "
+                                     "make its sizes or budgets differ")
+                seen[digest] = run.label
+                runs.append(run)
+    return runs
+
+
 def plan(
-    raw: dict[str, Any],
+    suite: SuiteFile,
     profile: str,
     only: list[str] | None = None,
     datasets: list[str] | None = None,
-    axes: dict[str, list[Any]] | None = None,
+    axes: dict[str, dict[str, list[Any]]] | None = None,
     train_values: dict[str, Any] | None = None,
     sets: list[str] | None = None,
 ) -> list[SuiteRun]:
     """Every run of a profile, in order: dataset, model, ablation value or size, FLOP budget.
 
     Args:
-        raw: the suite file (load_suite_file).
+        suite: the suite file (load_suite_file).
         profile: quick | full | isoflop | scaling | any profile of the file.
         only: restrict to these models.
         datasets: restrict to (or, for datasets outside the profile, add) these datasets.
@@ -135,56 +99,74 @@ def plan(
         train_values: command-line training values (e.g. {"epochs": 1}).
         sets: `--set` overrides applied to every run.
     """
-    prof = raw["profiles"][profile] if profile in (raw.get("profiles") or {}) else None
-    by_dataset = profile_datasets(raw, profile)
+    prof = suite.profile(profile)
+    by_dataset = dict(prof.datasets)
     if datasets:
-        entries = raw.get("data") or {}
-        wanted = [d if d in entries else canonical_name(d) for d in datasets]
-        by_dataset = {d: by_dataset.get(d, list(MODELS)) for d in wanted}
-    ablate = _ablated_datasets(prof.get("ablations") if prof else None, profile, list(by_dataset))
-    ablations = dict(raw.get("ablations") or {})
+        wanted = [d if d in suite.data else canonical_name(d) for d in datasets]
+        by_dataset = {d: by_dataset.get(d, model_names()) for d in wanted}
+    ablate = prof.ablated(list(by_dataset))
+    ablations = dict(suite.ablations)
     for model, axis in (axes or {}).items():
         ablations[model] = axis
         ablate = set(by_dataset)
-    runs: list[SuiteRun] = []
-    seen: dict[str, str] = {}
-    for ds, models in by_dataset.items():
-        for model in models:
-            if only and model not in only:
-                continue
-            for model_values, extra_sets, label in _variants(ds, model, prof, profile, ablate, ablations):
-                cfg = resolve_run(model, ds, raw=raw, profile=profile if prof else None, model_values=model_values,
-                                  train_values=train_values, sets=extra_sets + list(sets or []))
-                run = SuiteRun(cfg, f"{ds} {model} {label}")
-                digest = config_digest(cfg)
-                if digest in seen:
-                    raise UsageError(f"profiles.{profile} plans the same run twice ({seen[digest]}; {run.label}): "
-                                     "make its sizes or budgets differ")
-                seen[digest] = run.label
-                runs.append(run)
-    return runs
+    if only:
+        by_dataset = {ds: [m for m in models if m in only] for ds, models in by_dataset.items()}
+    return _planned(suite, prof, by_dataset, ablate, ablations, train_values, sets)
 
 
 ADHOC = "adhoc"
 
 
-def profile_index(raw: dict[str, Any]) -> dict[str, list[str]]:
+def profile_index(suite: SuiteFile) -> dict[str, list[str]]:
     """{config digest: the profiles whose suite plans exactly that run} for every profile of the suite file."""
     index: dict[str, list[str]] = {}
-    for name in raw.get("profiles") or {}:
+    for name in suite.profiles:
         try:
-            runs = plan(raw, name)
+            runs = plan(suite, name)
         except TinyLMError:
-            continue  # a broken profile claims no run
+            continue  # a profile that cannot plan its runs claims none
         for run in runs:
             index.setdefault(config_digest(run.config), []).append(name)
     return index
 
 
-def profile_label(index: dict[str, list[str]], cfg: RunConfig, claimed: str | None = None) -> str:
-    """The profile a run belongs to: one whose unchanged suite would train exactly this config (the claimed one
-    first), else "adhoc" — so a run started with other settings never enters a profile's figures or headline."""
-    names = index.get(config_digest(cfg), [])
-    if claimed in names:
-        return str(claimed)
-    return names[0] if names else ADHOC
+class ProfileLabels:
+    """The profile each run belongs to: one whose unchanged suite would train exactly its config (the claimed one
+    first), else "adhoc" — so a run started with other settings never enters a profile's figures or headline.
+
+    Each profile is planned only for the model and dataset of a run asked about, once per pair: labelling one run
+    resolves a few configs instead of every run of every profile.
+    """
+
+    def __init__(self, suite: SuiteFile) -> None:
+        self.suite = suite
+        self._digests: dict[tuple[str, str, str], set[str]] = {}
+
+    def planned(self, profile: str, model: str, dataset: str) -> set[str]:
+        """The config digests of a profile's unchanged runs of `model` on the dataset labelled `dataset`."""
+        key = (profile, model, dataset)
+        if key not in self._digests:
+            prof = self.suite.profiles[profile]
+            by_dataset = {ds: [model] for ds, models in prof.datasets.items()
+                          if model in models and data_config(self.suite, ds).label == dataset}
+            try:
+                runs = _planned(self.suite, prof, by_dataset, prof.ablated(list(prof.datasets)),
+                                self.suite.ablations, None, None)
+            except TinyLMError:
+                runs = []  # runs it cannot plan are none of its runs
+            self._digests[key] = {config_digest(run.config) for run in runs}
+        return self._digests[key]
+
+    def label(self, cfg: RunConfig, claimed: str | None = None) -> str:
+        """The profile of a run's config ("adhoc" if none plans it), the `claimed` one if it does."""
+        digest = config_digest(cfg)
+        names = list(self.suite.profiles)
+        for name in ([claimed] if claimed in names else []) + [n for n in names if n != claimed]:
+            if digest in self.planned(name, cfg.model_name, cfg.data.label):
+                return name
+        return ADHOC
+
+
+def profile_label(suite: SuiteFile, cfg: RunConfig, claimed: str | None = None) -> str:
+    """The profile one run belongs to (see ProfileLabels); to label many runs, keep one ProfileLabels."""
+    return ProfileLabels(suite).label(cfg, claimed)

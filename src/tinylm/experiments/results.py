@@ -14,7 +14,8 @@ from tinylm.errors import TinyLMError, TinyLMWarning
 from tinylm.models.registry import model_names
 from tinylm.run_folders import FoundRun, find_runs, read_config
 from tinylm.run_metrics import RunMetrics
-from tinylm.suite_plan import ADHOC, profile_index, profile_label
+from tinylm.suite_file import SuiteFile
+from tinylm.suite_plan import ADHOC, ProfileLabels
 
 
 def dataset_key(name: str) -> tuple[int, str]:
@@ -122,24 +123,24 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     return history
 
 
-def _as_run(found: FoundRun, index: dict[str, list[str]]) -> Run | None:
+def _as_run(found: FoundRun, labels: ProfileLabels) -> Run | None:
     """The report's view of a run, or None (with a warning naming it) if its config.yaml cannot be read."""
     try:
         cfg = read_config(found.path)
     except TinyLMError as e:
         warnings.warn(f"skipped {found.path}: {e}", TinyLMWarning, stacklevel=2)
         return None
-    profile = profile_label(index, cfg, found.metrics.profile)
+    profile = labels.label(cfg, found.metrics.profile)
     return Run(found.path, found.metrics, cfg.to_dict(), _read_history(found.path), found.source, profile)
 
 
-def load_runs(working: Path | None, reference: Path | None, raw: dict[str, Any]) -> list[Run]:
+def load_runs(working: Path | None, reference: Path | None, suite: SuiteFile) -> list[Run]:
     """Every finished run of your working folder and of the shipped reference, each labelled with its source and
-    its profile (by the suite file `raw`), sorted by dataset, model and name."""
+    its profile (by the suite file), sorted by dataset, model and name."""
     found = find_runs(working, reference)
-    index = profile_index(raw)
+    labels = ProfileLabels(suite)  # each profile planned once per model and dataset, for all the runs
     runs = [r for f in found if f.finished and f.metrics.test_loglik is not None
-            for r in [_as_run(f, index)] if r is not None]
+            for r in [_as_run(f, labels)] if r is not None]
     runs.sort(key=lambda r: (dataset_key(r.dataset), model_key(r.model), r.path.name, r.source))
     return runs
 

@@ -31,7 +31,7 @@ from tinylm.run_folders import (
     reference_dir,
     results_dir,
 )
-from tinylm.suite_file import load_suite_file, profile_datasets, resolve_run
+from tinylm.suite_file import load_suite_file, resolve_run
 
 
 def check_sampling(
@@ -115,14 +115,14 @@ def command_here(run_dir: Path) -> tuple[str, RunConfig]:
     cfg = read_config(run_dir)
     if not str(cfg.train.device).startswith("cuda") or torch.cuda.is_available():
         return train_command(run_dir), cfg
-    raw = load_suite_file()
-    for profile, prof in (raw.get("profiles") or {}).items():
-        if not isinstance(prof, dict) or prof.get("flop_budgets") or prof.get("sizes"):
+    suite = load_suite_file()
+    for profile, prof in suite.profiles.items():
+        if prof.flop_budgets or prof.sizes:
             continue  # a scaling profile trains many sizes of a model, none of them "the" run
         try:
-            if cfg.model_name not in profile_datasets(raw, profile).get(cfg.data.label, []):
+            if cfg.model_name not in prof.datasets.get(cfg.data.label, []):
                 continue
-            here = resolve_run(cfg.model_name, cfg.data.label, raw=raw, profile=profile)
+            here = resolve_run(cfg.model_name, cfg.data.label, suite=suite, profile=profile)
         except TinyLMError:
             continue
         if not str(here.train.device).startswith("cuda") and here.train.max_time is None:
@@ -133,10 +133,10 @@ def command_here(run_dir: Path) -> tuple[str, RunConfig]:
 def train_command(run_dir: Path) -> str:
     """The `tinylm train` command that trains the config saved in `run_dir` again (into your working folder)."""
     cfg = read_config(run_dir)
-    raw = load_suite_file()
+    suite = load_suite_file()
     metrics = read_metrics(run_dir)
     claimed = None if metrics is None else metrics.profile
-    profiles = list(raw.get("profiles") or {})
+    profiles = list(suite.profiles)
     # the claimed profile first, then any profile whose config is exactly the run's (a run trained with --set
     # overrides that a profile later adopted), else the claimed one with the differences as --set
     candidates = ([claimed] if claimed in profiles else []) + [p for p in profiles if p != claimed] + [None]
@@ -146,8 +146,8 @@ def train_command(run_dir: Path) -> str:
 
     def base_of(profile: str | None) -> RunConfig:
         if cfg.data.path is not None:
-            return resolve_run(cfg.model_name, raw=raw, profile=profile, data=cfg.data)
-        return resolve_run(cfg.model_name, cfg.data.label, raw=raw, profile=profile)
+            return resolve_run(cfg.model_name, suite=suite, profile=profile, data=cfg.data)
+        return resolve_run(cfg.model_name, cfg.data.label, suite=suite, profile=profile)
 
     exact = [p for p in candidates if p is not None and _resolves(base_of, p, cfg)]
     profile = exact[0] if exact else (claimed if claimed in profiles else None)
