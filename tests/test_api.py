@@ -125,8 +125,8 @@ def test_suite_trains_the_runs_tinylm_suite_trains(tiny_suite, tmp_path, capsys)
     assert [(r.index, r.of, r.what, r.profile) for r in runs] == [(1, 2, "trained", "tiny"), (2, 2, "trained", "tiny")]
     assert {r.profile for r in shorter} == {"adhoc"} and all(r.config.train.max_steps == 4 for r in shorter)
     for r in runs + shorter:  # the same runs, trained by the same code: the same numbers
-        assert r.metrics["test_loglik"] == cli[r.run_dir.name]["test_loglik"]
-        assert r.metrics["profile"] == cli[r.run_dir.name]["profile"]
+        assert r.metrics.test_loglik == cli[r.run_dir.name]["test_loglik"]
+        assert r.metrics.profile == cli[r.run_dir.name]["profile"]
     assert {p.name for p in (tmp_path / "api" / "baselines").iterdir()} == \
         {p.name for p in (tmp_path / "cli" / "baselines").iterdir()}
     assert [r.what for r in tinylm.suite("tiny", **kw)] == ["skipped", "skipped"]

@@ -1,5 +1,5 @@
 """The package's structure as a contract: layers without cycles, no cycle-dodging imports, short
-functions, and committed runs that keep their ids."""
+functions, each module-level name defined once, and committed runs that keep their ids."""
 
 from __future__ import annotations
 
@@ -58,6 +58,28 @@ def test_no_function_is_longer_than_sixty_lines():
             if n > MAX_FUNCTION_LINES:
                 long.append(f"{path.relative_to(REPO)}:{fn.lineno} {fn.name} ({n} lines)")
     assert not long, long
+
+
+def _module_names(tree: ast.Module):
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield node.name
+        elif isinstance(node, ast.Assign):
+            yield from (t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            yield node.target.id
+
+
+def test_every_module_level_name_is_defined_once():
+    """One name, one concept: a function, class or constant defined at module level in two modules of the package
+    reads as the same thing in two places (import it from one instead, or name the two apart)."""
+    where: dict[str, list[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for name in _module_names(ast.parse(path.read_text())):
+            if not (name.startswith("__") and name.endswith("__")):
+                where.setdefault(name, []).append(str(path.relative_to(SRC)))
+    twice = {name: paths for name, paths in where.items() if len(paths) > 1}
+    assert not twice, twice
 
 
 def committed_runs() -> list[Path]:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from tinylm.experiments.figures import _bars_panel
-from tinylm.experiments.results import STILL_IMPROVING, Run
+from tinylm.experiments.results import STILL_IMPROVING, ReportRow
 from tinylm.experiments.tables import (
     FOOTNOTE,
     MARK,
@@ -23,7 +23,7 @@ from tinylm.experiments.tables import (
 from tinylm.run_metrics import RunMetrics
 
 
-def make_run(name: str, model: str, valid: list[float], test_ll: float, dataset: str = "ptb") -> Run:
+def make_run(name: str, model: str, valid: list[float], test_ll: float, dataset: str = "ptb") -> ReportRow:
     """A run evaluated every 100 steps with these valid losses."""
     history = [{"step": 100 * (i + 1), "tokens": 1000 * (i + 1), "flops": 1e9 * (i + 1), "valid_loss": v}
                for i, v in enumerate(valid)]
@@ -32,7 +32,7 @@ def make_run(name: str, model: str, valid: list[float], test_ll: float, dataset:
                          valid_loglik=-min(valid, default=9.0), best_valid_loss=min(valid, default=9.0),
                          test_loglik=test_ll, test_perplexity=2.718281828 ** -test_ll, test_bits=-test_ll / 0.693147,
                          unigram_test_loglik=-6.5, status="complete")
-    return Run(Path(name), metrics, {"model": {}, "train": {}}, history, profile="full")
+    return ReportRow(Path(name), metrics, {"model": {}, "train": {}}, history, profile="full")
 
 
 @pytest.mark.parametrize("valid, gain, rising", [
@@ -120,10 +120,10 @@ def test_the_lstm_reference_row_is_not_a_rung_of_the_ladder_of_complexity():
 def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on_two_cores():
     from tinylm.experiments.tables import training_time, training_time_sentence
 
-    def profile_times(runs: list[Run]) -> list[str]:
+    def profile_times(runs: list[ReportRow]) -> list[str]:
         return training_time_sentence(training_time(runs))
 
-    def timed(name: str, profile: str, seconds: float, device: str) -> Run:
+    def timed(name: str, profile: str, seconds: float, device: str) -> ReportRow:
         run = make_run(name, "mlp", FLAT, -5.0)
         run.metrics = dataclasses.replace(run.metrics, train_seconds=seconds, device=device)
         run.profile = profile

@@ -20,10 +20,11 @@ from tinylm.data.sources import SPLITS
 from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.fields import field_names, unknown_key_error
-from tinylm.generate.interactive import ResultsOnlyRun, check_sampling, generate_text, resolve_run_dir
+from tinylm.generate.interactive import check_sampling, generate_text
 from tinylm.models.registry import DEFAULT_MODEL, config_class
 from tinylm.recorder import forecast_run, train_run
 from tinylm.run_folders import LoadedRun, load_run, load_run_corpus, read_metrics, results_dir
+from tinylm.run_lookup import ResultsOnlyRun, resolve_run_dir
 from tinylm.run_metrics import RunMetrics
 from tinylm.suite_file import budget_resets, load_suite_file, resolve_run
 from tinylm.suite_plan import profile_label

@@ -40,16 +40,16 @@ from tinylm.generate.interactive import (
     Chat,
     check_sampling,
     describe,
-    duration,
     encode_prompt,
 )
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, model_names
 from tinylm.recorder import train_run
 from tinylm.run_folders import find_runs, read_metrics, reference_dir, results_dir, resume_config
+from tinylm.run_lookup import duration
 from tinylm.run_metrics import RunMetrics
 from tinylm.speed import run_bench, score_snapshots, summary_lines, time_to
 from tinylm.suite_file import SuiteFile, budget_resets, data_config, load_suite_file, model_rows, resolve_run
-from tinylm.suite_plan import ProfileLabels, SuiteRun
+from tinylm.suite_plan import PlannedRun, ProfileLabels
 from tinylm.suite_runner import SuiteResult, run_suite, train_baselines
 from tinylm.tensorboard_log import LOGGERS, check_logs
 from tinylm.training.evaluate import protocol_note
@@ -259,7 +259,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     values, sets = train_values(args)
     results = results_dir(args.results_dir)
 
-    def planned(runs: list[SuiteRun]) -> None:
+    def planned(runs: list[PlannedRun]) -> None:
         print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
         if args.jobs > 1:
             print(f"{min(args.jobs, len(runs))} runs at a time, each in a process of its own")

@@ -314,7 +314,7 @@ def list_runs(root: Path) -> list[tuple[Path, RunMetrics]]:
 
 
 @dataclass
-class FoundRun:
+class RunFolder:
     """A run directory, its metrics and where it lives: "yours" (the working folder) or "reference" (shipped)."""
 
     path: Path
@@ -339,7 +339,7 @@ class FoundRun:
         return f"{self.metrics.status}{shipped}"
 
 
-def find_runs(working: Path | None, reference: Path | None = None) -> list[FoundRun]:
+def find_runs(working: Path | None, reference: Path | None = None) -> list[RunFolder]:
     """Every run of your working folder, then every run of the shipped reference (if given); a run folder whose
     metrics.json is damaged is left out with a warning that names it and the reason."""
     roots = [(working, "yours")] if working is not None else []
@@ -348,7 +348,7 @@ def find_runs(working: Path | None, reference: Path | None = None) -> list[Found
     found = []
     for root, source in roots:
         good, bad = scan_runs(root)
-        found += [FoundRun(d, m, source) for d, m in good]
+        found += [RunFolder(d, m, source) for d, m in good]
         for d, why in bad:
             warnings.warn(f"skipped {d}: {why}", TinyLMWarning, stacklevel=2)
     return found
@@ -357,7 +357,7 @@ def find_runs(working: Path | None, reference: Path | None = None) -> list[Found
 class ResultsOnly(TinyLMError):
     """The best run asked for has results but no weights (a shipped reference run): it must be trained first."""
 
-    def __init__(self, run: FoundRun):
+    def __init__(self, run: RunFolder):
         super().__init__(f"the best {run.metrics.model} run on {run.metrics.dataset} ({run.path}) is "
                          f"{run.state}; train it first")
         self.run = run

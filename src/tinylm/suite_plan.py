@@ -16,7 +16,7 @@ from tinylm.suite_file import Profile, SuiteFile, data_config, resolve_run
 
 
 @dataclass
-class SuiteRun:
+class PlannedRun:
     """One planned run and what it varies."""
 
     config: RunConfig
@@ -60,16 +60,17 @@ def _size_windows(width: int | None, n_sizes: int, budgets: list[float]) -> list
 
 
 def _planned(suite: SuiteFile, prof: Profile, by_dataset: dict[str, list[str]], ablate: set[str],
-             ablations: dict[str, Any], train_values: dict[str, Any] | None, sets: list[str] | None) -> list[SuiteRun]:
+             ablations: dict[str, Any], train_values: dict[str, Any] | None,
+             sets: list[str] | None) -> list[PlannedRun]:
     """The runs of `by_dataset` ({dataset: [models]}) by a profile's recipe; one planned twice is an error."""
-    runs: list[SuiteRun] = []
+    runs: list[PlannedRun] = []
     seen: dict[str, str] = {}
     for ds, models in by_dataset.items():
         for model in models:
             for model_values, extra_sets, label in _variants(ds, model, prof, ablate, ablations):
                 cfg = resolve_run(model, ds, suite=suite, profile=prof.name, model_values=model_values,
                                   train_values=train_values, sets=extra_sets + list(sets or []))
-                run = SuiteRun(cfg, f"{ds} {model} {label}")
+                run = PlannedRun(cfg, f"{ds} {model} {label}")
                 digest = config_digest(cfg)
                 if digest in seen:
                     raise UsageError(f"{prof.origin} plans the same run twice ({seen[digest]}; {run.label}): "
@@ -87,7 +88,7 @@ def plan(
     axes: dict[str, dict[str, list[Any]]] | None = None,
     train_values: dict[str, Any] | None = None,
     sets: list[str] | None = None,
-) -> list[SuiteRun]:
+) -> list[PlannedRun]:
     """Every run of a profile, in order: dataset, model, ablation value or size, FLOP budget.
 
     Args:

@@ -17,9 +17,10 @@ from tinylm.data.corpus import resolve_data_config
 from tinylm.ngram import baseline_path, default_order, run_baseline
 from tinylm.recorder import train_run
 from tinylm.run_folders import results_dir
+from tinylm.run_metrics import RunMetrics
 from tinylm.run_pool import Job, train_in_parallel
 from tinylm.suite_file import SuiteFile
-from tinylm.suite_plan import ProfileLabels, SuiteRun, plan
+from tinylm.suite_plan import PlannedRun, ProfileLabels, plan
 from tinylm.tensorboard_log import check_logs
 
 
@@ -36,7 +37,7 @@ class SuiteResult:
     config: RunConfig
     profile: str
     """The profile it was recorded as ("adhoc" when options changed its config)."""
-    metrics: dict[str, Any]
+    metrics: RunMetrics
     run_dir: Path
     what: str
     """What happened: trained, resumed or skipped (as train_run says)."""
@@ -77,7 +78,7 @@ def run_suite(
     logs: tuple[str, ...] | list[str] = (),
     data_dir: str | Path | None = None,
     mirror: str | Path | None = None,
-    on_plan: Callable[[list[SuiteRun]], None] | None = None,
+    on_plan: Callable[[list[PlannedRun]], None] | None = None,
     on_baseline: Callable[[dict[str, Any]], None] | None = None,
     on_result: Callable[[SuiteResult], None] | None = None,
     announce: Callable[[dict[str, Any]], None] | None = None,
@@ -108,7 +109,7 @@ def run_suite(
     recorded = [labels.label(run.config, profile) for run in runs]
     done: list[SuiteResult] = []
 
-    def finished(i: int, metrics: dict[str, Any], run_dir: Path, what: str) -> None:
+    def finished(i: int, metrics: RunMetrics, run_dir: Path, what: str) -> None:
         run = runs[i - 1]
         done.append(SuiteResult(i, len(runs), run.label, run.config, recorded[i - 1], metrics, run_dir, what))
         if on_result:

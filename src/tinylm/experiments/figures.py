@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key  # noqa: E402
+from tinylm.experiments.results import MARK, STILL_IMPROVING, ReportRow, best_runs, dataset_key, model_key  # noqa: E402
 from tinylm.experiments.scaling_report import SCALING_PROFILES  # noqa: E402
 from tinylm.files import atomic_write  # noqa: E402
 from tinylm.models.registry import color, model_names  # noqa: E402
@@ -34,7 +34,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _loglik_curve(run: Run, x: str) -> tuple[list[float], list[float]]:
+def _loglik_curve(run: ReportRow, x: str) -> tuple[list[float], list[float]]:
     rows = [h for h in run.history if h.get("valid_loss") is not None and h.get(x)]
     return [h[x] for h in rows], [-h["valid_loss"] for h in rows]
 
@@ -46,7 +46,7 @@ def _kneser_ney(ax: plt.Axes, baselines: dict[str, dict[str, Any]], dataset: str
         ax.axhline(b[f"{split}_loglik"], color="black", ls="--", lw=1, label=f"{b['order']}-gram Kneser-Ney ({split})")
 
 
-def _curves_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselines: dict[str, Any]) -> None:
+def _curves_panel(ax: plt.Axes, best: dict[tuple[str, str], ReportRow], ds: str, baselines: dict[str, Any]) -> None:
     for (d, model), r in sorted(best.items(), key=lambda kv: model_key(kv[0][1])):
         if d == ds:
             ax.plot(*_loglik_curve(r, "tokens"), color=color(model),
@@ -58,7 +58,7 @@ def _curves_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, basel
     ax.grid(alpha=0.3)
 
 
-def _bars_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselines: dict[str, Any]) -> None:
+def _bars_panel(ax: plt.Axes, best: dict[tuple[str, str], ReportRow], ds: str, baselines: dict[str, Any]) -> None:
     models = [m for m in model_names() if (ds, m) in best]
     values = [best[(ds, m)].metrics.test_loglik for m in models]
     unigram = best[(ds, models[0])].metrics.unigram_test_loglik
@@ -90,7 +90,7 @@ def _bars_panel(ax: plt.Axes, best: dict[tuple[str, str], Run], ds: str, baselin
     ax.grid(alpha=0.3, axis="y")
 
 
-def _compute_panel(ax: plt.Axes, every: list[Run], ds: str, baselines: dict[str, Any]) -> None:
+def _compute_panel(ax: plt.Axes, every: list[ReportRow], ds: str, baselines: dict[str, Any]) -> None:
     shown = [r for r in every if r.dataset == ds]
     for r in shown:
         ax.scatter(r.metrics.train_flops, r.metrics.test_loglik, color=color(r.model),
@@ -108,7 +108,8 @@ def _compute_panel(ax: plt.Axes, every: list[Run], ds: str, baselines: dict[str,
     ax.grid(alpha=0.3, which="both")
 
 
-def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[str, Any], out: Path) -> Path:
+def architecture_comparison(runs: list[ReportRow], every: list[ReportRow], baselines: dict[str, Any],
+                            out: Path) -> Path:
     """Four panels on the first dataset (registry order): curves, best test scores, all runs vs compute, a table."""
     best = best_runs(runs)
     ds = min((d for d, _ in best), key=dataset_key)
@@ -132,10 +133,10 @@ def architecture_comparison(runs: list[Run], every: list[Run], baselines: dict[s
     return _save(fig, out / "architecture_comparison.png")
 
 
-def compute_trajectories(every: list[Run], axes_by_model: dict[str, str], baselines: dict[str, Any],
+def compute_trajectories(every: list[ReportRow], axes_by_model: dict[str, str], baselines: dict[str, Any],
                          out: Path) -> list[Path]:
     """Per dataset: valid log-likelihood against cumulative training FLOPs of every run (one labelled line each)."""
-    def order(r: Run) -> tuple:
+    def order(r: ReportRow) -> tuple:
         value = r.config.get("model", {}).get(axes_by_model.get(r.model, ""))
         return model_key(r.model), r.profile, value if isinstance(value, (int, float)) else 0, r.path.name
 
@@ -157,10 +158,10 @@ def compute_trajectories(every: list[Run], axes_by_model: dict[str, str], baseli
     return paths
 
 
-def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
+def ablations(runs: list[ReportRow], axes_by_model: dict[str, str], out: Path) -> list[Path]:
     """One figure per swept axis, from the runs of one profile (the one with the most values swept; never adhoc):
     runs of different profiles have different budgets and would not compare."""
-    by_profile: dict[tuple[str, str, str], dict[float, Run]] = defaultdict(dict)
+    by_profile: dict[tuple[str, str, str], dict[float, ReportRow]] = defaultdict(dict)
     for r in runs:
         key = axes_by_model.get(r.model)
         value = r.config.get("model", {}).get(key) if key else None
@@ -169,7 +170,7 @@ def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list
         group = by_profile[(r.dataset, r.model, r.profile)]
         if value not in group or r.metrics.selection_loss < group[value].metrics.selection_loss:
             group[value] = r
-    groups: dict[tuple[str, str], tuple[str, dict[float, Run]]] = {}
+    groups: dict[tuple[str, str], tuple[str, dict[float, ReportRow]]] = {}
     for (ds, model, profile), by_value in sorted(by_profile.items()):
         if len(by_value) > len(groups.get((ds, model), ("", {}))[1]):
             groups[(ds, model)] = (profile, by_value)
@@ -192,7 +193,7 @@ def ablations(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list
     return paths
 
 
-def run_curves(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> list[Path]:
+def run_curves(runs: list[ReportRow], axes_by_model: dict[str, str], out: Path) -> list[Path]:
     """One figure per run: train (mean since the last evaluation) and valid log-likelihood against tokens."""
     paths = []
     shipped = {r.path.name for r in runs if r.source == "reference"}
@@ -215,7 +216,7 @@ def run_curves(runs: list[Run], axes_by_model: dict[str, str], out: Path) -> lis
     return paths
 
 
-def draw_all(runs: list[Run], every: list[Run], axes_by_model: dict[str, str], baselines: dict[str, Any],
+def draw_all(runs: list[ReportRow], every: list[ReportRow], axes_by_model: dict[str, str], baselines: dict[str, Any],
              out: Path) -> list[Path]:
     """Every figure: the architecture comparison from the headline `runs`, the rest from `every` run but the scaling
     profile's (dozens per dataset, which the scaling figure draws)."""

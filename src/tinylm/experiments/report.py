@@ -23,7 +23,7 @@ from tinylm.errors import TinyLMError
 from tinylm.experiments.figures import draw_all
 from tinylm.experiments.findings import findings, findings_markdown
 from tinylm.experiments.headline_figure import headline_figure
-from tinylm.experiments.results import Run, best_runs, load_runs, model_key
+from tinylm.experiments.results import ReportRow, best_runs, load_runs, model_key
 from tinylm.experiments.scaling import Frontier
 from tinylm.experiments.scaling_figure import scaling_figure
 from tinylm.experiments.scaling_report import EXTENDED, scaling_frontiers, scaling_records, scaling_section
@@ -57,7 +57,7 @@ def targets(suite: SuiteFile) -> dict[tuple[str, str], float]:
     return {(ds, model): goal for ds, by_model in suite.targets.items() for model, goal in by_model.items()}
 
 
-def sample_texts(runs: list[Run]) -> dict[str, dict[str, str]]:
+def sample_texts(runs: list[ReportRow]) -> dict[str, dict[str, str]]:
     """The sample each best run wrote when it finished (samples.txt), per dataset and architecture."""
     out: dict[str, dict[str, str]] = {}
     for (ds, model), r in sorted(best_runs(runs).items()):
@@ -68,7 +68,7 @@ def sample_texts(runs: list[Run]) -> dict[str, dict[str, str]]:
     return out
 
 
-def headline(all_runs: list[Run], profile: str | None) -> tuple[list[Run], str | None]:
+def headline(all_runs: list[ReportRow], profile: str | None) -> tuple[list[ReportRow], str | None]:
     """The runs of the headline profile (default: full where it has runs, else every profiled run)."""
     if profile is None and any(r.profile == "full" for r in all_runs):
         profile = "full"
@@ -78,7 +78,7 @@ def headline(all_runs: list[Run], profile: str | None) -> tuple[list[Run], str |
     return runs, profile
 
 
-def report_data(all_runs: list[Run], runs: list[Run], profile: str | None, suite: SuiteFile,
+def report_data(all_runs: list[ReportRow], runs: list[ReportRow], profile: str | None, suite: SuiteFile,
                 baselines: dict[str, Any], fits: dict[str, dict[tuple[str, str], Frontier]]) -> dict[str, Any]:
     """Everything the report states, as one JSON-ready record (results.json); figures are added by the caller."""
     axes = ablation_axes(suite)
@@ -101,7 +101,7 @@ def report_data(all_runs: list[Run], runs: list[Run], profile: str | None, suite
     return data
 
 
-def _figures(data: dict[str, Any], runs: list[Run], all_runs: list[Run], suite: SuiteFile,
+def _figures(data: dict[str, Any], runs: list[ReportRow], all_runs: list[ReportRow], suite: SuiteFile,
              fits: dict[str, dict[tuple[str, str], Frontier]], out: Path) -> list[Path]:
     """Every figure of the report, stale ones of an earlier report removed."""
     folder = out / "figures"
@@ -158,7 +158,7 @@ def write_report(
     return written + paths
 
 
-def scaling_figures(frontiers: dict[tuple[str, str], Frontier], every: list[Run], baselines: dict[str, Any],
+def scaling_figures(frontiers: dict[tuple[str, str], Frontier], every: list[ReportRow], baselines: dict[str, Any],
                     out: Path, suffix: str = "", note: str = "") -> list[Path]:
     """One scaling figure per dataset with fitted scaling runs (scaling_<dataset><suffix>.png, `note` in its
     titles)."""
@@ -170,7 +170,7 @@ def scaling_figures(frontiers: dict[tuple[str, str], Frontier], every: list[Run]
     return paths
 
 
-def results_markdown(data: dict[str, Any], all_runs: list[Run], axes: dict[str, str], reference: bool) -> str:
+def results_markdown(data: dict[str, Any], all_runs: list[ReportRow], axes: dict[str, str], reference: bool) -> str:
     """RESULTS.md from the report's data: the findings and headline figure, the tables, the scaling section (only
     with scaling runs), targets, the other figures and samples."""
     shipped = sum(r.source == "reference" for r in all_runs)

@@ -12,7 +12,7 @@ from typing import Any
 from tinylm.data.sources import DATASETS, dataset_order, registered_base
 from tinylm.errors import TinyLMError, TinyLMWarning
 from tinylm.models.registry import model_names
-from tinylm.run_folders import FoundRun, find_runs, read_config
+from tinylm.run_folders import RunFolder, find_runs, read_config
 from tinylm.run_metrics import RunMetrics
 from tinylm.suite_file import SuiteFile
 from tinylm.suite_plan import ADHOC, ProfileLabels
@@ -36,7 +36,7 @@ MARK = "†"
 
 
 @dataclass
-class Run:
+class ReportRow:
     """A finished run as the report sees it."""
 
     path: Path
@@ -123,7 +123,7 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     return history
 
 
-def _as_run(found: FoundRun, labels: ProfileLabels) -> Run | None:
+def _as_run(found: RunFolder, labels: ProfileLabels) -> ReportRow | None:
     """The report's view of a run, or None (with a warning naming it) if its config.yaml cannot be read."""
     try:
         cfg = read_config(found.path)
@@ -131,10 +131,10 @@ def _as_run(found: FoundRun, labels: ProfileLabels) -> Run | None:
         warnings.warn(f"skipped {found.path}: {e}", TinyLMWarning, stacklevel=2)
         return None
     profile = labels.label(cfg, found.metrics.profile)
-    return Run(found.path, found.metrics, cfg.to_dict(), _read_history(found.path), found.source, profile)
+    return ReportRow(found.path, found.metrics, cfg.to_dict(), _read_history(found.path), found.source, profile)
 
 
-def load_runs(working: Path | None, reference: Path | None, suite: SuiteFile) -> list[Run]:
+def load_runs(working: Path | None, reference: Path | None, suite: SuiteFile) -> list[ReportRow]:
     """Every finished run of your working folder and of the shipped reference, each labelled with its source and
     its profile (by the suite file), sorted by dataset, model and name."""
     found = find_runs(working, reference)
@@ -145,9 +145,9 @@ def load_runs(working: Path | None, reference: Path | None, suite: SuiteFile) ->
     return runs
 
 
-def best_runs(runs: list[Run]) -> dict[tuple[str, str], Run]:
+def best_runs(runs: list[ReportRow]) -> dict[tuple[str, str], ReportRow]:
     """(dataset, model) -> its best run by the one rule of `RunMetrics.selection_loss` (full valid split)."""
-    best: dict[tuple[str, str], Run] = {}
+    best: dict[tuple[str, str], ReportRow] = {}
     for r in runs:
         key = (r.dataset, r.model)
         if key not in best or r.metrics.selection_loss < best[key].metrics.selection_loss:

@@ -8,7 +8,7 @@ from itertools import combinations
 from typing import Any
 
 from tinylm.experiments.crossover import Comparison, compare
-from tinylm.experiments.results import Run, dataset_key, model_key
+from tinylm.experiments.results import ReportRow, dataset_key, model_key
 from tinylm.experiments.scaling import RESAMPLES, Frontier, compute_for_loss, fit_frontier
 
 SCALING = "scaling"
@@ -20,19 +20,19 @@ SCALING_PROFILES = (SCALING, SCALING_GPU)
 """Dozens of runs per dataset: their fits say what they show, not the tables and figures of single runs."""
 
 
-def budget_of(r: Run) -> float | None:
+def budget_of(r: ReportRow) -> float | None:
     value = r.config.get("train", {}).get("max_flops")
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def scaling_frontiers(runs: list[Run], extended: bool = False) -> dict[tuple[str, str], Frontier]:
+def scaling_frontiers(runs: list[ReportRow], extended: bool = False) -> dict[tuple[str, str], Frontier]:
     """{(dataset, model): its fitted frontier} from the CPU runs of the scaling profile (validation loss on the full
     split against parameters, per FLOP budget); `extended`: with the GPU extension's runs too, for the architectures
     it trained ({} without them)."""
-    def counted(r: Run) -> bool:
+    def counted(r: ReportRow) -> bool:
         return (r.profile == SCALING and not r.on_gpu) or (extended and r.profile == SCALING_GPU)
 
-    groups: dict[tuple[str, str], list[Run]] = {}
+    groups: dict[tuple[str, str], list[ReportRow]] = {}
     for r in runs:
         if counted(r) and budget_of(r) and r.metrics.valid_loss is not None:
             groups.setdefault((r.dataset, r.model), []).append(r)

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from tinylm.device import threads_in
-from tinylm.experiments.results import MARK, STILL_IMPROVING, Run, best_runs, dataset_key, model_key
+from tinylm.experiments.results import MARK, STILL_IMPROVING, ReportRow, best_runs, dataset_key, model_key
 from tinylm.experiments.scaling import Frontier
 from tinylm.experiments.scaling_report import SCALING_PROFILES, flops_to_target
 from tinylm.models.registry import ladder_names, model_names
@@ -20,15 +20,15 @@ FOOTNOTE = (f"{MARK} *still improving*: its valid log-likelihood rose by more th
             "last tenth of its training,\nso its budget, not its architecture, decided where it ended.")
 
 
-def _mark(r: Run) -> str:
+def _mark(r: ReportRow) -> str:
     return f" {MARK}" if r.still_improving else ""
 
 
-def _footnote(runs: list[Run]) -> list[str]:
+def _footnote(runs: list[ReportRow]) -> list[str]:
     return ["", FOOTNOTE] if any(r.still_improving for r in runs) else []
 
 
-def compute_fit(runs: list[Run], dataset: str, model: str) -> tuple[float, float, int] | None:
+def compute_fit(runs: list[ReportRow], dataset: str, model: str) -> tuple[float, float, int] | None:
     """(a, b, n) of test LL = a + b * log10(training FLOPs), fitted to the runs of `model` on `dataset` that improve on
     every cheaper run (the compute frontier), its three most expensive points only: returns diminish with compute,
     so the steep start of the curve would promise too much. None with fewer than two such runs."""
@@ -49,7 +49,7 @@ def compute_fit(runs: list[Run], dataset: str, model: str) -> tuple[float, float
     return (my - b * mx, b, len(frontier)) if b > 0 else None
 
 
-def target_records(runs: list[Run], goals: dict[tuple[str, str], float], every: list[Run] | None = None,
+def target_records(runs: list[ReportRow], goals: dict[tuple[str, str], float], every: list[ReportRow] | None = None,
                    frontiers: dict[tuple[str, str], Frontier] | None = None) -> list[dict[str, Any]]:
     """Each target beside the best test log-likelihood reached (best on valid among `runs`) and, when missed, the
     training FLOPs it would take: by the scaling fit of the architecture where the scaling profile ran (with its
@@ -85,7 +85,7 @@ def target_table(records: list[dict[str, Any]], scaled: bool) -> list[str]:
     return lines + [""]
 
 
-def _flops_needed(runs: list[Run], best: Run, goal: float,
+def _flops_needed(runs: list[ReportRow], best: ReportRow, goal: float,
                   frontiers: dict[tuple[str, str], Frontier] | None) -> dict[str, Any]:
     """The training FLOPs a missed target of `best`'s row would need: the scaling fit where there is one (with
     `best`'s own test − valid gap), else the old line (named as such whenever scaling fits exist elsewhere)."""
@@ -111,7 +111,7 @@ def _fmt_time(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def row(r: Run, axes: dict[str, str]) -> dict[str, Any]:
+def row(r: ReportRow, axes: dict[str, str]) -> dict[str, Any]:
     """The JSON row of a run in results.json."""
     m = r.metrics
     gain = r.last_tenth_gain
@@ -126,14 +126,14 @@ def row(r: Run, axes: dict[str, str]) -> dict[str, Any]:
             "last_tenth_valid_gain": None if gain is None else round(gain, 5), "still_improving": r.still_improving}
 
 
-def _cell(r: Run) -> dict[str, Any]:
+def _cell(r: ReportRow) -> dict[str, Any]:
     m = r.metrics
     return {"run": r.path.name, "source": r.source, "params": m.params, "test_loglik": m.test_loglik,
             "test_perplexity": m.test_perplexity, "valid_loglik": m.valid_loglik, "train_flops": m.train_flops,
             "tokens_trained": m.tokens_trained, "still_improving": r.still_improving}
 
 
-def summary(runs: list[Run], baselines: dict[str, dict[str, Any]], profile: str | None) -> dict[str, Any]:
+def summary(runs: list[ReportRow], baselines: dict[str, dict[str, Any]], profile: str | None) -> dict[str, Any]:
     """The best-on-valid run per architecture and dataset of `runs` (one profile's), with the unigram and n-gram
     levels: the record behind a summary table (results.json)."""
     best = best_runs(runs)
@@ -179,7 +179,7 @@ def joined(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def kneser_ney_verdicts(best: dict[tuple[str, str], Run], baselines: dict[str, dict[str, Any]],
+def kneser_ney_verdicts(best: dict[tuple[str, str], ReportRow], baselines: dict[str, dict[str, Any]],
                         datasets: list[str]) -> list[str]:
     """One line per dataset: which of the architectures run there clearly beat the n-gram model, and which not."""
     lines = []
@@ -224,7 +224,7 @@ def _verdict(ds: str, name: str, present: list[str], beat: list[str], pending: l
     return text + (f"; {wait}" if wait else "")
 
 
-def valid_test_gaps(best: dict[tuple[str, str], Run], datasets: list[str]) -> list[str]:
+def valid_test_gaps(best: dict[tuple[str, str], ReportRow], datasets: list[str]) -> list[str]:
     """How much lower test scores than valid for the best runs of each dataset (the splits differ in difficulty)."""
     lines = []
     for ds in datasets:
@@ -244,13 +244,13 @@ def valid_test_gaps(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
     return lines
 
 
-def _budget_note(r: Run) -> str:
+def _budget_note(r: ReportRow) -> str:
     epochs = r.epochs()
     seen = f"{epochs:.1f} epochs" if epochs is not None else f"{r.metrics.tokens_trained or 0:,} tokens"
     return f"{r.model} saw {seen}{' and was still improving when its budget ended' if r.still_improving else ''}"
 
 
-def order_surprises(best: dict[tuple[str, str], Run], datasets: list[str]) -> list[str]:
+def order_surprises(best: dict[tuple[str, str], ReportRow], datasets: list[str]) -> list[str]:
     """Where a simpler architecture (a lower rung of the ladder, models/registry.py) clearly beats a more complex
     one, with each run's budget: the comparison may be decided by compute rather than by the architectures."""
     lines = []
@@ -271,14 +271,14 @@ def order_surprises(best: dict[tuple[str, str], Run], datasets: list[str]) -> li
     return lines
 
 
-def every_run_table(runs: list[Run], axes: dict[str, str]) -> list[str]:
+def every_run_table(runs: list[ReportRow], axes: dict[str, str]) -> list[str]:
     """One row per run, grouped by dataset, model and ablation value; a source column when sources mix."""
     sources = len({r.source for r in runs}) > 1
     head = "| dataset | model | setting | profile | " + ("source | " if sources else "") + \
         "params | test LL | test ppl | bits | tokens | train FLOPs | train time | tokens/s |"
     lines = ["### Every run", "", head, "|---|---|---|---|" + ("---|" if sources else "") + "---:|" * 8]
 
-    def order(r: Run) -> tuple:
+    def order(r: ReportRow) -> tuple:
         value = r.config.get("model", {}).get(axes.get(r.model, ""))
         return (dataset_key(r.dataset), model_key(r.model), value if isinstance(value, (int, float)) else 0,
                 r.metrics.train_flops or 0, r.path.name, r.source)
@@ -294,7 +294,7 @@ def every_run_table(runs: list[Run], axes: dict[str, str]) -> list[str]:
     return lines + _footnote(runs)
 
 
-def training_time(every: list[Run]) -> list[dict[str, Any]]:
+def training_time(every: list[ReportRow]) -> list[dict[str, Any]]:
     """Per profile (and device kind): its runs' training time summed (evaluation excluded), and on the CPU the core
     time too (seconds x threads), which is what a profile's budget on a 2-core machine is about: runs trained on
     one core each, two at a time, take half their summed time. On a GPU, where runs share the card, the wall-clock
@@ -332,7 +332,7 @@ def training_time_sentence(records: list[dict[str, Any]]) -> list[str]:
             + "; ".join(parts) + "."] if parts else []
 
 
-def _span(group: list[Run]) -> float | None:
+def _span(group: list[ReportRow]) -> float | None:
     """Seconds from the first run's start to the last run's end, by the wall-clock times of their histories."""
     if not all(r.history for r in group):
         return None
@@ -346,13 +346,13 @@ def _fmt_hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 5400 else _fmt_time(seconds)
 
 
-def accelerator_groups(every: list[Run], headline: str | None) -> list[tuple[str, list[Run]]]:
+def accelerator_groups(every: list[ReportRow], headline: str | None) -> list[tuple[str, list[ReportRow]]]:
     """Profiles run on a GPU (other than the headline), each summarised on its own: never mixed with CPU budgets."""
     names = sorted({r.profile for r in every if r.on_gpu and r.profile not in (headline, ADHOC, *SCALING_PROFILES)})
     return [(name, [r for r in every if r.profile == name and r.on_gpu]) for name in names]
 
 
-def headline_notes(runs: list[Run], baselines: dict[str, dict[str, Any]]) -> list[str]:
+def headline_notes(runs: list[ReportRow], baselines: dict[str, dict[str, Any]]) -> list[str]:
     """What the headline runs show: the Kneser-Ney verdicts, architectures out of their expected order, and the
     valid/test gap of each dataset (one sentence each)."""
     best = best_runs(runs)
@@ -361,7 +361,7 @@ def headline_notes(runs: list[Run], baselines: dict[str, dict[str, Any]]) -> lis
         valid_test_gaps(best, datasets)
 
 
-def gpu_summaries(every: list[Run], headline: str | None, baselines: dict[str, dict[str, Any]]
+def gpu_summaries(every: list[ReportRow], headline: str | None, baselines: dict[str, dict[str, Any]]
                   ) -> list[dict[str, Any]]:
     """The summary of each profile run on a GPU (other than the headline), with the devices it ran on."""
     out = []
@@ -372,7 +372,7 @@ def gpu_summaries(every: list[Run], headline: str | None, baselines: dict[str, d
     return out
 
 
-def markdown_tables(data: dict[str, Any], every: list[Run], axes: dict[str, str]) -> str:
+def markdown_tables(data: dict[str, Any], every: list[ReportRow], axes: dict[str, str]) -> str:
     """The summary tables of the report's `data` (the headline and each GPU profile), what they show, the table
     of every run but the scaling profiles', the training time and how the numbers were measured."""
     notes = data["headline"]["notes"]
