@@ -22,6 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+
 RUNS = [("tinyshakespeare", m) for m in ("linear", "mlp", "attention", "transformer", "lstm")] + [
     ("ptb", "transformer"), ("ptb", "lstm")]
 ARGS = ["--quick", "--max-steps", "50", "--set", "train.eval_interval=20", "--set", "train.eval_tokens=4096",
@@ -38,6 +41,20 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
 
 
+def _checkpoint(path: Path) -> str:
+    """A digest of a resume checkpoint's tensors and metadata, less its clock (the state's seconds)."""
+    if not path.is_file():
+        return "missing"
+    digest = hashlib.sha256()
+    with safe_open(path, "pt") as f:
+        meta = json.loads(f.metadata()["json"])
+        meta["state"] = _stable(meta["state"])
+        digest.update(json.dumps(meta, sort_keys=True).encode())
+        for key in sorted(f.keys()):
+            digest.update(key.encode() + f.get_tensor(key).flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def record(results: Path) -> dict[str, dict]:
     """Train every run of RUNS under `results` and describe each."""
     out = {}
@@ -52,7 +69,7 @@ def record(results: Path) -> dict[str, dict]:
             "metrics": _stable(metrics),
             "history": hashlib.sha256(json.dumps([_stable(h) for h in history]).encode()).hexdigest(),
             "weights": _sha(run / "model.safetensors"),
-            "last": _sha(run / "last" / "checkpoint.safetensors"),
+            "last": _checkpoint(run / "last" / "checkpoint.safetensors"),
             "samples": _sha(run / "samples.txt"),
         }
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,11 @@ def test_every_committed_run_keeps_its_id(run_dir):
     """The run id is a digest of the resolved config: reading a committed config.yaml back and naming it again
     gives its folder's name (a changed default or field order would rename every committed run)."""
     assert run_id(read_config(run_dir)) == run_dir.name
+
+
+def test_the_command_line_loads_a_command_only_when_it_runs():
+    # `tinylm train` starts in the time of `import torch`: the report's matplotlib and scipy stay unloaded
+    code = ("import sys, tinylm.cli, tinylm.commands.train, tinylm.commands.data; "
+            "print([m for m in ('matplotlib', 'scipy', 'tinylm.experiments', 'tinylm.commands.report') "
+            "if m in sys.modules])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

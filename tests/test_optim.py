@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -125,3 +129,36 @@ def test_make_optimizer_steps_on_cpu():
             assert torch.allclose(p, before[n] * (1 - 1e-2 * 0.5))
         else:
             assert torch.equal(p, before[n])
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_the_optimizer_updates_exactly_as_torchs_own_and_restores_its_state(name):
+    cfg = TrainConfig(optimizer=name, learning_rate=1e-2, weight_decay=0.1)
+    ours_model = build_model("transformer", dict(CONFIGS["transformer"]))
+    stock_model = build_model("transformer", dict(CONFIGS["transformer"]))
+    stock_model.load_state_dict(ours_model.state_dict())
+    ours = make_optimizer(ours_model, cfg, torch.device("cpu"))
+    kind = torch.optim.SGD if name == "sgd" else torch.optim.AdamW
+    settings = {k: v for k, v in ours.defaults.items() if k in inspect.signature(kind).parameters}
+    stock = kind(param_groups(stock_model, cfg.weight_decay), **settings)
+    ours_model.eval(), stock_model.eval()  # no dropout: the same gradients in both
+    x = torch.randint(0, 50, (4, 16))
+    for _ in range(3):
+        for model, opt in ((ours_model, ours), (stock_model, stock)):
+            opt.zero_grad()
+            out = model(x)
+            (out[0] if isinstance(out, tuple) else out).float().square().mean().backward()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours_model.parameters(), stock_model.parameters(), strict=True))
+    again = make_optimizer(ours_model, cfg, torch.device("cpu"))
+    again.load_state_dict(ours.state_dict())
+    assert str(again.state_dict()) == str(ours.state_dict())
+
+
+def test_a_training_step_does_not_import_torch_dynamo():
+    # torch's optimizer wrappers import torch._dynamo on first call (over a second) only to leave a compile trace
+    code = ("import sys, torch; from tinylm.config import TrainConfig; from tinylm.training.optim import "
+            "make_optimizer; m = torch.nn.Linear(4, 4); o = make_optimizer(m, TrainConfig(), torch.device('cpu')); "
+            "m(torch.randn(2, 4)).sum().backward(); o.step(); o.zero_grad(); o.load_state_dict(o.state_dict()); "
+            "print('torch._dynamo' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -38,7 +38,12 @@ def test_bench_writes_every_figure(tmp_path):
     assert report["evaluation"]["tokens"] == 111_539
     assert {"cached", "uncached", "full_window", "speedup", "speedup_vs_full_window"} <= set(report["generation"])
     assert "cache_load" in report and "time_to_target" not in report  # quick: no 5-minute sprint
+    start = report["start_time"]
+    assert start["command"].startswith("tinylm train") and len(start["samples"]["first_step"]) == start["repeats"]
+    assert start["ratio"] == pytest.approx(start["first_step_seconds"] / start["import_torch_seconds"], abs=1e-3)
+    assert start["first_step_seconds"] > 0 and start["import_torch_seconds"] > 0
     lines = summary_lines(report)
+    assert any(line.startswith("start-up") and f"{start['ratio']:.2f}x" in line for line in lines)
     assert any(line.startswith("fp32 matmul peak") for line in lines)
     assert any(line.startswith("attention") and f"{row['mfu']:.1%}" in line for line in lines)
 

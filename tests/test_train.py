@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from tinylm import recorder as runner_mod
 from tinylm.config import DataConfig
-from tinylm.errors import TinyLMError
+from tinylm.errors import Interrupted, TinyLMError
 from tinylm.models import build_model
 from tinylm.recorder import train_run
 from tinylm.run_folders import RunLock, load_run, read_metrics
@@ -23,7 +23,6 @@ from tinylm.run_metrics import FIELDS
 from tinylm.suite_file import SuiteFile, resolve_run
 from tinylm.training import trainer as trainer_mod
 from tinylm.training.evaluate import evaluate, protocol_window
-from tinylm.training.loop import Interrupted
 
 TINY_MODELS = {
     "linear": ["model.context_length=4"],

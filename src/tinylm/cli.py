@@ -19,41 +19,28 @@ ablation flags and dataset names come from the registries.
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import os
 import sys
 import warnings
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from tinylm import distributed
-from tinylm.api import find, load
-from tinylm.config import DataConfig, RunConfig, TrainConfig
+from tinylm.commands import TRAIN_FLAGS, number, sweep_dest
+from tinylm.config import TrainConfig
 from tinylm.data import sources
-from tinylm.data.corpus import describe_dataset, load_corpus
-from tinylm.device import pick_device
-from tinylm.errors import TinyLMError, UsageError, os_error_line
-from tinylm.experiments.report import write_report
-from tinylm.export import FORMATS, export_hf
+from tinylm.errors import Interrupted, TinyLMError, os_error_line
+from tinylm.export import FORMATS
 from tinylm.fields import field_docs
-from tinylm.generate.interactive import (
-    Chat,
-    check_sampling,
-    describe,
-    encode_prompt,
-)
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, model_names
-from tinylm.recorder import train_run
-from tinylm.run_folders import find_runs, read_metrics, reference_dir, results_dir, resume_config
-from tinylm.run_lookup import duration
-from tinylm.run_metrics import RunMetrics
-from tinylm.speed import run_bench, score_snapshots, summary_lines, time_to
-from tinylm.suite_file import SuiteFile, budget_resets, data_config, load_suite_file, model_rows, resolve_run
-from tinylm.suite_plan import PlannedRun, ProfileLabels
-from tinylm.suite_runner import SuiteResult, run_suite, train_baselines
-from tinylm.tensorboard_log import LOGGERS, check_logs
-from tinylm.training.evaluate import protocol_note
-from tinylm.training.loop import Interrupted
+from tinylm.tensorboard_log import LOGGERS
+
+
+def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """The function `name` of tinylm.commands.<module>, imported when the command runs: a command loads only what
+    it uses (`tinylm train` never imports matplotlib, and refuses a run in use before it loads any data)."""
+    return lambda args: getattr(importlib.import_module(f"tinylm.commands.{module}"), name)(args)
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,11 +67,6 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -96,10 +78,6 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", help="local folder with the dataset files (default $TINYLM_DATA_MIRROR)")
 
 
-#: TrainConfig fields with a flag of their own (help texts are the fields' docstrings), and the flag's type.
-TRAIN_FLAGS = {"epochs": _number, "max_steps": int, "max_tokens": int, "max_flops": _number, "max_time": _number,
-               "batch_size": int, "learning_rate": _number, "seed": int, "device": str, "precision": str,
-               "compile": bool}
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -121,294 +99,56 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="also log to tensorboard (<run dir>/tensorboard; extra: pip install -e \".[tensorboard]\")")
 
 
-def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    """Training values given on the command line, and `--set` resets: a budget given there replaces the file's."""
-    values = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
-    return values, budget_resets(values)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # subcommands
 
 
-def cmd_data(args: argparse.Namespace) -> int:
-    if args.action == "download":
-        names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
-        for name in names:
-            fetched = sources.fetch_dataset(name, args.data_dir, args.mirror, quiet=args.quiet)
-            for _, (path, origin) in fetched.items():
-                print(f"{path}  ok (sha256 verified; from {origin})")
-        return 0
-
-    names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
-    suite = load_suite_file() if args.name not in (None, "all") else SuiteFile()
-    for name in names:
-        entry = data_config(suite, name) if name in suite.data else None  # e.g. wikitext2-10k
-        base = entry.name if entry else sources.canonical_name(name)
-        max_vocab = args.max_vocab if args.max_vocab is not None else (entry.max_vocab if entry else None)
-        print("\n".join(describe_dataset(DataConfig(name=base, max_vocab=max_vocab), args.data_dir, args.mirror)))
-    return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    data, vocab, rows = model_rows(load_suite_file(args.config), args.dataset, args.model, args.set)
-    header = f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}"
-    print(f"{header}  config ({data.label}, V={vocab})")
-    for row in rows:
-        print(f"{row.name:<12} {row.params:>12,} {row.flops_per_token:>16,.0f} {row.train_flops_per_token:>18,.0f}  "
-              f"{row.settings}")
-        for part, n in row.breakdown.items() if args.breakdown else ():
-            print(f"{'':<14}{part:<20} {n:>12,}")
-    return 0
 
 
-def _resolve_from_args(args: argparse.Namespace, model: str, suite: SuiteFile, profile: str | None) -> RunConfig:
-    values, sets = train_values(args)
-    data = None
-    if getattr(args, "data", None):
-        path = Path(args.data).resolve()
-        data = DataConfig(name=path.stem or "text", level=args.level, path=str(path))
-    elif getattr(args, "level", None):
-        raise UsageError("--level applies to --data files only; registered datasets have a fixed level")
-    return resolve_run(model, args.dataset, suite=suite, profile=profile, train_values=values, data=data,
-                       sets=sets + list(args.set or []))
 
 
-def _print_result(m: RunMetrics, run_dir: Path, what: str) -> None:
-    if not distributed.world().main:
-        return
-    tl, ppl, tps = m.test_loglik, m.test_perplexity, m.tokens_per_second
-    quality = "no test score" if tl is None else f"test LL {tl:.4f} nats/token, ppl {ppl:.2f}"
-    speed = f"{tps:,.0f} tok/s" if tps else "-"
-    print(
-        f"{what:<8} {m.model:<11} {m.dataset:<16} {quality}, {m.params or 0:,} params, "
-        f"{m.train_flops or 0:.2e} FLOPs, {speed}, {m.train_seconds or 0:.0f} s -> {run_dir}"
-    )
 
 
-def announce(info: dict[str, Any]) -> None:
-    """One line before training: what will be trained, and how long it should take here."""
-    what = f"{info['tokens']:,} tokens ({info['steps']:,} steps of {info['batch_size']} x {info['seq_len']})" \
-        if info["tokens"] is not None else f"{duration(info['max_time'])} of training (time budget)"
-    start = f"resuming {info['model']} on {info['dataset']} at step {info['from_step']:,}" if info["from_step"] else \
-        f"training {info['model']} on {info['dataset']}"
-    total = info["train_seconds"] + info["eval_seconds"]
-    print(f"{start}: {info['params']:,} params, {what}{', bf16 autocast' if info.get('bf16') else ''}; expect "
-          f"~{duration(total)} here ({info['tokens_per_second']:,.0f} tokens/s measured for 2 s; "
-          f"{duration(info['eval_seconds'])} of it evaluation)", flush=True)
-    if info.get("bf16") and not info.get("bf16_native"):
-        print("note: this run trains in bf16 autocast, which this machine has no native instructions for (AVX-512 "
-              "bf16, AMX or a bf16 GPU), so it may train slower than fp32; --precision fp32 trains it in fp32 "
-              "(a different run)", flush=True)
 
 
-def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any]]]:
-    """The runs `tinylm train` asked for, as (config, train_run keywords), checked for every user mistake."""
-    common = {"quiet": args.quiet, "data_dir": args.data_dir, "mirror": args.mirror,
-              "snapshot_every": args.snapshot_every, "announce": announce, "logs": check_logs(args.log)}
-    if args.resume:
-        run_dir = Path(args.resume)
-        if args.model or args.data or args.profile or args.quick or args.config:
-            raise UsageError("--resume takes the saved config; drop --model, --data, --profile, --quick and --config")
-        values, resets = train_values(args)
-        asked = resume_config(run_dir, values, resets + list(args.set or []))
-        return [(asked, {**common, "results": run_dir.parent, "resume": True, "run_dir": run_dir,
-                         "profile": _saved_profile(run_dir)})]
-    results = results_dir(args.results_dir)
-    suite = load_suite_file(args.config)
-    labels = ProfileLabels(suite)
-    models = model_names() if args.model == "all" else [args.model or DEFAULT_MODEL]
-    jobs = []
-    for model in models:
-        cfg = _resolve_from_args(args, model, suite, _profile(args))
-        jobs.append((cfg, {**common, "results": results, "run_name": args.run_name if len(models) == 1 else None,
-                           "force": args.force, "profile": labels.label(cfg, _profile(args))}))
-    return jobs
 
 
-def _saved_profile(run_dir: Path) -> str | None:
-    """The profile label a run was trained with (None if it has no metrics yet)."""
-    metrics = read_metrics(run_dir)
-    return None if metrics is None else metrics.profile
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    jobs = _train_jobs(args)
-    if args.nproc is not None and distributed.world().size == 1:
-        # Every mistake that can be found here is reported here, once, before any process starts.
-        for cfg, kw in jobs:
-            pick_device(cfg.train.device)
-            distributed.check_batch(cfg.train.batch_size, args.nproc)
-            load_corpus(cfg.data, kw["data_dir"], kw["mirror"], quiet=args.quiet)  # downloads and tokenizes once
-        return distributed.launch(args.nproc, args.argv)
-    for cfg, kw in jobs:
-        metrics, run_dir, what = train_run(cfg, **kw)
-        _print_result(metrics, run_dir, what)
-    return 0
 
 
-def _profile(args: argparse.Namespace) -> str | None:
-    return "quick" if getattr(args, "quick", False) else getattr(args, "profile", None)
 
 
-def cmd_suite(args: argparse.Namespace) -> int:
-    profile = "quick" if args.quick else args.profile
-    axes = {name: {spec.sweep_field: getattr(args, _sweep_dest(name))} for name, spec in MODELS.items()
-            if spec.sweep_flag and getattr(args, _sweep_dest(name), None)}
-    only = args.only or ([args.model] if args.model and args.model != "all" else None)
-    values, sets = train_values(args)
-    results = results_dir(args.results_dir)
-
-    def planned(runs: list[PlannedRun]) -> None:
-        print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
-        if args.jobs > 1:
-            print(f"{min(args.jobs, len(runs))} runs at a time, each in a process of its own")
-
-    def finished(r: SuiteResult) -> None:
-        _print_result(r.metrics, r.run_dir, f"[{r.index}/{r.of}] {r.what}")
-
-    run_suite(load_suite_file(args.config), profile, only=only, datasets=args.dataset, axes=axes or None,
-              train_values=values, sets=sets + list(args.set or []), results=results, jobs=args.jobs,
-              quiet=args.quiet, logs=args.log, data_dir=args.data_dir, mirror=args.mirror,
-              on_plan=planned, on_baseline=_print_baseline, on_result=finished, announce=announce)
-    return 0
 
 
-def _print_baseline(b: dict[str, Any]) -> None:
-    print(f"baseline {b['model']:<15} {b['dataset']:<16} test LL {b['test_loglik']:.4f} nats/token, "
-          f"ppl {b['test_perplexity']:.2f} ({b['seconds']:.1f} s)")
 
 
-def cmd_baseline(args: argparse.Namespace) -> int:
-    if args.order is not None and args.order < 2:
-        raise UsageError(f"--order must be at least 2 (got {args.order})")
-    suite = load_suite_file(args.config)
-    train_baselines([data_config(suite, d) for d in args.dataset], args.results_dir, args.order, args.data_dir,
-                    args.mirror, on_baseline=_print_baseline)
-    return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    if args.snapshots:
-        return _eval_snapshots(args)
-    if args.target is not None:
-        raise UsageError("--target applies with --snapshots only")
-    run = load(args.run_dir)
-    result = run.evaluate(args.split, stride=args.stride, device=args.device, data_dir=args.data_dir,
-                          mirror=args.mirror)
-    out = {"run": str(args.run_dir), "split": args.split, **result.as_dict(args.split), "stride": result.stride,
-           "window": result.window}
-    if args.json:
-        print(json.dumps(out))
-    else:
-        print(f"{args.split}: loglik {result.loglik:.4f} nats/token, perplexity {result.perplexity:.3f}, "
-              f"{result.bits:.4f} bits/token over {result.tokens:,} tokens (the first token of the split has no "
-              f"context and is not scored)")
-        print(protocol_note(run.model, result.window, result.stride))
-    return 0
 
 
-def _eval_snapshots(args: argparse.Namespace) -> int:
-    if args.stride is not None:
-        raise UsageError("--stride does not apply with --snapshots (they are scored by the standard protocol)")
-    split = args.split
-    rows = score_snapshots(args.run_dir, split, args.data_dir, args.mirror, pick_device(args.device))
-    hit = time_to(rows, args.target, split) if args.target is not None else None
-    if args.json:
-        print(json.dumps({"run": str(args.run_dir), "split": split, "snapshots": rows, "target": args.target,
-                          "first_at_target": hit}))
-        return 0
-    print(f"{'step':>8} {'tokens':>12} {'train s':>8} {split + ' LL':>10}")
-    for r in rows:
-        print(f"{r['step']:>8,} {r['tokens']:>12,} {r['seconds']:>8.1f} {r[f'{split}_loglik']:>10.4f}")
-    if args.target is not None:
-        print(f"{args.target} reached after {hit['seconds']:.1f} s of training (step {hit['step']:,})" if hit
-              else f"{args.target} not reached by any snapshot")
-    return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    check_sampling(args.temperature, args.top_k, args.top_p, args.length, args.seed)
-    run = load(args.run_dir, model=None if args.run_dir else args.model, dataset=args.dataset,
-               results=args.results_dir)
-    encode_prompt(run, args.prompt, warn=lambda message: None)  # a prompt it cannot read fails first
-    seed = "random" if args.seed is None else args.seed
-    print(f"tinylm generate: {describe(run, args.temperature, args.top_k, args.top_p, args.length)}, "
-          f"seed {seed}", file=sys.stderr)
-    for i in range(args.num_samples):
-        if args.num_samples > 1:
-            print(f"--- sample {i + 1}")
-        seed = None if args.seed is None else args.seed + i
-        run.generate(args.prompt, args.length, args.temperature, args.top_k, args.top_p, seed,
-                     use_cache=not args.no_cache, stream=sys.stdout)
-    return 0
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
-    check_sampling(args.temperature, args.top_k, args.top_p, args.length)
-    run_dir = find(args.run_dir, model=None if args.run_dir else args.model, dataset=args.dataset,
-                   results=args.results_dir)
-    chat = Chat(str(run_dir), None, args.dataset, args.results_dir, temperature=args.temperature,
-                top_k=args.top_k, top_p=args.top_p, length=args.length)
-    return chat.loop()
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    out = export_hf(args.run_dir, args.out_dir, force=args.force)
-    print(f"wrote {out}: a transformers GPT-2 (config.json, model.safetensors) and its tokenizer; load them with "
-          f"GPT2LMHeadModel.from_pretrained('{out}') and AutoTokenizer.from_pretrained('{out}')")
-    return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    reference = reference_dir()
-    if args.reference or args.update_readme:
-        if reference is None:
-            raise UsageError("no shipped reference results here (results/reference/runs); run from a checkout of "
-                             "tinylm, or drop --reference to report on your own runs")
-        readme = Path(args.readme) if args.readme else reference.parent.parent / "README.md"
-        paths = write_report(reference, None, reference, readme=readme, figures=not args.no_figures,
-                             profile=args.profile, config=args.config)
-    else:
-        working = results_dir(args.results_dir)
-        paths = write_report(working, working, reference, figures=not args.no_figures, profile=args.profile,
-                             config=args.config)
-    print(f"wrote {paths[1]} ({len(paths)} files, figures under {paths[1].parent / 'figures'})")
-    return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    def progress(what: str) -> None:  # one line, overwritten on a terminal; nothing in logs
-        if sys.stderr.isatty():
-            print(f"  measuring {what} ...".ljust(79)[:79], end="\r", file=sys.stderr, flush=True)
-
-    report, path = run_bench(results_dir(args.results_dir), quick=args.quick, data_dir=args.data_dir,
-                             mirror=args.mirror, only=args.only, precision=args.precision, repeats=args.repeats,
-                             device=args.device, time_target=args.time_to_target, profile=args.profile,
-                             progress=progress)
-    if sys.stderr.isatty():
-        print(" " * 79, end="\r", file=sys.stderr, flush=True)
-    print("\n".join(summary_lines(report)))
-    print(f"wrote {path}")
-    return 0
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
-    found = find_runs(results_dir(args.results_dir), reference_dir())
-    if not any(r.source == "yours" for r in found):
-        print("no runs of yours yet; train one with: tinylm train --quick")
-    for r in found:
-        tl = r.metrics.test_loglik
-        print(f"{r.path.name:<40} {r.source:<10} {r.state:<35} test LL {'-' if tl is None else f'{tl:.4f}'}")
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # the parser: one small function per subcommand
 
 
-def _sweep_dest(model: str) -> str:
-    return f"sweep_{model}"
 
 
 def _add_data(sub: Any) -> None:
@@ -423,7 +163,7 @@ def _add_data(sub: Any) -> None:
         q.add_argument("--quiet", action="store_true", help="no progress bar")
         if action == "info":
             q.add_argument("--max-vocab", type=int, help="cap the word vocabulary")
-    p.set_defaults(func=cmd_data)
+    p.set_defaults(func=_command("data", "cmd_data"))
 
 
 def _add_models(sub: Any) -> None:
@@ -433,7 +173,7 @@ def _add_models(sub: Any) -> None:
     p.add_argument("--config", help="suite YAML (default configs/default.yaml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.n_layers=6 (repeatable)")
     p.add_argument("--breakdown", action="store_true", help="parameters per module")
-    p.set_defaults(func=cmd_models)
+    p.set_defaults(func=_command("data", "cmd_models"))
 
 
 def _add_train(sub: Any) -> None:
@@ -447,13 +187,13 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--run-name", help="name of the run directory (default <dataset>-<model>-<config digest>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     p.add_argument("--force", action="store_true", help="train again even if a complete run exists")
-    p.add_argument("--snapshot-every", type=_number, metavar="SECONDS",
+    p.add_argument("--snapshot-every", type=number, metavar="SECONDS",
                    help="also save the weights every SECONDS of training (score them with `tinylm eval --snapshots`)")
     p.add_argument("--nproc", type=_positive_int, metavar="N",
                    help="data-parallel training in N processes on this machine (runs torchrun; gloo on CPU, NCCL on "
                         "CUDA, one GPU each); the global batch is split among them")
     add_run_options(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_command("train", "cmd_train"))
 
 
 def _add_suite(sub: Any) -> None:
@@ -467,10 +207,10 @@ def _add_suite(sub: Any) -> None:
                    help="train this many runs at once, each in a process of its own (CPU cores shared out; default 1)")
     for name, spec in MODELS.items():
         if spec.sweep_flag:
-            p.add_argument(spec.sweep_flag, dest=_sweep_dest(name), nargs="+", type=int,
+            p.add_argument(spec.sweep_flag, dest=sweep_dest(name), nargs="+", type=int,
                            help=f"{name} ablation: values of {spec.sweep_field}")
     add_run_options(p)
-    p.set_defaults(func=cmd_suite)
+    p.set_defaults(func=_command("train", "cmd_suite"))
 
 
 def _add_baseline(sub: Any) -> None:
@@ -480,7 +220,7 @@ def _add_baseline(sub: Any) -> None:
     p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
     p.add_argument("--config", help="suite YAML (default configs/default.yaml)")
     add_data_options(p)
-    p.set_defaults(func=cmd_baseline)
+    p.set_defaults(func=_command("train", "cmd_baseline"))
 
 
 def _add_eval(sub: Any) -> None:
@@ -491,9 +231,9 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--snapshots", action="store_true", help="score every weight snapshot of the run (--snapshot-every)")
-    p.add_argument("--target", type=_number, help="with --snapshots: report the first one at this log-likelihood")
+    p.add_argument("--target", type=number, help="with --snapshots: report the first one at this log-likelihood")
     add_data_options(p)
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=_command("score", "cmd_eval"))
 
 
 def _add_sampling(sub: Any, name: str) -> None:
@@ -503,16 +243,16 @@ def _add_sampling(sub: Any, name: str) -> None:
     p.add_argument("--model", choices=model_names(), help="use the best run of this model")
     p.add_argument("--dataset", default="tinyshakespeare", help="with --model: the dataset of the run")
     p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
-    p.add_argument("--temperature", type=_number, default=0.8, help="0 = greedy (default 0.8)")
+    p.add_argument("--temperature", type=number, default=0.8, help="0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens")
-    p.add_argument("--top-p", type=_number, default=None, help="nucleus sampling mass in (0, 1]")
+    p.add_argument("--top-p", type=number, default=None, help="nucleus sampling mass in (0, 1]")
     p.add_argument("--length", type=int, default=200, help="tokens to generate (characters or words)")
     if name == "generate":
         p.add_argument("--prompt", default="", help="text to continue (default: the model's start token)")
         p.add_argument("--seed", type=int, help="seed for a reproducible sample")
         p.add_argument("--num-samples", type=_positive_int, default=1, help="samples to draw (seeds seed, seed+1, ...)")
         p.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
-    p.set_defaults(func=cmd_generate if name == "generate" else cmd_chat)
+    p.set_defaults(func=_command("score", "cmd_generate") if name == "generate" else _command("score", "cmd_chat"))
 
 
 def _add_export(sub: Any) -> None:
@@ -522,7 +262,7 @@ def _add_export(sub: Any) -> None:
     p.add_argument("--format", choices=FORMATS, default="hf",
                    help="hf: a transformers GPT-2 checkpoint with its tokenizer (the default and only format)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it is not empty")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=_command("score", "cmd_export"))
 
 
 def _add_report(sub: Any) -> None:
@@ -535,7 +275,7 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--config", help="suite YAML (default configs/default.yaml): profiles, ablations, targets")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--profile", help="headline runs: this profile's (default: full where such runs exist, else all)")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=_command("report", "cmd_report"))
 
 
 def _add_bench(sub: Any) -> None:
@@ -552,13 +292,13 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--profile", help="instead: every run of this suite profile (e.g. full) in fp32 against bf16, on "
                                      "its own data (the precision each run should train in here)")
     add_data_options(p)
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=_command("report", "cmd_bench"))
 
 
 def _add_runs(sub: Any) -> None:
     p = sub.add_parser("runs", help="list your runs and the shipped ones, with what can be done with each")
     p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
-    p.set_defaults(func=cmd_runs)
+    p.set_defaults(func=_command("report", "cmd_runs"))
 
 
 def build_parser() -> Parser:

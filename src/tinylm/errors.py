@@ -1,4 +1,5 @@
-"""The one exception type for mistakes a user can make, and the one line a failed read or write is told in."""
+"""The one exception type for mistakes a user can make, the one line a failed read or write is told in, and the
+exception of a run stopped by a signal."""
 
 from __future__ import annotations
 
@@ -43,3 +44,12 @@ def os_error_line(e: OSError) -> str:
     if e.errno == errno.EISDIR:
         return f"{where} is a folder where a file is needed; pass a file"
     return f"{e.strerror or e} ({where}); fix that and run again"
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after saving its state."""
+
+    def __init__(self, message: str, exit_code: int, run_dir: Path):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.run_dir = run_dir

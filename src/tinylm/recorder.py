@@ -285,4 +285,4 @@ def _train_locked(cfg: RunConfig, run_dir: Path, metrics: RunMetrics | None, res
 def forecast_run(cfg: RunConfig, data_dir: str | Path | None = None, mirror: str | Path | None = None,
                  seconds: float = 1.0) -> dict[str, Any]:
     """What training `cfg` here would take (`Trainer.forecast`, measured over `seconds` of steps), writing no run."""
-    return Trainer(cfg, load_corpus(cfg.data, data_dir, mirror, quiet=True)).forecast(seconds)
+    return Trainer(cfg, load_corpus(cfg.data, data_dir, mirror, quiet=True)).forecast(seconds=seconds)

@@ -38,7 +38,7 @@ from tinylm.files import load_tensors, read_json
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
 from tinylm.run_metrics import FIX, RunMetrics
-from tinylm.suite_file import parse_overrides
+from tinylm.suite_file import parse_overrides, parse_yaml
 
 PICKLES = ("model.pt", "model.bin", "pytorch_model.bin", "model.pth")
 """Checkpoint names of pickle-based formats, which tinylm refuses to load."""
@@ -162,7 +162,7 @@ def read_config(run_dir: Path) -> RunConfig:
     if not path.is_file():
         raise TinyLMError(f"{run_dir} is not a run directory (no config.yaml); pass a folder under results/runs/")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise TinyLMError(f"{path} is corrupted ({type(e).__name__}); train the run again") from None
     if data is None:

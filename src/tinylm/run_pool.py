@@ -25,10 +25,9 @@ from typing import Any
 from tinylm.config import RunConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.device import usable_cores
-from tinylm.errors import TinyLMError, UsageError
+from tinylm.errors import Interrupted, TinyLMError, UsageError
 from tinylm.recorder import train_run
 from tinylm.run_metrics import RunMetrics
-from tinylm.training.loop import Interrupted
 
 
 @dataclass(frozen=True)

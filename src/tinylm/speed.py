@@ -40,6 +40,7 @@ from tinylm.generate.sampling import generate_ids, sample
 from tinylm.models.registry import build_model, model_names
 from tinylm.recorder import train_run
 from tinylm.run_folders import load_run, load_run_corpus
+from tinylm.start_time import start_time
 from tinylm.suite_file import load_suite_file, profile_datasets, resolve_run
 from tinylm.training.evaluate import evaluate
 from tinylm.training.trainer import Trainer
@@ -424,11 +425,13 @@ def run_bench(
 def _beyond_training(report: dict[str, Any], quick: bool, repeats: int, device: str, dev: torch.device,
                      data_dir: str | None, mirror: str | None, time_target: bool,
                      progress: Callable[[str], None]) -> None:
-    """Evaluation, generation, cache loading and (time_target) the time to -1.77 on test, into `report`."""
+    """Evaluation, generation, cache loading, start-up and (time_target) the time to -1.77 on test, into `report`."""
     progress("evaluation, generation and cache loading")
     report["evaluation"] = eval_speed("tinyshakespeare", repeats, dev)
     report["generation"] = generation_speed(repeats, dev, 128 if quick else 384)
     report["cache_load"] = cache_load_speed(data_dir, mirror, repeats)
+    progress("start-up: tinylm train to its first step, against import torch")
+    report["start_time"] = start_time(repeats, data_dir, mirror)
     if time_target:
         progress("time to -1.77 nats/char on test: training the sprint profile (5 minutes)")
         with tempfile.TemporaryDirectory() as tmp:
@@ -486,6 +489,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                  f"{g['full_window']['median']:,.0f} tok/s ({g['speedup_vs_full_window']:.1f}x)")
     if c.get("dataset"):
         lines.append(f"loading tokenized {c['dataset']} from cache: {c['seconds']['median']:.3f} s")
+    st = report.get("start_time")
+    if st is not None:
+        lines.append(f"start-up, `{st['command']}` to its first step: {st['first_step_seconds']:.2f} s, "
+                     f"{st['ratio']:.2f}x `import torch` ({st['import_torch_seconds']:.2f} s) in the same run")
     t = report.get("time_to_target")
     if t is not None and "reached" in t:
         when = f"{t['seconds_to_target']:.0f} s" if t["reached"] else "not reached"

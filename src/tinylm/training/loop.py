@@ -18,22 +18,18 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from tinylm.errors import TinyLMError
+from tinylm.errors import Interrupted, TinyLMError
 from tinylm.run_metrics import RunMetrics, Status
 from tinylm.training.trainer import Diverged, Trainer
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 FAULT_STOP_ENV = "TINYLM_FAULT_STOP_AT_STEP"
 """Fault injection for tests: the main process behaves as if SIGTERM arrived after this step."""
-
-
-class Interrupted(Exception):
-    """Training stopped by SIGINT/SIGTERM after saving its state."""
-
-    def __init__(self, message: str, exit_code: int, run_dir: Path):
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.run_dir = run_dir
+FIRST_STEP_ENV = "TINYLM_FIRST_STEP_FILE"
+"""For the start-up benchmark: the main process writes the wall-clock time its first step began to this file."""
+ANNOUNCE_STEPS, ANNOUNCE_SECONDS = 20, 1.0
+"""The forecast is announced once this many steps after the first (which pays first-call allocations), or this
+many seconds of them, are timed."""
 
 
 class Recorder(Protocol):
@@ -101,22 +97,45 @@ class _Signals:
             signal.signal(sig, handler)
 
 
+class _Forecast:
+    """Times this session's first steps, then announces what the rest of the run should take at that speed."""
+
+    def __init__(self, trainer: Trainer, announce: Callable[[dict[str, Any]], None] | None):
+        self.trainer, self.announce = trainer, announce
+        self.start = (trainer.state.step, trainer.state.seconds)
+        self.timed: list[float] = []
+
+    def step_took(self, seconds: float) -> None:
+        if self.announce is None:
+            return
+        self.timed.append(seconds)
+        t, steady = self.trainer, self.timed[1:] or self.timed
+        if len(steady) < ANNOUNCE_STEPS and sum(steady) < ANNOUNCE_SECONDS and not (t.done() or t.state.stopped_early):
+            return
+        self.announce(t.forecast(speeds=(sum(steady) / len(steady), t.eval_speed()), start=self.start))
+        self.announce = None
+
+
+def _note_first_step() -> None:
+    path = os.environ.get(FIRST_STEP_ENV)
+    if path:
+        Path(path).write_text(f"{time.time():.6f}\n")
+
+
 def fit(trainer: Trainer, recorder: Recorder, *, resume: bool = False, quiet: bool = False,
         snapshot_every: float | None = None, announce: Callable[[dict[str, Any]], None] | None = None) -> RunMetrics:
     """Train to the end of the budget (or an early stop) and return `recorder.finish`'s record.
 
     `snapshot_every`: also keep the weights every that many seconds of training. `announce` is given
-    `Trainer.forecast()` (what will be trained and how long it should take) before the first step.
+    `Trainer.forecast()` (what will be trained and how long it should take), timed on the first steps.
     """
     history = recorder.start(resume)
-    if announce is not None:
-        announce(trainer.forecast())
     bar = _progress_bar(trainer, quiet)
     try:
         # Handlers stay installed to the end: a first Ctrl-C during the final evaluation lets it finish.
         with _Signals() as signals:
             recorder.set_status("running")
-            _steps(trainer, recorder, signals, bar, history, snapshot_every)
+            _steps(trainer, recorder, signals, bar, history, snapshot_every, _Forecast(trainer, announce))
             recorder.save_state()
             return recorder.finish("stopped_early" if trainer.state.stopped_early else "complete")
     finally:
@@ -132,7 +151,7 @@ def _interrupt(trainer: Trainer, recorder: Recorder, signals: _Signals) -> None:
 
 
 def _steps(t: Trainer, recorder: Recorder, signals: _Signals, bar: tqdm, history: list[dict[str, Any]],
-           every: float | None) -> None:
+           every: float | None, forecast: _Forecast) -> None:
     s = t.state
     stop_at = int(os.environ.get(FAULT_STOP_ENV, "0") or 0) if t.world.main else 0
     evaluated_at = history[-1]["step"] if history else None
@@ -152,16 +171,20 @@ def _steps(t: Trainer, recorder: Recorder, signals: _Signals, bar: tqdm, history
                 recorder.save_state()
         if at_end:
             return
+        if s.step == forecast.start[0] and t.world.main:
+            _note_first_step()
         start = time.perf_counter()
         loss = t.train_step(lr)
+        took = time.perf_counter() - start
         try:
-            if t.account(loss, time.perf_counter() - start, stop=signals.received is not None):
+            if t.account(loss, took, stop=signals.received is not None):
                 signals.received = signals.received or signal.SIGTERM  # some rank was stopped: all stop here
                 _interrupt(t, recorder, signals)
         except Diverged as e:
             recorder.set_status("diverged")
             raise TinyLMError(f"{e}. The best weights so far are kept in {recorder.where / 'model.safetensors'}") \
                 from None
+        forecast.step_took(took)
         if s.step == stop_at and signals.received is None:
             signals.received = signal.SIGTERM
         if s.seconds >= next_snapshot:

@@ -267,24 +267,43 @@ class Trainer:
             torch.cuda.set_rng_state(cuda_state, self.device)
         return step_seconds, eval_seconds
 
-    def forecast(self, seconds: float = 2.0) -> dict[str, Any]:
-        """What the rest of the run will train and how long it should take here, from a `seconds` measurement."""
-        step_s, eval_s = self.measure_speed(seconds)
-        train_s, eval_total = self.expected_seconds(step_s, eval_s)
+    def forecast(self, speeds: tuple[float, float] | None = None, start: tuple[int, float] | None = None,
+                 seconds: float = 2.0) -> dict[str, Any]:
+        """What the rest of the run will train and how long it should take here: from `speeds` (seconds per step,
+        per evaluated token) that the run measured on its own first steps, else from a `seconds` measurement on
+        throwaway copies. `start`: the (step, seconds of training) the forecast counts from (default: now)."""
+        step_s, eval_s = speeds if speeds is not None else self.measure_speed(seconds)
         s, p = self.state, self.plan
-        steps = p.total_steps - s.step if p.total_steps is not None else None
+        from_step, from_seconds = start if start is not None else (s.step, s.seconds)
+        train_s, eval_total = self.expected_seconds(step_s, eval_s, from_step, from_seconds)
+        steps = p.total_steps - from_step if p.total_steps is not None else None
         return {"model": self.cfg.model_name, "dataset": self.cfg.data.label, "params": self.model.num_params(),
-                "steps": steps, "from_step": s.step, "tokens": steps * p.tokens_per_step if steps is not None else None,
+                "steps": steps, "from_step": from_step,
+                "tokens": steps * p.tokens_per_step if steps is not None else None,
                 "batch_size": self.cfg.train.batch_size, "seq_len": p.seq_len, "max_time": self.cfg.train.max_time,
                 "tokens_per_second": p.tokens_per_step / step_s, "train_seconds": train_s,
                 "eval_seconds": eval_total, "bf16": self.dtype == torch.bfloat16,
-                "bf16_native": bf16_native(self.device)}
+                "bf16_native": bf16_native(self.device),
+                "measured": f"{seconds:g} s" if speeds is None else "the first steps"}
 
-    def expected_seconds(self, step_seconds: float, eval_seconds: float) -> tuple[float, float]:
-        """(training, evaluation) seconds the rest of the budget should take at the measured speeds."""
+    def eval_speed(self) -> float:
+        """Seconds per evaluated token, timed on 64 windows of the model being trained (evaluation draws no random
+        numbers and leaves the weights and the training mode as they were)."""
+        window = self.valid_tokens[: min(len(self.valid_tokens), 64 * self.model.context_length + 1)]
+        start = time.perf_counter()
+        result = evaluate(self.model, window, batch_size=64, device=self.device)
+        synchronize(self.device)
+        return (time.perf_counter() - start) / max(result.tokens, 1)
+
+    def expected_seconds(self, step_seconds: float, eval_seconds: float, step: int | None = None,
+                         seconds: float | None = None) -> tuple[float, float]:
+        """(training, evaluation) seconds the rest of the budget (from `step` and `seconds` of training, default
+        the current state) should take at the measured speeds."""
         t, s = self.cfg.train, self.state
-        steps = (self.plan.total_steps - s.step) if self.plan.total_steps is not None else math.inf
-        train = min(steps * step_seconds, t.max_time - s.seconds if t.max_time is not None else math.inf)
+        step = s.step if step is None else step
+        seconds = s.seconds if seconds is None else seconds
+        steps = (self.plan.total_steps - step) if self.plan.total_steps is not None else math.inf
+        train = min(steps * step_seconds, t.max_time - seconds if t.max_time is not None else math.inf)
         evals = train / step_seconds / t.eval_interval + 1
         tokens = evals * min(t.eval_tokens, len(self.valid_tokens)) + len(self.valid_tokens) + len(self.test_tokens)
         return train, tokens * eval_seconds

@@ -1,0 +1,41 @@
+"""`tinylm data` and `tinylm models`: datasets and model sizes."""
+
+from __future__ import annotations
+
+import argparse
+
+from tinylm.config import DataConfig
+from tinylm.data import sources
+from tinylm.data.corpus import describe_dataset
+from tinylm.suite_file import SuiteFile, data_config, load_suite_file, model_rows
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.action == "download":
+        names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
+        for name in names:
+            fetched = sources.fetch_dataset(name, args.data_dir, args.mirror, quiet=args.quiet)
+            for _, (path, origin) in fetched.items():
+                print(f"{path}  ok (sha256 verified; from {origin})")
+        return 0
+
+    names = list(sources.DATASETS) if args.name in (None, "all") else [args.name]
+    suite = load_suite_file() if args.name not in (None, "all") else SuiteFile()
+    for name in names:
+        entry = data_config(suite, name) if name in suite.data else None  # e.g. wikitext2-10k
+        base = entry.name if entry else sources.canonical_name(name)
+        max_vocab = args.max_vocab if args.max_vocab is not None else (entry.max_vocab if entry else None)
+        print("\n".join(describe_dataset(DataConfig(name=base, max_vocab=max_vocab), args.data_dir, args.mirror)))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    data, vocab, rows = model_rows(load_suite_file(args.config), args.dataset, args.model, args.set)
+    header = f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}"
+    print(f"{header}  config ({data.label}, V={vocab})")
+    for row in rows:
+        print(f"{row.name:<12} {row.params:>12,} {row.flops_per_token:>16,.0f} {row.train_flops_per_token:>18,.0f}  "
+              f"{row.settings}")
+        for part, n in row.breakdown.items() if args.breakdown else ():
+            print(f"{'':<14}{part:<20} {n:>12,}")
+    return 0

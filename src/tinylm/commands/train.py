@@ -1,0 +1,149 @@
+"""`tinylm train`, `suite` and `baseline`: what they train, and what they print."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tinylm import distributed
+from tinylm.commands import sweep_dest, train_values
+from tinylm.config import DataConfig, RunConfig
+from tinylm.data.corpus import load_corpus
+from tinylm.device import pick_device
+from tinylm.errors import UsageError
+from tinylm.models.registry import DEFAULT_MODEL, MODELS, model_names
+from tinylm.recorder import train_run
+from tinylm.run_folders import read_metrics, results_dir, resume_config
+from tinylm.run_lookup import duration
+from tinylm.run_metrics import RunMetrics
+from tinylm.suite_file import SuiteFile, data_config, load_suite_file, resolve_run
+from tinylm.suite_plan import PlannedRun, ProfileLabels
+from tinylm.suite_runner import SuiteResult, run_suite, train_baselines
+from tinylm.tensorboard_log import check_logs
+
+
+def _resolve_from_args(args: argparse.Namespace, model: str, suite: SuiteFile, profile: str | None) -> RunConfig:
+    values, sets = train_values(args)
+    data = None
+    if getattr(args, "data", None):
+        path = Path(args.data).resolve()
+        data = DataConfig(name=path.stem or "text", level=args.level, path=str(path))
+    elif getattr(args, "level", None):
+        raise UsageError("--level applies to --data files only; registered datasets have a fixed level")
+    return resolve_run(model, args.dataset, suite=suite, profile=profile, train_values=values, data=data,
+                       sets=sets + list(args.set or []))
+
+
+def _print_result(m: RunMetrics, run_dir: Path, what: str) -> None:
+    if not distributed.world().main:
+        return
+    tl, ppl, tps = m.test_loglik, m.test_perplexity, m.tokens_per_second
+    quality = "no test score" if tl is None else f"test LL {tl:.4f} nats/token, ppl {ppl:.2f}"
+    speed = f"{tps:,.0f} tok/s" if tps else "-"
+    print(
+        f"{what:<8} {m.model:<11} {m.dataset:<16} {quality}, {m.params or 0:,} params, "
+        f"{m.train_flops or 0:.2e} FLOPs, {speed}, {m.train_seconds or 0:.0f} s -> {run_dir}"
+    )
+
+
+def announce(info: dict[str, Any]) -> None:
+    """One line once the first steps are timed: what is trained, and how long it should take here."""
+    what = f"{info['tokens']:,} tokens ({info['steps']:,} steps of {info['batch_size']} x {info['seq_len']})" \
+        if info["tokens"] is not None else f"{duration(info['max_time'])} of training (time budget)"
+    start = f"resuming {info['model']} on {info['dataset']} at step {info['from_step']:,}" if info["from_step"] else \
+        f"training {info['model']} on {info['dataset']}"
+    total = info["train_seconds"] + info["eval_seconds"]
+    print(f"{start}: {info['params']:,} params, {what}{', bf16 autocast' if info.get('bf16') else ''}; expect "
+          f"~{duration(total)} here ({info['tokens_per_second']:,.0f} tokens/s measured on {info['measured']}; "
+          f"{duration(info['eval_seconds'])} of it evaluation)", flush=True)
+    if info.get("bf16") and not info.get("bf16_native"):
+        print("note: this run trains in bf16 autocast, which this machine has no native instructions for (AVX-512 "
+              "bf16, AMX or a bf16 GPU), so it may train slower than fp32; --precision fp32 trains it in fp32 "
+              "(a different run)", flush=True)
+
+
+def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any]]]:
+    """The runs `tinylm train` asked for, as (config, train_run keywords), checked for every user mistake."""
+    common = {"quiet": args.quiet, "data_dir": args.data_dir, "mirror": args.mirror,
+              "snapshot_every": args.snapshot_every, "announce": announce, "logs": check_logs(args.log)}
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.model or args.data or args.profile or args.quick or args.config:
+            raise UsageError("--resume takes the saved config; drop --model, --data, --profile, --quick and --config")
+        values, resets = train_values(args)
+        asked = resume_config(run_dir, values, resets + list(args.set or []))
+        return [(asked, {**common, "results": run_dir.parent, "resume": True, "run_dir": run_dir,
+                         "profile": _saved_profile(run_dir)})]
+    results = results_dir(args.results_dir)
+    suite = load_suite_file(args.config)
+    labels = ProfileLabels(suite)
+    models = model_names() if args.model == "all" else [args.model or DEFAULT_MODEL]
+    jobs = []
+    for model in models:
+        cfg = _resolve_from_args(args, model, suite, _profile(args))
+        jobs.append((cfg, {**common, "results": results, "run_name": args.run_name if len(models) == 1 else None,
+                           "force": args.force, "profile": labels.label(cfg, _profile(args))}))
+    return jobs
+
+
+def _saved_profile(run_dir: Path) -> str | None:
+    """The profile label a run was trained with (None if it has no metrics yet)."""
+    metrics = read_metrics(run_dir)
+    return None if metrics is None else metrics.profile
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    jobs = _train_jobs(args)
+    if args.nproc is not None and distributed.world().size == 1:
+        # Every mistake that can be found here is reported here, once, before any process starts.
+        for cfg, kw in jobs:
+            pick_device(cfg.train.device)
+            distributed.check_batch(cfg.train.batch_size, args.nproc)
+            load_corpus(cfg.data, kw["data_dir"], kw["mirror"], quiet=args.quiet)  # downloads and tokenizes once
+        return distributed.launch(args.nproc, args.argv)
+    for cfg, kw in jobs:
+        metrics, run_dir, what = train_run(cfg, **kw)
+        _print_result(metrics, run_dir, what)
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> str | None:
+    return "quick" if getattr(args, "quick", False) else getattr(args, "profile", None)
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    profile = "quick" if args.quick else args.profile
+    axes = {name: {spec.sweep_field: getattr(args, sweep_dest(name))} for name, spec in MODELS.items()
+            if spec.sweep_flag and getattr(args, sweep_dest(name), None)}
+    only = args.only or ([args.model] if args.model and args.model != "all" else None)
+    values, sets = train_values(args)
+    results = results_dir(args.results_dir)
+
+    def planned(runs: list[PlannedRun]) -> None:
+        print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
+        if args.jobs > 1:
+            print(f"{min(args.jobs, len(runs))} runs at a time, each in a process of its own")
+
+    def finished(r: SuiteResult) -> None:
+        _print_result(r.metrics, r.run_dir, f"[{r.index}/{r.of}] {r.what}")
+
+    run_suite(load_suite_file(args.config), profile, only=only, datasets=args.dataset, axes=axes or None,
+              train_values=values, sets=sets + list(args.set or []), results=results, jobs=args.jobs,
+              quiet=args.quiet, logs=args.log, data_dir=args.data_dir, mirror=args.mirror,
+              on_plan=planned, on_baseline=_print_baseline, on_result=finished, announce=announce)
+    return 0
+
+
+def _print_baseline(b: dict[str, Any]) -> None:
+    print(f"baseline {b['model']:<15} {b['dataset']:<16} test LL {b['test_loglik']:.4f} nats/token, "
+          f"ppl {b['test_perplexity']:.2f} ({b['seconds']:.1f} s)")
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    if args.order is not None and args.order < 2:
+        raise UsageError(f"--order must be at least 2 (got {args.order})")
+    suite = load_suite_file(args.config)
+    train_baselines([data_config(suite, d) for d in args.dataset], args.results_dir, args.order, args.data_dir,
+                    args.mirror, on_baseline=_print_baseline)
+    return 0
