@@ -43,8 +43,9 @@ from tinylm.generate.interactive import (
     encode_prompt,
 )
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, model_names
+from tinylm.paths import Paths, results_dir
 from tinylm.recorder import train_run
-from tinylm.run_folders import find_runs, read_metrics, reference_dir, results_dir, resume_config
+from tinylm.run_folders import find_runs, read_metrics, reference_dir, resume_config
 from tinylm.run_lookup import duration
 from tinylm.run_metrics import RunMetrics
 from tinylm.speed import run_bench, score_snapshots, summary_lines, time_to
@@ -204,24 +205,24 @@ def announce(info: dict[str, Any]) -> None:
 
 def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any]]]:
     """The runs `tinylm train` asked for, as (config, train_run keywords), checked for every user mistake."""
-    common = {"quiet": args.quiet, "data_dir": args.data_dir, "mirror": args.mirror,
-              "snapshot_every": args.snapshot_every, "announce": announce, "logs": check_logs(args.log)}
+    common = {"quiet": args.quiet, "snapshot_every": args.snapshot_every, "announce": announce,
+              "logs": check_logs(args.log)}
     if args.resume:
         run_dir = Path(args.resume)
         if args.model or args.data or args.profile or args.quick or args.config:
             raise UsageError("--resume takes the saved config; drop --model, --data, --profile, --quick and --config")
         values, resets = train_values(args)
         asked = resume_config(run_dir, values, resets + list(args.set or []))
-        return [(asked, {**common, "results": run_dir.parent, "resume": True, "run_dir": run_dir,
-                         "profile": _saved_profile(run_dir)})]
-    results = results_dir(args.results_dir)
+        return [(asked, {**common, "paths": Paths.of(run_dir.parent, args.data_dir, args.mirror), "resume": True,
+                         "run_dir": run_dir, "profile": _saved_profile(run_dir)})]
+    paths = Paths.of(args.results_dir, args.data_dir, args.mirror)
     suite = load_suite_file(args.config)
     labels = ProfileLabels(suite)
     models = model_names() if args.model == "all" else [args.model or DEFAULT_MODEL]
     jobs = []
     for model in models:
         cfg = _resolve_from_args(args, model, suite, _profile(args))
-        jobs.append((cfg, {**common, "results": results, "run_name": args.run_name if len(models) == 1 else None,
+        jobs.append((cfg, {**common, "paths": paths, "run_name": args.run_name if len(models) == 1 else None,
                            "force": args.force, "profile": labels.label(cfg, _profile(args))}))
     return jobs
 
@@ -239,7 +240,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         for cfg, kw in jobs:
             pick_device(cfg.train.device)
             distributed.check_batch(cfg.train.batch_size, args.nproc)
-            load_corpus(cfg.data, kw["data_dir"], kw["mirror"], quiet=args.quiet)  # downloads and tokenizes once
+            load_corpus(cfg.data, kw["paths"].data, kw["paths"].mirror, quiet=args.quiet)  # downloads, tokenizes once
         return distributed.launch(args.nproc, args.argv)
     for cfg, kw in jobs:
         metrics, run_dir, what = train_run(cfg, **kw)
@@ -257,10 +258,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
             if spec.sweep_flag and getattr(args, _sweep_dest(name), None)}
     only = args.only or ([args.model] if args.model and args.model != "all" else None)
     values, sets = train_values(args)
-    results = results_dir(args.results_dir)
+    paths = Paths.of(args.results_dir, args.data_dir, args.mirror)
 
     def planned(runs: list[PlannedRun]) -> None:
-        print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
+        print(f"suite '{profile}': {len(runs)} runs -> {paths.results / 'runs'}")
         if args.jobs > 1:
             print(f"{min(args.jobs, len(runs))} runs at a time, each in a process of its own")
 
@@ -268,9 +269,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
         _print_result(r.metrics, r.run_dir, f"[{r.index}/{r.of}] {r.what}")
 
     run_suite(load_suite_file(args.config), profile, only=only, datasets=args.dataset, axes=axes or None,
-              train_values=values, sets=sets + list(args.set or []), results=results, jobs=args.jobs,
-              quiet=args.quiet, logs=args.log, data_dir=args.data_dir, mirror=args.mirror,
-              on_plan=planned, on_baseline=_print_baseline, on_result=finished, announce=announce)
+              train_values=values, sets=sets + list(args.set or []), paths=paths, jobs=args.jobs, quiet=args.quiet,
+              logs=args.log, on_plan=planned, on_baseline=_print_baseline, on_result=finished, announce=announce)
     return 0
 
 
@@ -283,8 +283,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if args.order is not None and args.order < 2:
         raise UsageError(f"--order must be at least 2 (got {args.order})")
     suite = load_suite_file(args.config)
-    train_baselines([data_config(suite, d) for d in args.dataset], args.results_dir, args.order, args.data_dir,
-                    args.mirror, on_baseline=_print_baseline)
+    datas, paths = [data_config(suite, d) for d in args.dataset], Paths.of(args.results_dir, args.data_dir, args.mirror)
+    train_baselines(datas, paths, args.order, on_baseline=_print_baseline)
     return 0
 
 
@@ -311,8 +311,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_snapshots(args: argparse.Namespace) -> int:
     if args.stride is not None:
         raise UsageError("--stride does not apply with --snapshots (they are scored by the standard protocol)")
-    split = args.split
-    rows = score_snapshots(args.run_dir, split, args.data_dir, args.mirror, pick_device(args.device))
+    split, paths = args.split, Paths.of(data=args.data_dir, mirror=args.mirror)
+    rows = score_snapshots(args.run_dir, split, paths, pick_device(args.device))
     hit = time_to(rows, args.target, split) if args.target is not None else None
     if args.json:
         print(json.dumps({"run": str(args.run_dir), "split": split, "snapshots": rows, "target": args.target,
@@ -382,10 +382,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"  measuring {what} ...".ljust(79)[:79], end="\r", file=sys.stderr, flush=True)
 
-    report, path = run_bench(results_dir(args.results_dir), quick=args.quick, data_dir=args.data_dir,
-                             mirror=args.mirror, only=args.only, precision=args.precision, repeats=args.repeats,
-                             device=args.device, time_target=args.time_to_target, profile=args.profile,
-                             progress=progress)
+    report, path = run_bench(Paths.of(args.results_dir, args.data_dir, args.mirror), quick=args.quick,
+                             only=args.only, precision=args.precision, repeats=args.repeats, device=args.device,
+                             time_target=args.time_to_target, profile=args.profile, progress=progress)
     if sys.stderr.isatty():
         print(" " * 79, end="\r", file=sys.stderr, flush=True)
     print("\n".join(summary_lines(report)))
