@@ -25,6 +25,7 @@ import re
 import sys
 from pathlib import Path
 
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.suite_file import load_suite_file
 from tinylm.suite_plan import plan
@@ -43,7 +44,7 @@ def main(out: Path, device: str, flops: float | None, profile: str = "scaling", 
         for batch in batches:
             train = dataclasses.replace(cfg.train, device=device, batch_size=batch,
                                         max_flops=flops or cfg.train.max_flops)
-            metrics, _, _ = train_run(dataclasses.replace(cfg, train=train), out / "bridge", quiet=True)
+            metrics, _, _ = train_run(dataclasses.replace(cfg, train=train), Paths.of(out / "bridge"), quiet=True)
             rows.append({"profile": profile, "run": label, "batch_size": batch,
                          "valid_loss": metrics.valid_loss, "test_loss": metrics.test_loss, "steps": metrics.steps,
                          "train_seconds": metrics.train_seconds, "device": metrics.device, "run_id": metrics.run_id})

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from tinylm.config import DataConfig
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.suite_file import SuiteFile, resolve_run
 
@@ -33,7 +34,7 @@ def ws(tmp_path_factory):
     (root / "tiny.txt").write_text(TINY_TEXT)
     data = DataConfig(name="tiny", level="char", path=str(root / "tiny.txt"))
     cfg = resolve_run("transformer", suite=SuiteFile(), data=data, train_values={"max_steps": 5}, sets=TINY_SETS)
-    _, good, _ = train_run(cfg, root / "results", run_name="good", quiet=True, data_dir=root / "data")
+    _, good, _ = train_run(cfg, Paths.of(root / "results", root / "data"), run_name="good", quiet=True)
     runs = root / "results" / "runs"
     for name, damage in {
         "no-weights": lambda d: (d / "model.safetensors").unlink(),
@@ -197,13 +198,13 @@ def test_full_disk_at_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, m
 
     monkeypatch.setattr(checkpoint, "save_file", fill_disk_later)
     with pytest.raises(OSError):
-        train_run(cfg, tmp_path / "results", run_name="r", quiet=True, data_dir=tmp_path / "d")
+        train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), run_name="r", quiet=True)
     run_dir = tmp_path / "results" / "runs" / "r"
     monkeypatch.setattr(checkpoint, "save_file", real)
     tensors, meta = checkpoint.load_tensors(run_dir / "last" / "checkpoint.safetensors")  # intact and loadable
     assert meta["state"]["step"] in (0, 5, 10)
     assert not list(run_dir.rglob("*.tmp"))  # no partial files left behind
-    resumed, _, what = train_run(cfg, tmp_path / "results", run_name="r", quiet=True, data_dir=tmp_path / "d")
+    resumed, _, what = train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), run_name="r", quiet=True)
     assert what == "resumed" and resumed.status == "complete"
 
 

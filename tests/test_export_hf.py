@@ -22,6 +22,7 @@ from tinylm.export.gpt2 import check_mappable
 from tinylm.export.hf_tokenizer import build_backend
 from tinylm.models.base import LanguageModel
 from tinylm.models.transformer import TransformerConfig, TransformerLM
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.run_folders import load_run
 from tinylm.suite_file import SuiteFile, resolve_run
@@ -35,8 +36,8 @@ TINY = ["model.context_length=32", "model.embed_dim=16", "model.n_heads=2", "mod
         "model.attn_dropout=0.1", "train.eval_interval=20", "train.eval_tokens=256", "train.learning_rate=0.01"]
 
 
-def _train(cfg, root: Path, **kw) -> Path:
-    return train_run(cfg, root / "results", quiet=True, **kw)[1]
+def _train(cfg, root: Path, data_dir: Path, mirror: Path | None = None) -> Path:
+    return train_run(cfg, Paths.of(root / "results", data_dir, mirror), quiet=True)[1]
 
 
 @pytest.fixture(scope="module")

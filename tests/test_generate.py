@@ -14,6 +14,7 @@ from tinylm.errors import TinyLMError
 from tinylm.generate.interactive import Chat, generate_text
 from tinylm.generate.sampling import generate_ids, sample
 from tinylm.models import build_model
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.run_folders import load_run
 from tinylm.suite_file import SuiteFile, resolve_run
@@ -69,7 +70,7 @@ def char_run(tiny_text_file, tmp_path):
     cfg = resolve_run("transformer", suite=SuiteFile(), data=data, train_values={"max_steps": 30},
                       sets=["model.context_length=32", "model.embed_dim=32", "model.n_heads=2", "model.n_layers=1",
                             "train.eval_interval=15", "train.learning_rate=0.01"])
-    _, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    _, run_dir, _ = train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     return run_dir
 
 
@@ -81,7 +82,7 @@ def word_run(tmp_path):
     cfg = resolve_run("attention", suite=SuiteFile(), data=data, train_values={"max_steps": 20},
                       sets=["model.context_length=16", "model.embed_dim=16", "model.n_heads=2", "model.n_layers=1",
                             "train.eval_interval=10"])
-    _, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    _, run_dir, _ = train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     return run_dir
 
 

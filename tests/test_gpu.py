@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tinylm.config import DataConfig
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.run_folders import load_run, load_run_corpus
 from tinylm.suite_file import SuiteFile, resolve_run
@@ -22,11 +23,11 @@ def test_bf16_training_on_cuda_is_scored_in_fp32_like_on_the_cpu(tiny_text_file,
     data = DataConfig(name="tiny", level="char", path=str(tiny_text_file))
     cfg = resolve_run("transformer", suite=SuiteFile(), data=data,
                       train_values={"max_steps": 30, "device": "cuda"}, sets=TINY)
-    metrics, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    metrics, run_dir, _ = train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     assert metrics.precision == "bf16" and metrics.eval_precision == "fp32"
     assert "cpu" not in metrics.device
     run = load_run(run_dir)
-    corpus = load_run_corpus(run, tmp_path / "d")
+    corpus = load_run_corpus(run, Paths.of(tmp_path / "results", tmp_path / "d"))
     on_cpu = evaluate(run.model, corpus.tensor("test"), batch_size=64)
     assert on_cpu.loglik == pytest.approx(metrics.test_loglik, abs=1e-4)
 

@@ -12,6 +12,7 @@ import pytest
 
 from tinylm.config import DataConfig
 from tinylm.ngram import KneserNey, _discounts, read_baselines, run_baseline
+from tinylm.paths import Paths
 
 
 def reference_kn(train: list[int], V: int, n: int):
@@ -71,10 +72,11 @@ def test_probabilities_sum_to_one_over_the_vocabulary(n):
 @pytest.mark.slow
 def test_the_published_kneser_ney_numbers(tmp_path, mirror, data_dir):
     """7-gram on Tiny Shakespeare test: -1.687 nats/char; 5-gram on PTB test: perplexity 141.2."""
-    shakespeare = run_baseline(DataConfig(name="tinyshakespeare"), tmp_path, None, data_dir, mirror)
+    paths = Paths.of(tmp_path, data_dir, mirror)
+    shakespeare = run_baseline(DataConfig(name="tinyshakespeare"), paths)
     assert shakespeare["order"] == 7 and shakespeare["test_loglik"] == pytest.approx(-1.687, abs=0.001)
     assert shakespeare["test_tokens_scored"] == 111_539
-    ptb = run_baseline(DataConfig(name="ptb"), tmp_path, None, data_dir, mirror)
+    ptb = run_baseline(DataConfig(name="ptb"), paths)
     assert ptb["order"] == 5 and ptb["test_perplexity"] == pytest.approx(141.2, abs=0.5)
     found = read_baselines(tmp_path)
     assert found["tinyshakespeare"]["test_loglik"] == shakespeare["test_loglik"]

@@ -16,6 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from tinylm.cli import main
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.run_folders import run_id
 from tinylm.suite_file import resolve_run
@@ -196,7 +197,7 @@ def test_the_speed_measurement_leaves_the_run_bit_identical(tiny_suite, tmp_path
     from tinylm.suite_file import load_suite_file, resolve_run
 
     cfg = resolve_run("linear", "tiny", suite=load_suite_file(tiny_suite), profile="tiny")
-    train_run(cfg, tmp_path / "direct", quiet=True, data_dir=tmp_path / "d")
+    train_run(cfg, Paths.of(tmp_path / "direct", tmp_path / "d"), quiet=True)
     assert main(["suite", "--profile", "tiny", "--config", str(tiny_suite), "--quiet",
                  "--data-dir", str(tmp_path / "d")]) == 0
     a, b = tmp_path / "direct" / "runs" / run_id(cfg), tmp_path / "results" / "runs" / run_id(cfg)

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinylm.config import DataConfig
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.suite_file import SuiteFile, resolve_run
 
@@ -35,7 +36,7 @@ def ws(tmp_path_factory) -> Path:
     (root / "tiny.txt").write_text(TINY_TEXT)
     data = DataConfig(name="tiny", level="char", path=str(root / "tiny.txt"))
     cfg = resolve_run("transformer", suite=SuiteFile(), data=data, train_values={"max_steps": 6}, sets=TINY)
-    train_run(cfg, root / "results", run_name="good", quiet=True, data_dir=root / "data")
+    train_run(cfg, Paths.of(root / "results", root / "data"), run_name="good", quiet=True)
     return root
 
 

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from tinylm.cli import main
+from tinylm.paths import Paths
 from tinylm.run_pool import Job, biggest_first
 from tinylm.suite_file import resolve_run
 
@@ -89,5 +90,6 @@ def test_jobs_below_one_is_a_usage_error(tmp_path, capsys):
 
 def test_the_largest_budgets_start_first_and_keep_their_index():
     cfgs = [resolve_run("mlp", "tinyshakespeare", sets=[f"train.max_flops={b}"]) for b in (1e9, 3e9, 1e8)]
-    jobs = [Job(c, Path("r")) for c in cfgs] + [Job(resolve_run("mlp", "tinyshakespeare"), Path("r"))]
+    paths = Paths(Path("r"), Path("d"), None)
+    jobs = [Job(c, paths) for c in cfgs] + [Job(resolve_run("mlp", "tinyshakespeare"), paths)]
     assert [i for i, _ in biggest_first(jobs)] == [2, 1, 3, 4]

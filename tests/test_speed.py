@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tinylm.errors import TinyLMError
+from tinylm.paths import Paths
 from tinylm.speed import (
     head_speed,
     precision_quality,
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow  # measures the machine; seconds each
 
 
 def test_bench_writes_every_figure(tmp_path):
-    returned, written = run_bench(tmp_path, quick=True, only=["attention"], repeats=1, precision="fp32")
+    returned, written = run_bench(Paths.of(tmp_path), quick=True, only=["attention"], repeats=1, precision="fp32")
     (path,) = (tmp_path / "bench").glob("*.json")
     report = json.loads(path.read_text())
     assert path == written and report == json.loads(json.dumps(returned))
@@ -49,7 +50,7 @@ def test_bench_writes_every_figure(tmp_path):
 
 
 def test_precision_comparison_trains_both_precisions_on_the_same_batches(mirror, data_dir):
-    q = precision_quality(2, str(data_dir), str(mirror), "cpu")
+    q = precision_quality(2, Paths.of(data=str(data_dir), mirror=str(mirror)), "cpu")
     assert q["fp32"]["tokens"] == q["bf16"]["tokens"] > 0
     assert q["valid_loss_difference"] == q["bf16"]["valid_loss"] - q["fp32"]["valid_loss"]
     assert abs(q["valid_loss_difference"]) < 0.1  # two steps from the same start: the precisions barely differ
@@ -58,19 +59,20 @@ def test_precision_comparison_trains_both_precisions_on_the_same_batches(mirror,
 
 def test_time_to_target_scores_the_sprint_runs_snapshots_on_test(tmp_path, mirror, data_dir):
     small = ["train.max_time=2", "model.n_layers=1", "model.embed_dim=32", "model.n_heads=2"]
-    out = time_to_target(-4.5, tmp_path, str(data_dir), str(mirror), "cpu", snapshot_every=0.5, sets=small)
+    paths = Paths.of(tmp_path, str(data_dir), str(mirror))
+    out = time_to_target(-4.5, paths, "cpu", snapshot_every=0.5, sets=small)
     rows = out["snapshots"]
     assert len(rows) >= 2 and [r["step"] for r in rows] == sorted(r["step"] for r in rows)
     assert out["best_snapshot_test_loglik"] == max(r["test_loglik"] for r in rows)
     first = next((r for r in rows if r["test_loglik"] >= -4.5), None)
     assert out["reached"] == (first is not None)
     assert out["seconds_to_target"] == (first["seconds"] if first else None)
-    unreachable = time_to_target(0.0, tmp_path, str(data_dir), str(mirror), "cpu", snapshot_every=0.5, sets=small)
+    unreachable = time_to_target(0.0, paths, "cpu", snapshot_every=0.5, sets=small)
     assert unreachable["reached"] is False and unreachable["seconds_to_target"] is None
 
 
 def test_adaptive_head_speed_compares_both_heads_on_the_same_body(mirror, data_dir):
-    row = head_speed("ptb", 1, 1, "cpu", data_dir, mirror)
+    row = head_speed("ptb", 1, 1, "cpu", Paths.of(data=data_dir, mirror=mirror))
     assert row["corpus"] == "training split" and row["vocab_size"] == 10_000
     full, adaptive = row["full"], row["adaptive"]
     assert adaptive["train_flops_per_token"] < full["train_flops_per_token"]
@@ -85,8 +87,7 @@ def test_the_stand_in_corpus_follows_zipfs_law():
 
 
 def test_profile_bench_times_each_run_of_the_profile_in_both_precisions(tmp_path, mirror, data_dir):
-    report, _ = run_bench(tmp_path, quick=True, repeats=1, profile="sprint", data_dir=str(data_dir),
-                          mirror=str(mirror))
+    report, _ = run_bench(Paths.of(tmp_path, str(data_dir), str(mirror)), quick=True, repeats=1, profile="sprint")
     section = report["profile_precision"]
     (row,) = section["rows"]  # the sprint profile: the transformer on Tiny Shakespeare
     assert section["profile"] == "sprint" and (row["model"], row["dataset"]) == ("transformer", "tinyshakespeare")
@@ -100,11 +101,11 @@ def test_profile_bench_times_each_run_of_the_profile_in_both_precisions(tmp_path
 
 def test_profile_bench_notes_a_dataset_it_cannot_load(tmp_path):
     (tmp_path / "mirror").mkdir()
-    rows = profile_precision("sprint", 1, 1, "cpu", str(tmp_path / "data"), str(tmp_path / "mirror"))
+    rows = profile_precision("sprint", 1, 1, "cpu", Paths.of(tmp_path, tmp_path / "data", tmp_path / "mirror"))
     assert rows == [{"dataset": "tinyshakespeare", "note": rows[0]["note"]}] and rows[0]["note"].startswith("skipped")
 
 
 def test_profile_bench_refuses_an_unknown_profile_before_measuring(tmp_path):
     with pytest.raises(TinyLMError, match="unknown profile 'nope'"):
-        run_bench(tmp_path, profile="nope")
+        run_bench(Paths.of(tmp_path), profile="nope")
     assert not (tmp_path / "bench").exists()

@@ -17,6 +17,7 @@ from tinylm import recorder as runner_mod
 from tinylm.config import DataConfig
 from tinylm.errors import Interrupted, TinyLMError
 from tinylm.models import build_model
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.run_folders import RunLock, load_run, read_metrics
 from tinylm.run_metrics import FIELDS
@@ -94,7 +95,7 @@ def test_protocol_equals_naive_token_by_token(name, n, stride, batch):
 @pytest.mark.parametrize("model", ["linear", "mlp", "attention", "transformer"])
 def test_one_short_run_per_model_leaves_a_complete_run_directory(model, tiny_text_file, tmp_path):
     cfg = tiny_config(model, tiny_text_file, steps=20)
-    metrics, run_dir, what = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    metrics, run_dir, what = train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     assert what == "trained"
     for name in ("config.yaml", "tokenizer.json", "model.safetensors", "last/checkpoint.safetensors",
                  "history.jsonl", "metrics.json", "samples.txt"):
@@ -111,10 +112,10 @@ def test_one_short_run_per_model_leaves_a_complete_run_directory(model, tiny_tex
     assert history[-1]["flops"] == pytest.approx(saved["train_flops"])
     assert saved["train_flops"] > 0
     # a second identical request is skipped, not retrained
-    assert train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")[2] == "skipped"
+    assert train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)[2] == "skipped"
     if model == "linear":  # finished but without weights (as committed results are): trained again
         (run_dir / "model.safetensors").unlink()
-        assert train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")[2] == "trained"
+        assert train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)[2] == "trained"
     # the saved run loads back and scores the same test log-likelihood
     run = load_run(run_dir)
     assert run.config.to_dict() == cfg.to_dict()
@@ -122,7 +123,7 @@ def test_one_short_run_per_model_leaves_a_complete_run_directory(model, tiny_tex
 
 def test_best_valid_weights_are_the_ones_saved_and_tested(tiny_text_file, tmp_path):
     cfg = tiny_config("transformer", tiny_text_file, steps=30)
-    metrics, run_dir, _ = train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+    metrics, run_dir, _ = train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     best = min(history, key=lambda h: h["valid_loss"])
     assert metrics.best_step == best["step"] and metrics.best_valid_loss == pytest.approx(best["valid_loss"])
@@ -130,16 +131,16 @@ def test_best_valid_weights_are_the_ones_saved_and_tested(tiny_text_file, tmp_pa
 
 def test_resume_after_interruption_reaches_the_same_weights(tiny_text_file, tmp_path, monkeypatch):
     cfg = tiny_config("transformer", tiny_text_file, steps=40, extra=["model.dropout=0.1"])
-    straight, straight_dir, _ = train_run(cfg, tmp_path / "a", quiet=True, data_dir=tmp_path / "d")
+    straight, straight_dir, _ = train_run(cfg, Paths.of(tmp_path / "a", tmp_path / "d"), quiet=True)
 
     original = interrupt_at(monkeypatch, 17, signal.SIGINT)
     with pytest.raises(Interrupted) as info:
-        train_run(cfg, tmp_path / "b", quiet=True, data_dir=tmp_path / "d")
+        train_run(cfg, Paths.of(tmp_path / "b", tmp_path / "d"), quiet=True)
     assert info.value.exit_code == 130
     run_dir = tmp_path / "b" / "runs" / straight_dir.name
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)
-    resumed, _, what = train_run(cfg, tmp_path / "b", quiet=True, data_dir=tmp_path / "d")
+    resumed, _, what = train_run(cfg, Paths.of(tmp_path / "b", tmp_path / "d"), quiet=True)
     assert what == "resumed"
     a, b = load_file(straight_dir / "model.safetensors"), load_file(run_dir / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -166,17 +167,17 @@ def test_a_second_training_on_the_same_run_directory_is_refused_before_it_starts
     monkeypatch.setattr(runner_mod, "load_corpus", lambda *a, **k: loaded.append(1) or original(*a, **k))
     with RunLock(run_dir):
         with pytest.raises(TinyLMError, match="in use by another training process"):
-            train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+            train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     assert not loaded, "the data was loaded before the lock refused the run"
     # released: now it trains
     monkeypatch.undo()
-    assert train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")[2] == "trained"
+    assert train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)[2] == "trained"
 
 
 def test_a_run_refused_before_its_first_file_leaves_no_folder(tiny_text_file, tmp_path):
     cfg = tiny_config("linear", tiny_text_file, steps=5, extra=["train.seq_len=1000000"])
     with pytest.raises(TinyLMError, match="do not fit the training split"):
-        train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+        train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     assert not (tmp_path / "results").exists()
 
 
@@ -184,7 +185,7 @@ def test_divergence_stops_with_a_clear_message(tiny_text_file, tmp_path):
     cfg = tiny_config("mlp", tiny_text_file, steps=200, extra=["train.learning_rate=1000", "train.gradient_clip=0",
                                                               "train.warmup_steps=0"])
     with pytest.raises(TinyLMError, match=r"diverged at step \d+ .*lower train.learning_rate"):
-        train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+        train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     run_dir = next((tmp_path / "results" / "runs").iterdir())
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
     assert (run_dir / "model.safetensors").is_file()
@@ -196,23 +197,22 @@ def test_context_longer_than_validation_split_is_refused(tmp_path):
     cfg = resolve_run("transformer", suite=SuiteFile(), data=DataConfig(name="s", level="char", path=str(f)),
                       train_values={"max_steps": 1}, sets=["model.context_length=64"])
     with pytest.raises(TinyLMError, match="longer than the validation split"):
-        train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+        train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     assert not (tmp_path / "results" / "runs").exists()
 
 
 def test_a_context_longer_than_the_training_sequences_is_refused(tiny_text_file, tmp_path):
     cfg = tiny_config("attention", tiny_text_file, extra=["model.context_length=32"])  # train.seq_len=16
     with pytest.raises(TinyLMError, match=r"never train its positions 16-31"):
-        train_run(cfg, tmp_path / "results", quiet=True, data_dir=tmp_path / "d")
+        train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     assert not (tmp_path / "results" / "runs").exists()
 
 
 def test_changed_config_under_the_same_run_name_is_refused(tiny_text_file, tmp_path):
-    train_run(tiny_config("linear", tiny_text_file, steps=5), tmp_path / "r", run_name="x", quiet=True,
-              data_dir=tmp_path / "d")
+    paths = Paths.of(tmp_path / "r", tmp_path / "d")
+    train_run(tiny_config("linear", tiny_text_file, steps=5), paths, run_name="x", quiet=True)
     with pytest.raises(TinyLMError, match=r"different config \(train.max_steps: 5 -> 6"):
-        train_run(tiny_config("linear", tiny_text_file, steps=6), tmp_path / "r", run_name="x", quiet=True,
-                  data_dir=tmp_path / "d")
+        train_run(tiny_config("linear", tiny_text_file, steps=6), paths, run_name="x", quiet=True)
 
 
 def test_early_stop_survives_a_kill_during_the_final_evaluation(tiny_text_file, tmp_path, monkeypatch):
@@ -228,9 +228,9 @@ def test_early_stop_survives_a_kill_during_the_final_evaluation(tiny_text_file, 
     monkeypatch.setattr(trainer_mod.Trainer, "validate", stop_at_ten)
     monkeypatch.setattr(runner_mod.RunFiles, "finish", lambda self, status: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
+        train_run(cfg, Paths.of(tmp_path / "r", tmp_path / "d"), quiet=True)
     monkeypatch.setattr(runner_mod.RunFiles, "finish", original_finish)
-    metrics, _, what = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
+    metrics, _, what = train_run(cfg, Paths.of(tmp_path / "r", tmp_path / "d"), quiet=True)
     assert what == "resumed" and metrics.steps == 10 and metrics.status == "stopped_early"
 
 
@@ -241,7 +241,7 @@ def test_resume_by_a_relative_path_from_inside_the_runs_folder(tiny_text_file, t
     cfg = tiny_config("linear", tiny_text_file, steps=20)
     original = interrupt_at(monkeypatch, 7, signal.SIGTERM)
     with pytest.raises(Interrupted):
-        train_run(cfg, tmp_path / "results", run_name="rel", quiet=True, data_dir=tmp_path / "d")
+        train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), run_name="rel", quiet=True)
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)
     monkeypatch.chdir(tmp_path / "results" / "runs")
     assert main(["train", "--resume", "rel", "--quiet", "--device", "cpu", "--data-dir", str(tmp_path / "d")]) == 0
@@ -257,7 +257,7 @@ def test_snapshots_are_saved_during_training_and_scored_after_the_fact(tmp_path,
     clock = iter(range(10**6))  # each perf_counter() call advances one "second": one step = one second of training
     monkeypatch.setattr(runner_mod.time, "perf_counter", lambda: float(next(clock)))
     cfg = tiny_config("transformer", tiny_text_file, steps=12)
-    _, run_dir, _ = train_run(cfg, tmp_path, run_name="snap", quiet=True, snapshot_every=3.0)
+    _, run_dir, _ = train_run(cfg, Paths.of(tmp_path), run_name="snap", quiet=True, snapshot_every=3.0)
     names = sorted(p.name for p in (run_dir / "snapshots").glob("*.safetensors"))
     assert names == [f"step{s:08d}.safetensors" for s in (3, 6, 9, 12)]
     rows = score_snapshots(run_dir, "test")
@@ -275,14 +275,15 @@ def test_snapshots_are_saved_during_training_and_scored_after_the_fact(tmp_path,
     assert first is not None and first["test_loglik"] == best
     assert time_to(rows, best + 1.0) is None
     # A fresh start of the same run clears the old snapshots.
-    train_run(cfg, tmp_path, run_name="snap", quiet=True, force=True)
+    train_run(cfg, Paths.of(tmp_path), run_name="snap", quiet=True, force=True)
     assert not list((run_dir / "snapshots").glob("*.safetensors"))
 
 
 def test_scoring_a_run_without_snapshots_says_how_to_get_them(tmp_path, tiny_text_file):
     from tinylm.speed import score_snapshots
 
-    _, run_dir, _ = train_run(tiny_config("linear", tiny_text_file, steps=3), tmp_path, run_name="plain", quiet=True)
+    cfg = tiny_config("linear", tiny_text_file, steps=3)
+    _, run_dir, _ = train_run(cfg, Paths.of(tmp_path), run_name="plain", quiet=True)
     with pytest.raises(TinyLMError, match="--snapshot-every"):
         score_snapshots(run_dir)
 
@@ -310,7 +311,7 @@ def test_the_plateau_schedule_decays_at_each_plateau_and_ends_the_run_by_early_s
         "train.scheduler=plateau", "train.plateau_patience=2", "train.plateau_factor=0.5",
         "train.early_stopping_patience=5", "train.learning_rate=0.004", "train.warmup_steps=0"])
     script_valid_losses(monkeypatch, cfg, [3.1, 3.0, 2.9, 2.95, 2.95, 2.8] + [2.85] * 10)
-    metrics, run_dir, _ = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
+    metrics, run_dir, _ = train_run(cfg, Paths.of(tmp_path / "r", tmp_path / "d"), quiet=True)
     rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     lr = {r["step"]: r["lr"] for r in rows if r.get("valid_loss") is not None}
     assert metrics.status == "stopped_early" and metrics.steps == 100
@@ -333,7 +334,7 @@ def test_an_improvement_smaller_than_min_improvement_counts_as_none(tiny_text_fi
             "train.warmup_steps=0", "train.learning_rate=0.004", *extra])
         with monkeypatch.context() as patch:
             script_valid_losses(patch, cfg, losses)
-            metrics, run_dir, _ = train_run(cfg, tmp_path / name, quiet=True, data_dir=tmp_path / "d")
+            metrics, run_dir, _ = train_run(cfg, Paths.of(tmp_path / name, tmp_path / "d"), quiet=True)
         rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
         return metrics, [r for r in rows if r.get("valid_loss") is not None]
 
@@ -354,7 +355,7 @@ def test_plateau_max_decays_ends_the_run_where_the_rate_would_be_decayed_once_mo
         "train.scheduler=plateau", "train.plateau_patience=1", "train.plateau_max_decays=2",
         "train.early_stopping_patience=10", "train.learning_rate=0.004", "train.warmup_steps=0"])
     script_valid_losses(monkeypatch, cfg, [3.1, 3.0, 2.9] + [2.95] * 20)
-    metrics, run_dir, _ = train_run(cfg, tmp_path / "r", quiet=True, data_dir=tmp_path / "d")
+    metrics, run_dir, _ = train_run(cfg, Paths.of(tmp_path / "r", tmp_path / "d"), quiet=True)
     rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     evals = [r for r in rows if r.get("valid_loss") is not None]
     assert metrics.status == "stopped_early" and metrics.steps == 50 and metrics.best_step == 20

@@ -22,8 +22,9 @@ from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.fields import field_names, unknown_key_error
 from tinylm.generate.interactive import check_sampling, generate_text
 from tinylm.models.registry import DEFAULT_MODEL, config_class
+from tinylm.paths import Paths
 from tinylm.recorder import forecast_run, train_run
-from tinylm.run_folders import LoadedRun, load_run, load_run_corpus, read_metrics, results_dir
+from tinylm.run_folders import LoadedRun, load_run, load_run_corpus, read_metrics
 from tinylm.run_lookup import ResultsOnlyRun, resolve_run_dir
 from tinylm.run_metrics import RunMetrics
 from tinylm.suite_file import budget_resets, load_suite_file, resolve_run
@@ -98,7 +99,7 @@ class Run(LoadedRun):
         """Score a split of the run's dataset by the common protocol (what `tinylm eval` prints)."""
         if split not in SPLITS:
             raise UsageError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
-        corpus = load_run_corpus(self, data_dir, mirror)
+        corpus = load_run_corpus(self, Paths.of(data=data_dir, mirror=mirror))
         return self._evaluate(corpus.tensor(split), stride, device)
 
     def _evaluate(self, tokens: Any, stride: int | None, device: str) -> EvalResult:
@@ -187,7 +188,7 @@ def train(
     cfg = resolve_run(model, dataset, suite=suite_file, profile=profile, model_values=model_values,
                       train_values=train_values, data=data_cfg)
     label = profile_label(suite_file, cfg, profile)
-    metrics, run_dir, _ = train_run(cfg, results_dir(results), run_name=run_name, force=force, quiet=quiet,
+    metrics, run_dir, _ = train_run(cfg, Paths.of(results), run_name=run_name, force=force, quiet=quiet,
                                     profile=label, logs=(log,) if log else ())
     if not (run_dir / "model.safetensors").is_file():
         raise TinyLMError(f"{run_dir} finished as '{metrics.status}' without weights")
@@ -223,5 +224,5 @@ def suite(
         if key not in keys:
             raise unknown_key_error(key, keys, "tinylm.suite (training fields; model fields go in sets=[...])")
     return run_suite(load_suite_file(config), profile, only=models, datasets=datasets, train_values=overrides,
-                     sets=budget_resets(overrides) + list(sets or []), results=results, jobs=jobs, quiet=quiet,
-                     logs=(log,) if log else (), data_dir=data_dir, mirror=mirror)
+                     sets=budget_resets(overrides) + list(sets or []), paths=Paths.of(results, data_dir, mirror),
+                     jobs=jobs, quiet=quiet, logs=(log,) if log else ())

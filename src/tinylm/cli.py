@@ -12,8 +12,9 @@
     tinylm bench                speed figures of this machine
     tinylm runs                 list run directories
 
-Parsing, printing and exit codes live here; every decision is made by the package's functions. Model names,
-ablation flags and dataset names come from the registries.
+Parsing and exit codes live here; each command's body is in `tinylm.commands` (imported when it runs), and every
+decision is made by the package's functions. Model names, ablation flags and dataset names come from the
+registries.
 """
 
 from __future__ import annotations
@@ -67,8 +68,6 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # shared options
 
@@ -76,8 +75,6 @@ def _at_least_one(text: str) -> int:
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where datasets are stored (default ./data or $TINYLM_DATA_DIR)")
     p.add_argument("--mirror", help="local folder with the dataset files (default $TINYLM_DATA_MIRROR)")
-
-
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -99,56 +96,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="also log to tensorboard (<run dir>/tensorboard; extra: pip install -e \".[tensorboard]\")")
 
 
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# subcommands
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # the parser: one small function per subcommand
-
-
 
 
 def _add_data(sub: Any) -> None:

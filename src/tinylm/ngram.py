@@ -23,6 +23,7 @@ import numpy as np
 from tinylm.data.config import DataConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.files import atomic_write_json
+from tinylm.paths import Paths
 
 
 @dataclass
@@ -118,15 +119,9 @@ def default_order(level: str) -> int:
     return 7 if level == "char" else 5
 
 
-def run_baseline(
-    data: DataConfig,
-    results: Path,
-    order: int | None = None,
-    data_dir: str | Path | None = None,
-    mirror: str | Path | None = None,
-) -> dict[str, Any]:
+def run_baseline(data: DataConfig, paths: Paths, order: int | None = None) -> dict[str, Any]:
     """Count the Kneser-Ney model on the train split, score valid and test; write results/baselines/<name>.json."""
-    corpus = load_corpus(data, data_dir, mirror, quiet=True)
+    corpus = load_corpus(data, paths.data, paths.mirror, quiet=True)
     order = order or default_order(corpus.tokenizer.level)
     start = time.perf_counter()
     model = KneserNey(corpus.splits["train"], corpus.tokenizer.vocab_size, order)
@@ -139,7 +134,7 @@ def run_baseline(
         "seconds": time.perf_counter() - start,
         "note": "interpolated modified Kneser-Ney; every test token but the first scored once, as for the models",
     }
-    atomic_write_json(baseline_path(results, data.label, order), out)
+    atomic_write_json(baseline_path(paths.results, data.label, order), out)
     return out
 
 

@@ -25,6 +25,7 @@ from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.files import atomic_write_json, atomic_write_text, load_tensors, save_tensors
 from tinylm.generate.sampling import generate_ids
+from tinylm.paths import Paths
 from tinylm.run_folders import (
     RunLock,
     check_run_name,
@@ -215,12 +216,10 @@ def prepare_run_dir(cfg: RunConfig, results: Path, run_name: str | None, run_dir
 
 def train_run(
     cfg: RunConfig,
-    results: Path,
+    paths: Paths,
     run_name: str | None = None,
     resume: bool = False,
     quiet: bool = False,
-    data_dir: str | Path | None = None,
-    mirror: str | Path | None = None,
     force: bool = False,
     profile: str | None = None,
     run_dir: Path | None = None,
@@ -228,7 +227,7 @@ def train_run(
     announce: Callable[[dict[str, Any]], None] | None = None,
     logs: tuple[str, ...] | list[str] = (),
 ) -> tuple[RunMetrics, Path, str]:
-    """Train (or resume, or skip if complete) one run; returns (metrics, run dir, what happened).
+    """Train (or resume, or skip if complete) one run under `paths.results`; returns (metrics, run dir, what happened).
 
     `profile` only labels the run in metrics.json (e.g. "quick"), so reports can say where numbers come from.
     `snapshot_every`: also save the weights every that many seconds of training under snapshots/ (for scoring a
@@ -242,7 +241,7 @@ def train_run(
     # a bad --device is an error even when the run is complete and would be skipped
     distributed.setup(pick_device(cfg.train.device))
     main = distributed.world().main
-    run_dir = prepare_run_dir(cfg, results, run_name, run_dir)
+    run_dir = prepare_run_dir(cfg, paths.results, run_name, run_dir)
     metrics = read_metrics(run_dir)
     finished = metrics is not None and metrics.finished
     if finished and not force and (run_dir / "model.safetensors").is_file():
@@ -250,18 +249,17 @@ def train_run(
     # A finished run without weights (results committed without them) is trained again, here.
     force = force or finished
     with RunLock(run_dir, remove_if_unused=True) if main else contextlib.nullcontext():  # before any heavy work
-        return _train_locked(cfg, run_dir, metrics, resume, force, main, quiet, data_dir, mirror, profile,
-                             snapshot_every, announce, logs)
+        return _train_locked(cfg, run_dir, metrics, resume, force, main, quiet, paths, profile, snapshot_every,
+                             announce, logs)
 
 
 def _train_locked(cfg: RunConfig, run_dir: Path, metrics: RunMetrics | None, resume: bool, force: bool, main: bool,
-                  quiet: bool,
-                  data_dir: str | Path | None, mirror: str | Path | None, profile: str | None,
+                  quiet: bool, paths: Paths, profile: str | None,
                   snapshot_every: float | None, announce: Callable[[dict[str, Any]], None] | None,
                   logs: tuple[str, ...]) -> tuple[RunMetrics, Path, str]:
     if not main:
         distributed.barrier()  # rank 0 downloads and tokenizes first; the others then read its cache
-    corpus = load_corpus(cfg.data, data_dir, mirror, quiet=quiet or not main)
+    corpus = load_corpus(cfg.data, paths.data, paths.mirror, quiet=quiet or not main)
     if main:
         distributed.barrier()
     has_last = (run_dir / "last" / "checkpoint.safetensors").is_file()
@@ -282,7 +280,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, metrics: RunMetrics | None, res
     return metrics, run_dir, "resumed" if resuming else "trained"
 
 
-def forecast_run(cfg: RunConfig, data_dir: str | Path | None = None, mirror: str | Path | None = None,
-                 seconds: float = 1.0) -> dict[str, Any]:
+def forecast_run(cfg: RunConfig, paths: Paths | None = None, seconds: float = 1.0) -> dict[str, Any]:
     """What training `cfg` here would take (`Trainer.forecast`, measured over `seconds` of steps), writing no run."""
-    return Trainer(cfg, load_corpus(cfg.data, data_dir, mirror, quiet=True)).forecast(seconds=seconds)
+    paths = paths or Paths.of()
+    return Trainer(cfg, load_corpus(cfg.data, paths.data, paths.mirror, quiet=True)).forecast(seconds=seconds)

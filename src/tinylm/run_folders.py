@@ -37,21 +37,13 @@ from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.files import load_tensors, read_json
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
+from tinylm.paths import Paths
 from tinylm.run_metrics import FIX, RunMetrics
 from tinylm.suite_file import parse_overrides, parse_yaml
 
 PICKLES = ("model.pt", "model.bin", "pytorch_model.bin", "model.pth")
 """Checkpoint names of pickle-based formats, which tinylm refuses to load."""
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def results_dir(path: str | Path | None = None) -> Path:
-    """Your working folder: the argument, else $TINYLM_RESULTS_DIR, else ./results; a file there is refused."""
-    root = Path(path or os.environ.get("TINYLM_RESULTS_DIR") or "results")
-    if root.is_file():
-        raise UsageError(f"the results folder {root} is a file; pass a folder with --results-dir (or "
-                         "TINYLM_RESULTS_DIR)")
-    return root
 
 
 REFERENCE_ENV = "TINYLM_REFERENCE_DIR"
@@ -283,9 +275,10 @@ def check_tokenizer(run_dir: Path, cfg: RunConfig, tok: Tokenizer) -> None:
                           "tokenizer.json or train it again")
 
 
-def load_run_corpus(run: LoadedRun, data_dir: str | Path | None = None, mirror: str | Path | None = None) -> Corpus:
+def load_run_corpus(run: LoadedRun, paths: Paths | None = None) -> Corpus:
     """The corpus a loaded run was trained on; an error if its tokenizer no longer matches the data."""
-    corpus = load_corpus(run.config.data, data_dir, mirror, quiet=True)
+    paths = paths or Paths.of()
+    corpus = load_corpus(run.config.data, paths.data, paths.mirror, quiet=True)
     if corpus.tokenizer.tokens != run.tokenizer.tokens:
         raise TinyLMError(f"the tokenizer of {run.run_dir} does not match the dataset's; the data has changed")
     return corpus

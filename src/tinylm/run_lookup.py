@@ -12,6 +12,7 @@ import torch
 from tinylm.config import RunConfig
 from tinylm.errors import TinyLMError
 from tinylm.models.registry import DEFAULT_MODEL
+from tinylm.paths import results_dir
 from tinylm.run_folders import (
     PICKLES,
     ResultsOnly,
@@ -23,7 +24,6 @@ from tinylm.run_folders import (
     read_config,
     read_metrics,
     reference_dir,
-    results_dir,
 )
 from tinylm.suite_file import load_suite_file, resolve_run
 

@@ -26,6 +26,7 @@ from tinylm.config import RunConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.device import usable_cores
 from tinylm.errors import Interrupted, TinyLMError, UsageError
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.run_metrics import RunMetrics
 
@@ -35,10 +36,8 @@ class Job:
     """One run of a suite and where it goes (train_run's arguments)."""
 
     config: RunConfig
-    results: Path
+    paths: Paths
     profile: str | None = None
-    data_dir: str | Path | None = None
-    mirror: str | Path | None = None
     logs: tuple[str, ...] = ()
 
 
@@ -77,8 +76,7 @@ def _train(job: Job) -> tuple[str, RunMetrics | int | None, str, str]:
     if _STOP is not None and _STOP.is_set():  # a job already handed to this worker when Ctrl-C came
         return "not started", None, "", ""
     try:
-        metrics, run_dir, what = train_run(job.config, job.results, quiet=True, data_dir=job.data_dir,
-                                           mirror=job.mirror, profile=job.profile, logs=job.logs)
+        metrics, run_dir, what = train_run(job.config, job.paths, quiet=True, profile=job.profile, logs=job.logs)
         return "done", metrics, str(run_dir), what
     except Interrupted as e:
         return "interrupted", None, str(e.run_dir), str(e)
@@ -99,7 +97,7 @@ def train_in_parallel(jobs: list[Job], workers: int,
     if workers < 1:
         raise UsageError(f"--jobs must be at least 1 (got {workers})")
     for first in {job.config.data.label: job for job in jobs}.values():  # download and tokenize once, here
-        load_corpus(first.config.data, first.data_dir, first.mirror)
+        load_corpus(first.config.data, first.paths.data, first.paths.mirror)
     context = multiprocessing.get_context("spawn")  # no forked copy of this process's threads or CUDA state
     stop, shares = context.Event(), context.Queue()
     for share in core_shares(usable_cores(), workers):

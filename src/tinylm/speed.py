@@ -7,6 +7,7 @@ depend on the text); warm-up steps are excluded and each figure is the median of
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import resource
 import socket
@@ -38,6 +39,7 @@ from tinylm.errors import TinyLMError
 from tinylm.files import atomic_write_json, load_tensors
 from tinylm.generate.sampling import generate_ids, sample
 from tinylm.models.registry import build_model, model_names
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.run_folders import load_run, load_run_corpus
 from tinylm.start_time import start_time
@@ -139,14 +141,14 @@ def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: i
     }
 
 
-def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: str | None, mirror: str | None,
+def head_speed(dataset: str, steps: int, repeats: int, device: str, paths: Paths,
                progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Training tokens/s of the full profile's transformer on a word-level dataset with the full softmax and with
     the adaptive head (default cutoffs from the training counts), same body, same batches, alternated `repeats`
     times in this process; on the real training split where it is available, else on Zipf-distributed tokens."""
     progress(f"adaptive against full softmax head: transformer on {dataset}")
     try:
-        corpus, source = load_corpus(DataConfig(name=dataset), data_dir, mirror, quiet=True), "training split"
+        corpus, source = load_corpus(DataConfig(name=dataset), paths.data, paths.mirror, quiet=True), "training split"
     except TinyLMError:
         corpus, source = random_corpus(dataset, zipf=True), "Zipf-distributed random tokens (dataset not available)"
     suite = load_suite_file()
@@ -166,7 +168,7 @@ def head_speed(dataset: str, steps: int, repeats: int, device: str, data_dir: st
     return out
 
 
-def profile_precision(profile: str, steps: int, repeats: int, device: str, data_dir: str | None, mirror: str | None,
+def profile_precision(profile: str, steps: int, repeats: int, device: str, paths: Paths,
                       progress: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
     """Training tokens/s of every run of a suite profile in fp32 and in bf16 autocast: the run's own config and
     corpus, both precisions built in this process and alternated `repeats` times on the same batches, beside the
@@ -181,7 +183,7 @@ def profile_precision(profile: str, steps: int, repeats: int, device: str, data_
                     for prec in ("fp32", "bf16")}
             if corpus is None:
                 try:
-                    corpus = load_corpus(cfgs["fp32"].data, data_dir, mirror, quiet=True)
+                    corpus = load_corpus(cfgs["fp32"].data, paths.data, paths.mirror, quiet=True)
                 except TinyLMError as e:
                     rows.append({"dataset": dataset, "note": f"skipped: {e}"})
                     break
@@ -197,11 +199,11 @@ def profile_precision(profile: str, steps: int, repeats: int, device: str, data_
     return rows
 
 
-def precision_quality(steps: int, data_dir: str | None, mirror: str | None, device: str) -> dict[str, Any]:
+def precision_quality(steps: int, paths: Paths, device: str) -> dict[str, Any]:
     """The reference transformer trained for the same steps (same seed, same batches) in fp32 and in bf16 on Tiny
     Shakespeare: tokens/s and the loss on the first 32k validation characters, scored in fp32."""
     try:
-        corpus = load_corpus(DataConfig(name="tinyshakespeare"), data_dir, mirror, quiet=True)
+        corpus = load_corpus(DataConfig(name="tinyshakespeare"), paths.data, paths.mirror, quiet=True)
     except TinyLMError as e:
         return {"note": f"skipped: {e}"}
     out: dict[str, Any] = {"dataset": "tinyshakespeare", "steps": steps}
@@ -223,19 +225,19 @@ def precision_quality(steps: int, data_dir: str | None, mirror: str | None, devi
     return out
 
 
-def time_to_target(target: float, results: Path, data_dir: str | None, mirror: str | None, device: str,
-                   snapshot_every: float = 20.0, sets: list[str] | None = None) -> dict[str, Any]:
+def time_to_target(target: float, paths: Paths, device: str, snapshot_every: float = 20.0,
+                   sets: list[str] | None = None) -> dict[str, Any]:
     """Train the shipped `sprint` profile (the transformer on Tiny Shakespeare, 5 minutes) with weight snapshots, then
     score every snapshot on the test split: the training seconds at which test log-likelihood first reaches
     `target`. A benchmark only: the run's own model selection uses the validation split."""
     cfg = resolve_run("transformer", "tinyshakespeare", suite=load_suite_file(), profile="sprint",
                       train_values={"device": device}, sets=sets)
     try:
-        metrics, run_dir, _ = train_run(cfg, results, run_name="sprint", quiet=True, data_dir=data_dir,
-                                        mirror=mirror, force=True, profile="sprint", snapshot_every=snapshot_every)
+        metrics, run_dir, _ = train_run(cfg, paths, run_name="sprint", quiet=True, force=True, profile="sprint",
+                                        snapshot_every=snapshot_every)
     except TinyLMError as e:
         return {"target": target, "note": f"skipped: {e}"}
-    rows = score_snapshots(run_dir, "test", data_dir, mirror, pick_device(device))
+    rows = score_snapshots(run_dir, "test", paths, pick_device(device))
     hit = time_to(rows, target)
     return {
         "target": target, "command": "tinylm train --profile sprint --snapshot-every 20 && "
@@ -298,17 +300,17 @@ def generation_speed(repeats: int, device: torch.device, length: int = 384) -> d
     return out
 
 
-def cache_load_speed(data_dir: str | None, mirror: str | None, repeats: int) -> dict[str, Any]:
+def cache_load_speed(paths: Paths, repeats: int) -> dict[str, Any]:
     """Seconds to load tokenized WikiText-2 (else Tiny Shakespeare) from the on-disk cache."""
     for name in ("wikitext2", "tinyshakespeare"):
         try:
-            load_corpus(DataConfig(name=name), data_dir, mirror, quiet=True)
+            load_corpus(DataConfig(name=name), paths.data, paths.mirror, quiet=True)
         except TinyLMError:
             continue
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            corpus = load_corpus(DataConfig(name=name), data_dir, mirror, quiet=True)
+            corpus = load_corpus(DataConfig(name=name), paths.data, paths.mirror, quiet=True)
             times.append(time.perf_counter() - start)
         return {"dataset": name, "from_cache": corpus.from_cache, "seconds": _median_spread(times)}
     return {"dataset": None, "note": "no dataset available (set TINYLM_DATA_MIRROR)"}
@@ -361,10 +363,8 @@ def _training_speeds(only: list[str] | None, precisions: list[str], quick: bool,
 
 
 def run_bench(
-    results: Path,
+    paths: Paths,
     quick: bool = False,
-    data_dir: str | None = None,
-    mirror: str | None = None,
     only: list[str] | None = None,
     precision: str | None = None,
     repeats: int = 5,
@@ -373,7 +373,7 @@ def run_bench(
     profile: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> tuple[dict[str, Any], Path]:
-    """Measure everything and write results/bench/<host>-<date>.json; returns the report and its path.
+    """Measure everything and write <paths.results>/bench/<host>-<date>.json; returns the report and its path.
 
     precision: fp32, bf16 or both (default: both where bf16 is native here, else fp32). time_target: train the
     `sprint` profile for the time to -1.77 nats/char on test (default: on unless quick; about 6 minutes). profile:
@@ -396,8 +396,8 @@ def run_bench(
     if profile:
         report["matmul_fp32"] = before
         report["profile_precision"] = {"profile": profile, "rows": profile_precision(
-            profile, 3 if quick else 10, repeats, device, data_dir, mirror, progress)}
-        return report, _write(results, report)
+            profile, 3 if quick else 10, repeats, device, paths, progress)}
+        return report, _write(paths.results, report)
     precisions = ["fp32", "bf16"] if precision == "both" else [precision]
     training = _training_speeds(only, precisions, quick, repeats, device, dev, progress)
     # The peak again after the models: the utilisation is against the best the machine showed in this run.
@@ -413,29 +413,28 @@ def run_bench(
     report["training"] = training
     if "bf16" in precisions and (not only or "transformer" in only):
         progress("bf16 against fp32: speed and quality")
-        report["precision_quality"] = precision_quality(20 if quick else 150, data_dir, mirror, device)
+        report["precision_quality"] = precision_quality(20 if quick else 150, paths, device)
     if not only or "transformer" in only:
-        report["adaptive_head"] = [head_speed(name, 3 if quick else 10, repeats, device, data_dir, mirror, progress)
+        report["adaptive_head"] = [head_speed(name, 3 if quick else 10, repeats, device, paths, progress)
                                    for name in ("ptb", "wikitext2")]
-    _beyond_training(report, quick, repeats, device, dev, data_dir, mirror,
+    _beyond_training(report, quick, repeats, device, dev, paths,
                      time_target if time_target is not None else not quick, progress)
-    return report, _write(results, report)
+    return report, _write(paths.results, report)
 
 
 def _beyond_training(report: dict[str, Any], quick: bool, repeats: int, device: str, dev: torch.device,
-                     data_dir: str | None, mirror: str | None, time_target: bool,
-                     progress: Callable[[str], None]) -> None:
+                     paths: Paths, time_target: bool, progress: Callable[[str], None]) -> None:
     """Evaluation, generation, cache loading, start-up and (time_target) the time to -1.77 on test, into `report`."""
     progress("evaluation, generation and cache loading")
     report["evaluation"] = eval_speed("tinyshakespeare", repeats, dev)
     report["generation"] = generation_speed(repeats, dev, 128 if quick else 384)
-    report["cache_load"] = cache_load_speed(data_dir, mirror, repeats)
+    report["cache_load"] = cache_load_speed(paths, repeats)
     progress("start-up: tinylm train to its first step, against import torch")
-    report["start_time"] = start_time(repeats, data_dir, mirror)
+    report["start_time"] = start_time(repeats, paths)
     if time_target:
         progress("time to -1.77 nats/char on test: training the sprint profile (5 minutes)")
         with tempfile.TemporaryDirectory() as tmp:
-            report["time_to_target"] = time_to_target(-1.77, Path(tmp), data_dir, mirror, device)
+            report["time_to_target"] = time_to_target(-1.77, dataclasses.replace(paths, results=Path(tmp)), device)
 
 
 def _write(results: Path, report: dict[str, Any]) -> Path:
@@ -518,8 +517,7 @@ def _profile_lines(section: dict[str, Any]) -> list[str]:
 def score_snapshots(
     run_dir: str | Path,
     split: str = "test",
-    data_dir: str | Path | None = None,
-    mirror: str | Path | None = None,
+    paths: Paths | None = None,
     device: torch.device | None = None,
 ) -> list[dict[str, Any]]:
     """Every snapshot's step, tokens, FLOPs, training seconds and log-likelihood on `split`, in order of step.
@@ -528,16 +526,16 @@ def score_snapshots(
     Also written to <run>/snapshots.json.
     """
     run_dir = Path(run_dir)
-    paths = sorted((run_dir / "snapshots").glob("step*.safetensors"))
-    if not paths:
+    snapshots = sorted((run_dir / "snapshots").glob("step*.safetensors"))
+    if not snapshots:
         raise TinyLMError(f"{run_dir} has no snapshots; train with --snapshot-every SECONDS to save them")
     run = load_run(run_dir)
-    corpus = load_run_corpus(run, data_dir, mirror)
+    corpus = load_run_corpus(run, paths)
     device = device or torch.device("cpu")
     model = run.model.to(device)
     tokens = corpus.tensor(split)
     rows = []
-    for path in paths:
+    for path in snapshots:
         tensors, meta = load_tensors(path)
         model.load_weights(tensors)
         result = evaluate(model, tokens, batch_size=64, device=device)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tinylm.paths import Paths
 from tinylm.training.loop import FAULT_STOP_ENV, FIRST_STEP_ENV
 
 COMMAND = ["train", "--model", "transformer", "--quick", "--max-steps", "1", "--force", "--quiet"]
@@ -24,8 +25,8 @@ def _import_torch() -> float:
     return time.perf_counter() - start
 
 
-def _first_step(results: Path, stamp: Path, data_dir: str | Path | None, mirror: str | Path | None) -> float:
-    folders = [*(["--data-dir", str(data_dir)] if data_dir else []), *(["--mirror", str(mirror)] if mirror else [])]
+def _first_step(results: Path, stamp: Path, paths: Paths) -> float:
+    folders = ["--data-dir", str(paths.data), *(["--mirror", str(paths.mirror)] if paths.mirror else [])]
     env = {**os.environ, FIRST_STEP_ENV: str(stamp), FAULT_STOP_ENV: "1"}
     stamp.unlink(missing_ok=True)
     start = time.time()
@@ -36,17 +37,18 @@ def _first_step(results: Path, stamp: Path, data_dir: str | Path | None, mirror:
     return float(stamp.read_text()) - start
 
 
-def start_time(repeats: int, data_dir: str | Path | None = None, mirror: str | Path | None = None) -> dict[str, Any]:
+def start_time(repeats: int, paths: Paths | None = None) -> dict[str, Any]:
     """Seconds from `tinylm train`'s start to the beginning of its first step, and of `import torch` in a fresh
     interpreter, `repeats` times each, interleaved (both see the same load), after one untimed run that fills the
     data cache; the medians and their ratio."""
+    paths = paths or Paths.of()
     with tempfile.TemporaryDirectory() as tmp:
         results, stamp = Path(tmp) / "results", Path(tmp) / "first-step"
-        _first_step(results, stamp, data_dir, mirror)
+        _first_step(results, stamp, paths)
         torch_s, first_s = [], []
         for _ in range(repeats):
             torch_s.append(_import_torch())
-            first_s.append(_first_step(results, stamp, data_dir, mirror))
+            first_s.append(_first_step(results, stamp, paths))
     torch_median, first_median = statistics.median(torch_s), statistics.median(first_s)
     return {"command": "tinylm " + " ".join(COMMAND), "repeats": repeats,
             "import_torch_seconds": round(torch_median, 3), "first_step_seconds": round(first_median, 3),

@@ -15,8 +15,8 @@ from typing import Any
 from tinylm.config import DataConfig, RunConfig
 from tinylm.data.corpus import resolve_data_config
 from tinylm.ngram import baseline_path, default_order, run_baseline
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
-from tinylm.run_folders import results_dir
 from tinylm.run_metrics import RunMetrics
 from tinylm.run_pool import Job, train_in_parallel
 from tinylm.suite_file import SuiteFile
@@ -43,21 +43,21 @@ class SuiteResult:
     """What happened: trained, resumed or skipped (as train_run says)."""
 
 
-def train_baselines(datas: list[DataConfig], results: str | Path | None = None, order: int | None = None,
-                    data_dir: str | Path | None = None, mirror: str | Path | None = None, missing_only: bool = False,
+def train_baselines(datas: list[DataConfig], paths: Paths | None = None, order: int | None = None,
+                    missing_only: bool = False,
                     on_baseline: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """The Kneser-Ney baseline of every distinct dataset (seconds each), written under results/baselines; with
     `missing_only`, only those not written yet. `on_baseline` is given each one as it is done."""
-    results = results_dir(results)
+    paths = paths or Paths.of()
     done, seen = [], set()
     for data in datas:
         if data.label in seen:
             continue
         seen.add(data.label)
         level = resolve_data_config(data).level
-        if missing_only and baseline_path(results, data.label, order or default_order(level)).is_file():
+        if missing_only and baseline_path(paths.results, data.label, order or default_order(level)).is_file():
             continue
-        done.append(run_baseline(data, results, order, data_dir, mirror))
+        done.append(run_baseline(data, paths, order))
         if on_baseline:
             on_baseline(done[-1])
     return done
@@ -72,12 +72,10 @@ def run_suite(
     axes: dict[str, dict[str, list[Any]]] | None = None,
     train_values: dict[str, Any] | None = None,
     sets: list[str] | None = None,
-    results: str | Path | None = None,
+    paths: Paths | None = None,
     jobs: int = 1,
     quiet: bool = False,
     logs: tuple[str, ...] | list[str] = (),
-    data_dir: str | Path | None = None,
-    mirror: str | Path | None = None,
     on_plan: Callable[[list[PlannedRun]], None] | None = None,
     on_baseline: Callable[[dict[str, Any]], None] | None = None,
     on_result: Callable[[SuiteResult], None] | None = None,
@@ -88,9 +86,9 @@ def run_suite(
     Args:
         suite, profile, only, datasets, axes, train_values, sets: what `suite_plan.plan` takes (a run that
             `train_values` or `sets` change is recorded as "adhoc").
-        results: your working folder (default ./results or $TINYLM_RESULTS_DIR).
+        paths: the results, data and mirror folders (default `Paths.of()`).
         jobs: runs trained at once, each in a process of its own (1: one after the other, in this process).
-        quiet, logs, data_dir, mirror: as `recorder.train_run` takes them.
+        quiet, logs: as `recorder.train_run` takes them.
         on_plan, on_baseline, on_result: given the planned runs before anything trains, each baseline as it is
             done and each run as it finishes.
         announce: given each run's forecast before it trains (`jobs=1` only).
@@ -100,11 +98,10 @@ def run_suite(
     """
     logs = check_logs(logs)
     runs = plan(suite, profile, only=only, datasets=datasets, axes=axes, train_values=train_values, sets=sets)
-    results = results_dir(results)
+    paths = paths or Paths.of()
     if on_plan:
         on_plan(runs)
-    train_baselines([r.config.data for r in runs], results, None, data_dir, mirror, missing_only=True,
-                    on_baseline=on_baseline)
+    train_baselines([r.config.data for r in runs], paths, None, missing_only=True, on_baseline=on_baseline)
     labels = ProfileLabels(suite)
     recorded = [labels.label(run.config, profile) for run in runs]
     done: list[SuiteResult] = []
@@ -116,10 +113,9 @@ def run_suite(
             on_result(done[-1])
 
     if jobs != 1:
-        train_in_parallel([Job(run.config, results, recorded[i], data_dir, mirror, logs)
-                           for i, run in enumerate(runs)], jobs, finished)
+        train_in_parallel([Job(run.config, paths, recorded[i], logs) for i, run in enumerate(runs)], jobs, finished)
     else:
         for i, run in enumerate(runs, 1):
-            finished(i, *train_run(run.config, results, quiet=quiet, data_dir=data_dir, mirror=mirror,
-                                   profile=recorded[i - 1], announce=announce, logs=logs))
+            finished(i, *train_run(run.config, paths, quiet=quiet, profile=recorded[i - 1], announce=announce,
+                                   logs=logs))
     return sorted(done, key=lambda r: r.index)

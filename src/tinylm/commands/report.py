@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tinylm.errors import UsageError
 from tinylm.experiments.report import write_report
-from tinylm.run_folders import find_runs, reference_dir, results_dir
+from tinylm.paths import Paths, results_dir
+from tinylm.run_folders import find_runs, reference_dir
 from tinylm.speed import run_bench, summary_lines
 
 
@@ -34,10 +35,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"  measuring {what} ...".ljust(79)[:79], end="\r", file=sys.stderr, flush=True)
 
-    report, path = run_bench(results_dir(args.results_dir), quick=args.quick, data_dir=args.data_dir,
-                             mirror=args.mirror, only=args.only, precision=args.precision, repeats=args.repeats,
-                             device=args.device, time_target=args.time_to_target, profile=args.profile,
-                             progress=progress)
+    report, path = run_bench(Paths.of(args.results_dir, args.data_dir, args.mirror), quick=args.quick,
+                             only=args.only, precision=args.precision, repeats=args.repeats, device=args.device,
+                             time_target=args.time_to_target, profile=args.profile, progress=progress)
     if sys.stderr.isatty():
         print(" " * 79, end="\r", file=sys.stderr, flush=True)
     print("\n".join(summary_lines(report)))

@@ -16,6 +16,7 @@ from tinylm.generate.interactive import (
     describe,
     encode_prompt,
 )
+from tinylm.paths import Paths
 from tinylm.speed import score_snapshots, time_to
 from tinylm.training.evaluate import protocol_note
 
@@ -43,8 +44,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_snapshots(args: argparse.Namespace) -> int:
     if args.stride is not None:
         raise UsageError("--stride does not apply with --snapshots (they are scored by the standard protocol)")
-    split = args.split
-    rows = score_snapshots(args.run_dir, split, args.data_dir, args.mirror, pick_device(args.device))
+    split, paths = args.split, Paths.of(data=args.data_dir, mirror=args.mirror)
+    rows = score_snapshots(args.run_dir, split, paths, pick_device(args.device))
     hit = time_to(rows, args.target, split) if args.target is not None else None
     if args.json:
         print(json.dumps({"run": str(args.run_dir), "split": split, "snapshots": rows, "target": args.target,

@@ -13,8 +13,9 @@ from tinylm.data.corpus import load_corpus
 from tinylm.device import pick_device
 from tinylm.errors import UsageError
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, model_names
+from tinylm.paths import Paths
 from tinylm.recorder import train_run
-from tinylm.run_folders import read_metrics, results_dir, resume_config
+from tinylm.run_folders import read_metrics, resume_config
 from tinylm.run_lookup import duration
 from tinylm.run_metrics import RunMetrics
 from tinylm.suite_file import SuiteFile, data_config, load_suite_file, resolve_run
@@ -65,24 +66,24 @@ def announce(info: dict[str, Any]) -> None:
 
 def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any]]]:
     """The runs `tinylm train` asked for, as (config, train_run keywords), checked for every user mistake."""
-    common = {"quiet": args.quiet, "data_dir": args.data_dir, "mirror": args.mirror,
-              "snapshot_every": args.snapshot_every, "announce": announce, "logs": check_logs(args.log)}
+    common = {"quiet": args.quiet, "snapshot_every": args.snapshot_every, "announce": announce,
+              "logs": check_logs(args.log)}
     if args.resume:
         run_dir = Path(args.resume)
         if args.model or args.data or args.profile or args.quick or args.config:
             raise UsageError("--resume takes the saved config; drop --model, --data, --profile, --quick and --config")
         values, resets = train_values(args)
         asked = resume_config(run_dir, values, resets + list(args.set or []))
-        return [(asked, {**common, "results": run_dir.parent, "resume": True, "run_dir": run_dir,
-                         "profile": _saved_profile(run_dir)})]
-    results = results_dir(args.results_dir)
+        return [(asked, {**common, "paths": Paths.of(run_dir.parent, args.data_dir, args.mirror), "resume": True,
+                         "run_dir": run_dir, "profile": _saved_profile(run_dir)})]
+    paths = Paths.of(args.results_dir, args.data_dir, args.mirror)
     suite = load_suite_file(args.config)
     labels = ProfileLabels(suite)
     models = model_names() if args.model == "all" else [args.model or DEFAULT_MODEL]
     jobs = []
     for model in models:
         cfg = _resolve_from_args(args, model, suite, _profile(args))
-        jobs.append((cfg, {**common, "results": results, "run_name": args.run_name if len(models) == 1 else None,
+        jobs.append((cfg, {**common, "paths": paths, "run_name": args.run_name if len(models) == 1 else None,
                            "force": args.force, "profile": labels.label(cfg, _profile(args))}))
     return jobs
 
@@ -100,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         for cfg, kw in jobs:
             pick_device(cfg.train.device)
             distributed.check_batch(cfg.train.batch_size, args.nproc)
-            load_corpus(cfg.data, kw["data_dir"], kw["mirror"], quiet=args.quiet)  # downloads and tokenizes once
+            load_corpus(cfg.data, kw["paths"].data, kw["paths"].mirror, quiet=args.quiet)  # downloads, tokenizes once
         return distributed.launch(args.nproc, args.argv)
     for cfg, kw in jobs:
         metrics, run_dir, what = train_run(cfg, **kw)
@@ -118,10 +119,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
             if spec.sweep_flag and getattr(args, sweep_dest(name), None)}
     only = args.only or ([args.model] if args.model and args.model != "all" else None)
     values, sets = train_values(args)
-    results = results_dir(args.results_dir)
+    paths = Paths.of(args.results_dir, args.data_dir, args.mirror)
 
     def planned(runs: list[PlannedRun]) -> None:
-        print(f"suite '{profile}': {len(runs)} runs -> {results / 'runs'}")
+        print(f"suite '{profile}': {len(runs)} runs -> {paths.results / 'runs'}")
         if args.jobs > 1:
             print(f"{min(args.jobs, len(runs))} runs at a time, each in a process of its own")
 
@@ -129,9 +130,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
         _print_result(r.metrics, r.run_dir, f"[{r.index}/{r.of}] {r.what}")
 
     run_suite(load_suite_file(args.config), profile, only=only, datasets=args.dataset, axes=axes or None,
-              train_values=values, sets=sets + list(args.set or []), results=results, jobs=args.jobs,
-              quiet=args.quiet, logs=args.log, data_dir=args.data_dir, mirror=args.mirror,
-              on_plan=planned, on_baseline=_print_baseline, on_result=finished, announce=announce)
+              train_values=values, sets=sets + list(args.set or []), paths=paths, jobs=args.jobs, quiet=args.quiet,
+              logs=args.log, on_plan=planned, on_baseline=_print_baseline, on_result=finished, announce=announce)
     return 0
 
 
@@ -144,6 +144,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if args.order is not None and args.order < 2:
         raise UsageError(f"--order must be at least 2 (got {args.order})")
     suite = load_suite_file(args.config)
-    train_baselines([data_config(suite, d) for d in args.dataset], args.results_dir, args.order, args.data_dir,
-                    args.mirror, on_baseline=_print_baseline)
+    datas, paths = [data_config(suite, d) for d in args.dataset], Paths.of(args.results_dir, args.data_dir, args.mirror)
+    train_baselines(datas, paths, args.order, on_baseline=_print_baseline)
     return 0

@@ -32,6 +32,8 @@ from tinylm.data.config import DataConfig
 from tinylm.data.tokenizers import EOS, CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_json
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.files import atomic_write_json
+from tinylm.paths import data_dir as resolve_data_dir
+from tinylm.paths import mirror_dir
 
 CACHE_VERSION = 2
 PIECE_CHARS = 1 << 22  # text is read and tokenized ~4M characters at a time
@@ -247,8 +249,8 @@ def load_corpus(
     tokenized into memory.
     """
     cfg = resolve_data_config(cfg)
-    root_path = sources.data_dir(root)
-    source, origins = _source(cfg, root_path, sources.mirror_dir(mirror), quiet)
+    root_path = resolve_data_dir(root)
+    source, origins = _source(cfg, root_path, mirror_dir(mirror), quiet)
     cache = root_path / "cache" / f"{cfg.name}-{_cache_key(cfg, _source_digests(cfg), cfg.level)}"
     corpus = _read_cache(cache, cfg.name, origins) if use_cache else None
     if corpus is None:
@@ -376,7 +378,7 @@ def describe_dataset(config: DataConfig, data_dir: str | Path | None = None, mir
     vocabulary, and how many tokens map to <unk>."""
     spec = sources.DATASETS[config.name]
     corpus = load_corpus(config, data_dir, mirror)
-    root = sources.data_dir(data_dir)
+    root = resolve_data_dir(data_dir)
     lines = [f"{spec.name}: {spec.description}"]
     for split, remote in spec.files.items():
         lines.append(f"  file {root / remote.relpath} ({remote.size:,} bytes, sha256 {remote.sha256[:12]}…) "

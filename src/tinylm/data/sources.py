@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.files import atomic_write, atomic_write_text
+from tinylm.paths import data_dir, mirror_dir
 
 SPLITS = ("train", "valid", "test")
 
@@ -164,28 +165,6 @@ def canonical_name(name: str) -> str:
         known = ", ".join(list(DATASETS) + sorted(ALIASES))
         raise UsageError(f"unknown dataset '{name}'; choose one of: {known} (or pass --data FILE --level char|word)")
     return key
-
-
-def data_dir(path: str | Path | None = None) -> Path:
-    """The data directory: the argument, else $TINYLM_DATA_DIR, else ./data; a file there is refused."""
-    root = Path(path or os.environ.get("TINYLM_DATA_DIR") or "data")
-    if root.is_file():
-        raise UsageError(f"the data directory {root} is a file; pass a folder with --data-dir (or TINYLM_DATA_DIR)")
-    return root
-
-
-def mirror_dir(path: str | Path | None = None) -> Path | None:
-    """The mirror directory: the argument, else $TINYLM_DATA_MIRROR, else None. It must exist if named."""
-    value = path or os.environ.get("TINYLM_DATA_MIRROR")
-    if not value:
-        return None
-    mirror = Path(value)
-    if mirror.is_file():
-        raise UsageError(f"the mirror {mirror} is a file; pass the folder that holds tinyshakespeare/, ptb/ and "
-                         "wikitext-2/ with --mirror (or TINYLM_DATA_MIRROR)")
-    if not mirror.is_dir():
-        raise UsageError(f"mirror directory {mirror} does not exist; fix --mirror / TINYLM_DATA_MIRROR or unset it")
-    return mirror
 
 
 def sha256_file(path: Path) -> str:
