@@ -36,7 +36,7 @@ from tinylm.paths import data_dir as resolve_data_dir
 from tinylm.paths import mirror_dir
 
 CACHE_VERSION = 2
-PIECE_CHARS = 1 << 22  # text is read and tokenized ~4M characters at a time
+PIECE_CHARS = 1 << 20  # text is read and tokenized ~1M characters at a time (~16 MiB of buffers)
 
 
 @dataclass
