@@ -26,7 +26,13 @@ from tinylm.experiments.headline_figure import headline_figure
 from tinylm.experiments.results import ReportRow, best_runs, load_runs, model_key
 from tinylm.experiments.scaling import Frontier
 from tinylm.experiments.scaling_figure import scaling_figure
-from tinylm.experiments.scaling_report import EXTENDED, scaling_frontiers, scaling_records, scaling_section
+from tinylm.experiments.scaling_report import (
+    EXTENDED,
+    SCALING_PROFILES,
+    scaling_frontiers,
+    scaling_records,
+    scaling_section,
+)
 from tinylm.experiments.tables import (
     gpu_summaries,
     headline_notes,
@@ -161,12 +167,15 @@ def write_report(
 def scaling_figures(frontiers: dict[tuple[str, str], Frontier], every: list[ReportRow], baselines: dict[str, Any],
                     out: Path, suffix: str = "", note: str = "") -> list[Path]:
     """One scaling figure per dataset with fitted scaling runs (scaling_<dataset><suffix>.png, `note` in its
-    titles)."""
+    titles), the other runs of its architectures beside the fits as points."""
     paths = []
     for ds in dict.fromkeys(d for d, _ in frontiers):
         unigram = next((r.metrics.unigram_test_loglik for r in every if r.dataset == ds), None)
+        models = {m for d, m in frontiers if d == ds}
+        others = [r for r in every if r.dataset == ds and r.model in models and r.profile not in SCALING_PROFILES
+                  and r.metrics.train_flops and r.metrics.valid_loss is not None]
         paths.append(scaling_figure(ds, [f for (d, _), f in frontiers.items() if d == ds], baselines, unigram, out,
-                                    suffix, note))
+                                    suffix, note, others))
     return paths
 
 

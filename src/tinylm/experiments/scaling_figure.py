@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from tinylm.experiments.exact_math import logspace, polyval  # noqa: E402
 from tinylm.experiments.figures import _save  # noqa: E402
+from tinylm.experiments.results import ReportRow  # noqa: E402
 from tinylm.experiments.scaling import Frontier  # noqa: E402
 from tinylm.models.registry import color  # noqa: E402
 
@@ -46,15 +47,28 @@ def draw_frontier(ax: plt.Axes, f: Frontier) -> None:
             label=f"{f.model}: {e:.2f} + {a:.2g}·C^-{alpha:.2f}")
 
 
+def _other_runs(ax: plt.Axes, others: list[ReportRow]) -> None:
+    """Runs of the same architectures outside the scaling profile (the headline and GPU profiles' runs) as points
+    at their training FLOPs: where a larger budget on the same data landed beside the fitted law."""
+    for on_gpu, marker in ((False, "o"), (True, "s")):
+        for model in dict.fromkeys(r.model for r in others):
+            rows = [r for r in others if r.model == model and r.on_gpu == on_gpu]
+            if rows:
+                ax.scatter([r.metrics.train_flops for r in rows], [r.metrics.valid_loss for r in rows],
+                           facecolors="none", edgecolors=color(model), marker=marker, s=40, lw=1.2, zorder=3,
+                           label=f"{model}: other runs ({'GPU' if on_gpu else 'CPU'})")
+
+
 def _levels(ax: plt.Axes, levels: dict[str, float]) -> None:
     for (name, value), style in zip(levels.items(), ("--", ":")):
         ax.axhline(value, color="black", ls=style, lw=1, label=name)
 
 
 def scaling_figure(dataset: str, frontiers: list[Frontier], baselines: dict[str, Any], unigram: float | None,
-                   out: Path, suffix: str = "", note: str = "") -> Path:
+                   out: Path, suffix: str = "", note: str = "", others: list[ReportRow] | None = None) -> Path:
     """Left: validation loss against parameters per budget with each parabola (dotted: minimum not sampled) and
-    its optimum (star). Right: L*(C) against training FLOPs with the fitted law and its 95% band."""
+    its optimum (star). Right: L*(C) against training FLOPs with the fitted law and its 95% band, and `others`
+    (report rows of the same architectures outside the scaling profile) as hollow points."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
     levels = {}
     b = baselines.get(dataset)
@@ -66,6 +80,7 @@ def scaling_figure(dataset: str, frontiers: list[Frontier], baselines: dict[str,
         _parabolas(left, f)
         draw_frontier(right, f)
         left.plot([], [], color=color(f.model), label=f.model)
+    _other_runs(right, others or [])
     for ax in (left, right):
         _levels(ax, levels)
         ax.set_xscale("log")

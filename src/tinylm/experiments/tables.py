@@ -63,8 +63,26 @@ def target_records(runs: list[ReportRow], goals: dict[tuple[str, str], float], e
             ll = r.metrics.test_loglik
             record.update(run=r.path.name, reached=ll, met=ll >= goal, train_flops=r.metrics.train_flops or 0.0,
                           to_target=None if ll >= goal else _flops_needed(every or runs, r, goal, frontiers))
+            if record["to_target"] is not None:
+                _compute_alone(record["to_target"], every or runs, ds, model, goal)
         records.append(record)
     return records
+
+
+def _compute_alone(need: dict[str, Any], every: list[ReportRow], ds: str, model: str, goal: float) -> None:
+    """Where a run of the architecture already spent the FLOPs the estimate asks for and still missed the goal, the
+    estimate is of compute, but the data is the limit: `need` says so, naming the run that spent the most."""
+    flops = need.get("flops")
+    if flops is None or not math.isfinite(flops):
+        return
+    spent = [r for r in every if r.dataset == ds and r.model == model and (r.metrics.train_flops or 0) >= flops
+             and r.metrics.test_loglik is not None and r.metrics.test_loglik < goal]
+    if not spent:
+        return
+    r = max(spent, key=lambda r: (r.metrics.train_flops, r.path.name))
+    need["compute_alone"] = {"run": r.path.name, "train_flops": r.metrics.train_flops, "reached": r.metrics.test_loglik}
+    need["text"] += (f"; not reached by compute alone at this size of data: {r.path.name} spent "
+                     f"{r.metrics.train_flops:.1e} FLOPs, more than that, and scored {r.metrics.test_loglik:.4f}")
 
 
 def target_table(records: list[dict[str, Any]], scaled: bool) -> list[str]:
