@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 
@@ -383,3 +384,23 @@ def test_the_speed_forecast_never_measures_more_steps_than_the_run_has_left(tiny
     calls.clear()
     trainer.measure_speed(seconds=60)
     assert len(calls) == 1 + 2  # at least 2 steps, for a rate
+
+
+@pytest.mark.parametrize("from_warmup", [False, True])
+def test_the_decay_starts_from_the_peak_after_warmup_when_asked(tiny_text_file, tmp_path, from_warmup):
+    from tinylm.data.corpus import load_corpus
+
+    cfg = tiny_config("linear", tiny_text_file, steps=25, extra=[f"train.decay_from_warmup={str(from_warmup).lower()}"])
+    trainer = trainer_mod.Trainer(cfg, load_corpus(cfg.data, tmp_path / "d", quiet=True))
+    peak, floor = cfg.train.learning_rate, cfg.train.learning_rate * cfg.train.min_lr_ratio
+    rates = {}
+    for step in (5, 15, 25):  # the end of warm-up, half-way through the rest, the end
+        trainer.state.step = step
+        rates[step] = trainer.learning_rate()
+    assert rates[25] == pytest.approx(floor)
+    if from_warmup:  # nanoGPT's shape: the cosine runs over steps 5..25, from the peak
+        assert rates[5] == pytest.approx(peak) and rates[15] == pytest.approx((peak + floor) / 2)
+    else:  # over the whole budget: at step 5, a fifth of the way down already
+        assert rates[5] < peak
+        assert rates[5] == pytest.approx(floor + (peak - floor) * 0.5 * (1 + math.cos(0.2 * math.pi)))
+    assert ("decay_from_warmup" in cfg.to_dict()["train"]) == from_warmup  # saved only when set: ids unchanged

@@ -55,6 +55,9 @@ class TrainConfig:
     """Decay after warm-up: over the budget (cosine, linear), none (constant), or on the validation curve (plateau:
     the rate is multiplied by plateau_factor after every plateau_patience evaluations without improvement, so the
     run ends by early stopping rather than by its budget)."""
+    decay_from_warmup: bool = False
+    """cosine and linear: decay over the steps after warm-up, from the peak (nanoGPT's and GPT-2's shape); by default
+    the decay runs over the whole budget from step 0, so the rate is already below the peak when warm-up ends."""
     plateau_patience: int = 2
     """plateau: evaluations without improvement before each decay of the learning rate."""
     plateau_factor: float = 0.25

@@ -177,9 +177,11 @@ class Trainer:
 
     # -- schedule and budget -------------------------------------------------------------------------------------
     def progress(self) -> float:
-        """Fraction of the budget used (steps or seconds, whichever is further)."""
+        """Fraction of the budget used (steps or seconds, whichever is further); with train.decay_from_warmup, the
+        steps count from the end of warm-up."""
         t, s = self.cfg.train, self.state
-        p = s.step / self.plan.total_steps if self.plan.total_steps else 0.0
+        total, start = self.plan.total_steps, t.warmup_steps if t.decay_from_warmup else 0
+        p = (s.step - start) / (total - start) if total and total > start else 0.0
         if t.max_time:
             p = max(p, s.seconds / t.max_time)
         return p
