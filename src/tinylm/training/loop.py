@@ -112,7 +112,9 @@ class _Forecast:
         t, steady = self.trainer, self.timed[1:] or self.timed
         if len(steady) < ANNOUNCE_STEPS and sum(steady) < ANNOUNCE_SECONDS and not (t.done() or t.state.stopped_early):
             return
-        self.announce(t.forecast(speeds=(sum(steady) / len(steady), t.eval_speed()), start=self.start))
+        info = t.forecast(speeds=(sum(steady) / len(steady), t.eval_speed()), start=self.start)
+        with tqdm.external_write_mode():  # the line goes above the progress bar, which is redrawn below it
+            self.announce(info)
         self.announce = None
 
 
