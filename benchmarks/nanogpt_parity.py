@@ -72,8 +72,8 @@ def write_folder(text: str, folder: Path) -> None:
 def _pinned(cores: queue.Queue, command: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
     core = cores.get()
     try:
-        done = subprocess.run(["taskset", "-c", str(core), *command], env={**env, "OMP_NUM_THREADS": "1"},
-                              cwd=cwd, capture_output=True, text=True)
+        done = subprocess.run(command, env={**env, "OMP_NUM_THREADS": "1"}, cwd=cwd, capture_output=True, text=True,
+                              preexec_fn=lambda: os.sched_setaffinity(0, {core}))
     finally:
         cores.put(core)
     if done.returncode != 0:
@@ -118,9 +118,8 @@ def _nanogpt_copy(checkout: Path, text: str, where: Path, seed: int) -> None:
     (where / "parity_config.py").write_text("\n".join(lines) + "\n")
 
 
-def score_nanogpt(checkpoint: Path, text: str, folder: Path) -> float:
-    """The test log-likelihood, by tinylm's protocol, of a nanoGPT checkpoint of RECIPE's model."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+def score_nanogpt(ckpt: dict, text: str, folder: Path) -> float:
+    """The test log-likelihood, by tinylm's protocol, of a nanoGPT checkpoint (loaded) of RECIPE's model."""
     theirs = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
     corpus = load_corpus(DataConfig(name="parity", level="char", path=str(folder)), folder.parent / "data", quiet=True)
     tok = corpus.tokenizer
@@ -149,7 +148,7 @@ def nanogpt_run(checkout: Path, text: str, folder: Path, work: Path, seed: int, 
     _nanogpt_copy(checkout, text, where, seed)
     _pinned(cores, [sys.executable, "train.py", "parity_config.py"], dict(os.environ), cwd=where)
     ckpt = torch.load(where / "out" / "ckpt.pt", map_location="cpu", weights_only=True)
-    return {"seed": 1337 + seed, "test_loglik": score_nanogpt(where / "out" / "ckpt.pt", text, folder),
+    return {"seed": 1337 + seed, "test_loglik": score_nanogpt(ckpt, text, folder),
             "best_step": ckpt["iter_num"], "nanogpt_val_loss": float(ckpt["best_val_loss"])}
 
 

@@ -186,6 +186,12 @@ def read_metrics(run_dir: Path) -> RunMetrics | None:
     return RunMetrics.from_json(read_json(path), path) if path.is_file() else None
 
 
+def saved_profile(run_dir: Path) -> str | None:
+    """The profile label a run was trained with (None if it has no metrics yet)."""
+    metrics = read_metrics(run_dir)
+    return None if metrics is None else metrics.profile
+
+
 @dataclass
 class LoadedRun:
     """A trained model ready for evaluation or generation."""

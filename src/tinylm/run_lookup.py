@@ -24,6 +24,7 @@ from tinylm.run_folders import (
     read_config,
     read_metrics,
     reference_dir,
+    saved_profile,
 )
 from tinylm.suite_file import load_suite_file, resolve_run
 
@@ -112,8 +113,7 @@ def train_command(run_dir: Path) -> str:
     """The `tinylm train` command that trains the config saved in `run_dir` again (into your working folder)."""
     cfg = read_config(run_dir)
     suite = load_suite_file()
-    metrics = read_metrics(run_dir)
-    claimed = None if metrics is None else metrics.profile
+    claimed = saved_profile(run_dir)
     profiles = list(suite.profiles)
     # the claimed profile first, then any profile whose config is exactly the run's (a run trained with --set
     # overrides that a profile later adopted), else the claimed one with the differences as --set

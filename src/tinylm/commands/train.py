@@ -15,7 +15,7 @@ from tinylm.errors import UsageError
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, model_names
 from tinylm.paths import Paths
 from tinylm.recorder import train_run
-from tinylm.run_folders import read_metrics, resume_config
+from tinylm.run_folders import resume_config, saved_profile
 from tinylm.run_lookup import duration
 from tinylm.run_metrics import RunMetrics
 from tinylm.suite_file import SuiteFile, data_config, load_suite_file, resolve_run
@@ -75,7 +75,7 @@ def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any
         values, resets = train_values(args)
         asked = resume_config(run_dir, values, resets + list(args.set or []))
         return [(asked, {**common, "paths": Paths.of(run_dir.parent, args.data_dir, args.mirror), "resume": True,
-                         "run_dir": run_dir, "profile": _saved_profile(run_dir)})]
+                         "run_dir": run_dir, "profile": saved_profile(run_dir)})]
     paths = Paths.of(args.results_dir, args.data_dir, args.mirror)
     suite = load_suite_file(args.config)
     labels = ProfileLabels(suite)
@@ -86,12 +86,6 @@ def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any
         jobs.append((cfg, {**common, "paths": paths, "run_name": args.run_name if len(models) == 1 else None,
                            "force": args.force, "profile": labels.label(cfg, _profile(args))}))
     return jobs
-
-
-def _saved_profile(run_dir: Path) -> str | None:
-    """The profile label a run was trained with (None if it has no metrics yet)."""
-    metrics = read_metrics(run_dir)
-    return None if metrics is None else metrics.profile
 
 
 def cmd_train(args: argparse.Namespace) -> int:

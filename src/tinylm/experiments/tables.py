@@ -129,18 +129,19 @@ def _fmt_time(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+ROW_METRICS = ("params", "context_length", "tokens_trained", "train_flops", "train_seconds", "tokens_per_second",
+               "best_valid_loss", "valid_loglik", "test_loglik", "test_perplexity", "test_bits", "unigram_test_loglik",
+               "status", "device", "torch_version")
+"""The RunMetrics fields a run's row in results.json carries."""
+
+
 def row(r: ReportRow, axes: dict[str, str]) -> dict[str, Any]:
     """The JSON row of a run in results.json."""
     m = r.metrics
     gain = r.last_tenth_gain
     return {"run": r.path.name, "source": r.source, "model": r.model, "dataset": r.dataset,
-            "level": m.level, "variant": r.variant(axes), "profile": r.profile, "params": m.params,
-            "context_length": m.context_length, "tokens_trained": m.tokens_trained, "train_flops": m.train_flops,
-            "train_seconds": m.train_seconds, "tokens_per_second": m.tokens_per_second,
-            "best_valid_loss": m.best_valid_loss, "valid_loglik": m.valid_loglik, "test_loglik": m.test_loglik,
-            "test_perplexity": m.test_perplexity, "test_bits": m.test_bits,
-            "unigram_test_loglik": m.unigram_test_loglik, "status": m.status, "device": m.device,
-            "torch_version": m.torch_version,
+            "level": m.level, "variant": r.variant(axes), "profile": r.profile,
+            **{k: getattr(m, k) for k in ROW_METRICS},
             "last_tenth_valid_gain": None if gain is None else round(gain, 5), "still_improving": r.still_improving}
 
 

@@ -260,10 +260,7 @@ class Trainer:
             steps += 1
         synchronize(self.device)
         step_seconds = (time.perf_counter() - start) / steps
-        window = self.valid_tokens[: min(len(self.valid_tokens), 64 * self.model.context_length + 1)]
-        start = time.perf_counter()
-        result = evaluate(model, window, batch_size=64, device=self.device)
-        eval_seconds = (time.perf_counter() - start) / max(result.tokens, 1)
+        eval_seconds = self.eval_speed(model)
         torch.set_rng_state(rng_state)
         if cuda_state is not None:
             torch.cuda.set_rng_state(cuda_state, self.device)
@@ -288,22 +285,21 @@ class Trainer:
                 "bf16_native": bf16_native(self.device),
                 "measured": f"{seconds:g} s" if speeds is None else "the first steps"}
 
-    def eval_speed(self) -> float:
-        """Seconds per evaluated token, timed on 64 windows of the model being trained (evaluation draws no random
-        numbers and leaves the weights and the training mode as they were)."""
-        window = self.valid_tokens[: min(len(self.valid_tokens), 64 * self.model.context_length + 1)]
+    def eval_speed(self, model: LanguageModel | None = None) -> float:
+        """Seconds per evaluated token, timed on 64 windows of `model` (default: the one being trained; evaluation
+        draws no random numbers and leaves the weights and the training mode as they were)."""
+        model = model or self.model
+        window = self.valid_tokens[: min(len(self.valid_tokens), 64 * model.context_length + 1)]
         start = time.perf_counter()
-        result = evaluate(self.model, window, batch_size=64, device=self.device)
+        result = evaluate(model, window, batch_size=64, device=self.device)
         synchronize(self.device)
         return (time.perf_counter() - start) / max(result.tokens, 1)
 
-    def expected_seconds(self, step_seconds: float, eval_seconds: float, step: int | None = None,
-                         seconds: float | None = None) -> tuple[float, float]:
-        """(training, evaluation) seconds the rest of the budget (from `step` and `seconds` of training, default
-        the current state) should take at the measured speeds."""
-        t, s = self.cfg.train, self.state
-        step = s.step if step is None else step
-        seconds = s.seconds if seconds is None else seconds
+    def expected_seconds(self, step_seconds: float, eval_seconds: float, step: int,
+                         seconds: float) -> tuple[float, float]:
+        """(training, evaluation) seconds the rest of the budget, from `step` and `seconds` of training, should take
+        at the measured speeds."""
+        t = self.cfg.train
         steps = (self.plan.total_steps - step) if self.plan.total_steps is not None else math.inf
         train = min(steps * step_seconds, t.max_time - seconds if t.max_time is not None else math.inf)
         evals = train / step_seconds / t.eval_interval + 1
