@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tinylm.models import registry
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,12 +21,17 @@ def mirror_path() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     """Every test runs in its own folder with its own results directory and no shipped reference runs (tests of the
-    reference set TINYLM_REFERENCE_DIR themselves)."""
+    reference set TINYLM_REFERENCE_DIR themselves), and starts from the built-in models: a plugin one test loads
+    (`tinylm models` loads the installed ones) is gone after it."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TINYLM_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("TINYLM_REFERENCE_DIR", str(tmp_path / "no-reference"))
     monkeypatch.delenv("TINYLM_DATA_DIR", raising=False)
     torch.manual_seed(0)
+    before = dict(registry.MODELS)
+    yield
+    registry.MODELS.clear()
+    registry.MODELS.update(before)
 
 
 @pytest.fixture(scope="session")

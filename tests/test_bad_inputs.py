@@ -63,7 +63,7 @@ def ws(tmp_path_factory):
 D = "--data tiny.txt --level char --max-steps 1 --quiet"
 CASES = {
     # unknown names
-    "unknown model": ("train --model gpt", 2, r"invalid choice: 'gpt'"),
+    "unknown model": ("train --model gpt", 2, r"unknown model 'gpt'; choose one of: linear, mlp"),
     "unknown dataset": ("train --dataset imagenet --max-steps 1", 2, r"unknown dataset 'imagenet'; choose one of"),
     "unknown profile": ("suite --profile quik", 2, r"unknown profile 'quik'.*did you mean 'quick'"),
     "unknown subcommand": ("frobnicate", 2, r"invalid choice: 'frobnicate'"),

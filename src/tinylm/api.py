@@ -21,7 +21,7 @@ from tinylm.device import pick_device
 from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.fields import field_names, unknown_key_error
 from tinylm.generate.interactive import check_sampling, generate_text
-from tinylm.models.registry import DEFAULT_MODEL, config_class
+from tinylm.models.registry import DEFAULT_MODEL, check_name, config_class
 from tinylm.paths import Paths
 from tinylm.recorder import forecast_run, train_run
 from tinylm.run_folders import LoadedRun, load_run, load_run_corpus, read_metrics
@@ -184,6 +184,7 @@ def train(
         data_cfg = DataConfig(name=path.stem or "text", level=level, path=str(path))
     elif level is not None:
         raise UsageError("level applies to data=... files only; registered datasets have a fixed level")
+    model = check_name(model)  # a plugin's path, module or entry point -> its registered name
     model_values, train_values = split_overrides(model, overrides)
     cfg = resolve_run(model, dataset, suite=suite_file, profile=profile, model_values=model_values,
                       train_values=train_values, data=data_cfg)

@@ -2,6 +2,7 @@
 
     tinylm data download|info   get and describe datasets
     tinylm models               list models with parameters and FLOPs/token
+    tinylm check-model          check that a model (yours too) keeps the contract of a fair comparison
     tinylm train                train one run
     tinylm suite                train the runs of a profile (skipping completed ones)
     tinylm baseline             the Kneser-Ney n-gram baseline of a dataset
@@ -34,7 +35,8 @@ from tinylm.data import sources
 from tinylm.errors import Interrupted, TinyLMError, os_error_line
 from tinylm.export import FORMATS
 from tinylm.fields import field_docs
-from tinylm.models.registry import DEFAULT_MODEL, MODELS, model_names
+from tinylm.models.plugins import entry_points
+from tinylm.models.registry import DEFAULT_MODEL, MODELS, builtin_names
 from tinylm.tensorboard_log import LOGGERS
 
 
@@ -59,6 +61,20 @@ def _positive_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
+
+
+MODEL_HELP = (f"{' | '.join(builtin_names())}, an installed plugin's name, or your own class as "
+              "path/to/file.py:Class or package.module:Class")
+
+
+def _model(text: str) -> str:
+    """A model as named on the command line: checked (a plugin is loaded when the command runs)."""
+    if text in MODELS or text == "all" or ":" in text:
+        return text
+    if text in entry_points():
+        return text
+    raise argparse.ArgumentTypeError(f"unknown model '{text}'; choose one of: {', '.join([*MODELS, *entry_points()])}"
+                                     ", or name your own as path/to/file.py:ClassName")
 
 
 def _at_least_one(text: str) -> int:
@@ -118,16 +134,28 @@ def _add_data(sub: Any) -> None:
 def _add_models(sub: Any) -> None:
     p = sub.add_parser("models", help="list models with parameters and FLOPs per token")
     p.add_argument("--dataset", default="tinyshakespeare", help="whose vocabulary and per-dataset settings to use")
-    p.add_argument("--model", choices=model_names(), help="only this model (default: every model)")
+    p.add_argument("--model", type=_model, help=f"only this model (default: every model): {MODEL_HELP}")
     p.add_argument("--config", help="suite YAML (default configs/default.yaml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.n_layers=6 (repeatable)")
     p.add_argument("--breakdown", action="store_true", help="parameters per module")
     p.set_defaults(func=_command("data", "cmd_models"))
 
 
+def _add_check_model(sub: Any) -> None:
+    p = sub.add_parser("check-model", help="check that a model keeps the contract of a fair comparison")
+    p.add_argument("model", type=_model, metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--dataset", default="tinyshakespeare", help="whose text and vocabulary to check it on")
+    p.add_argument("--data", help="or a text file of yours (split 80/10/10)")
+    p.add_argument("--level", choices=["char", "word"], help="tokenization of --data")
+    p.add_argument("--config", help="suite YAML (default configs/default.yaml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.n_layers=2 (repeatable)")
+    add_data_options(p)
+    p.set_defaults(func=_command("data", "cmd_check_model"))
+
+
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train one model (or --model all)")
-    p.add_argument("--model", choices=[*model_names(), "all"], help=f"default: {DEFAULT_MODEL}")
+    p.add_argument("--model", type=_model, help=f"{MODEL_HELP}, or all (the built-in ones); default: {DEFAULT_MODEL}")
     p.add_argument("--dataset", default="tinyshakespeare", help=" | ".join(sources.DATASETS))
     p.add_argument("--data", help="a user text file (split 80/10/10) or a folder with train/valid/test.txt")
     p.add_argument("--level", choices=["char", "word"], help="tokenization of --data")
@@ -149,8 +177,8 @@ def _add_suite(sub: Any) -> None:
     p = sub.add_parser("suite", help="train every run of a profile, skipping completed runs")
     p.add_argument("--profile", default="full", help="quick | full | isoflop | ... (default full)")
     p.add_argument("--quick", action="store_true", help="same as --profile quick")
-    p.add_argument("--only", nargs="+", choices=model_names(), help="only these models")
-    p.add_argument("--model", choices=[*model_names(), "all"], help="only this model (all: every model)")
+    p.add_argument("--only", nargs="+", type=_model, help="only these models")
+    p.add_argument("--model", type=_model, help="only this model (all: every model)")
     p.add_argument("--dataset", nargs="+", help="only (or also) these datasets")
     p.add_argument("--jobs", type=int, default=1,
                    help="train this many runs at once, each in a process of its own (CPU cores shared out; default 1)")
@@ -189,7 +217,7 @@ def _add_sampling(sub: Any, name: str) -> None:
     text = "sample text from a trained run" if name == "generate" else "interactive prompt"
     p = sub.add_parser(name, help=text)
     p.add_argument("run_dir", nargs="?", help="a run directory (or use --model/--dataset)")
-    p.add_argument("--model", choices=model_names(), help="use the best run of this model")
+    p.add_argument("--model", type=_model, help="use the best run of this model")
     p.add_argument("--dataset", default="tinyshakespeare", help="with --model: the dataset of the run")
     p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
     p.add_argument("--temperature", type=number, default=0.8, help="0 = greedy (default 0.8)")
@@ -231,7 +259,7 @@ def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure this machine: matmul peak, training, evaluation, generation")
     p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
-    p.add_argument("--only", nargs="+", choices=model_names(), help="only these models' training speed")
+    p.add_argument("--only", nargs="+", type=_model, help="only these models' training speed")
     p.add_argument("--precision", choices=["fp32", "bf16", "both"],
                    help="default: both where bf16 is native (AMX, AVX-512 bf16, GPU), else fp32")
     p.add_argument("--time-to-target", action=argparse.BooleanOptionalAction, default=None,
@@ -255,7 +283,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="tinylm", description="A lab bench for tiny language models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for add in (_add_data, _add_models, _add_train, _add_suite, _add_baseline, _add_eval):
+    for add in (_add_data, _add_models, _add_check_model, _add_train, _add_suite, _add_baseline, _add_eval):
         add(sub)
     _add_sampling(sub, "generate")
     _add_sampling(sub, "chat")

@@ -15,7 +15,8 @@ from tinylm.data.config import DataConfig
 from tinylm.errors import UsageError
 from tinylm.fields import field_names, from_dict, to_dict, unknown_key_error
 from tinylm.models.base import LMConfig
-from tinylm.models.registry import check_name, config_class, make_config
+from tinylm.models.plugins import saved_source
+from tinylm.models.registry import check_name, check_saved, config_class, make_config, source_of
 
 __all__ = ["DataConfig", "RunConfig", "TrainConfig"]
 
@@ -163,6 +164,10 @@ and every other field only where it differs from its default. So a field added l
 old behaviour, is left out of every earlier run's config.yaml and digest: no shipped run changes its name."""
 
 
+SECTIONS = {"model", "train", "data", "plugin"}
+"""config.yaml's sections: `plugin` (models/plugins.py `ModelSource`) only for a model from outside the package."""
+
+
 def _defaults(obj: Any) -> dict[str, Any]:
     """{field: its default} of a dataclass instance's fields that have one."""
     out = {}
@@ -215,24 +220,46 @@ class RunConfig:
         model = _saved(self.model_name, self.model,
                        {k: v for k, v in to_dict(self.model).items() if k not in FROM_DATA})
         train = _saved("train", self.train, to_dict(self.train))
-        return {"model": {"name": self.model_name, **model}, "train": train,
-                "data": _saved("data", self.data, to_dict(self.data))}
+        out = {"model": {"name": self.model_name, **model}, "train": train,
+               "data": _saved("data", self.data, to_dict(self.data))}
+        source = source_of(self.model_name)
+        if source is not None:  # a plugin: where its class is, to find it again (not part of the run's identity)
+            out["plugin"] = source.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, values: Any, where: str = "config.yaml") -> RunConfig:
         """Inverse of `to_dict` (as read back from a run's config.yaml)."""
-        if not isinstance(values, dict) or set(values) != {"model", "train", "data"}:
-            raise UsageError(f"{where} must have exactly the sections model, train and data")
+        if not isinstance(values, dict) or not {"model", "train", "data"} <= set(values) <= SECTIONS:
+            raise UsageError(f"{where} must have exactly the sections model, train and data (and plugin, for a model "
+                             "from outside the package)")
         if not isinstance(values["model"] or {}, dict):
             raise UsageError(f"{where} model must be a mapping")
         model = dict(values["model"] or {})
-        name = check_name(str(model.pop("name", "")))
+        name = str(model.pop("name", ""))
+        if "plugin" in values:
+            name = check_saved(name, saved_source(values["plugin"], where), where)
+        else:
+            name = check_name(name)
         check_model_keys(name, model, f"{where} model")
         return cls(name, make_config(name, model), from_dict(TrainConfig, values["train"], f"{where} train"),
                    from_dict(DataConfig, values["data"], f"{where} data"))
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # a plugin's config class may live in a file no other process can import by name: rebuild it from its values,
+        # which name that file
+        if source_of(self.model_name) is not None:
+            return (_rebuild, (self.to_dict(),))
+        return super().__reduce_ex__(protocol)
+
     @classmethod
     def build(cls, model_name: str, model: dict[str, Any], train: dict[str, Any], data: DataConfig) -> RunConfig:
         """A run config from plain model and training values (names and types checked)."""
+        model_name = check_name(model_name)
         check_model_keys(model_name, model, f"model '{model_name}'")
         return cls(model_name, make_config(model_name, model), from_dict(TrainConfig, train, "training config"), data)
+
+
+def _rebuild(values: dict[str, Any]) -> RunConfig:
+    """A RunConfig from `to_dict`'s values, in another process."""
+    return RunConfig.from_dict(values, "a run's config")

@@ -64,6 +64,7 @@ def reference_dir() -> Path | None:
 def identity(cfg: RunConfig) -> dict[str, Any]:
     """What makes two configs the same run: everything but where and how it executes (device, compile)."""
     d = cfg.to_dict()
+    d.pop("plugin", None)  # where a plugin's file is, not what it computes
     d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
     return d
 

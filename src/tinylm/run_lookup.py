@@ -11,7 +11,7 @@ import torch
 
 from tinylm.config import RunConfig
 from tinylm.errors import TinyLMError
-from tinylm.models.registry import DEFAULT_MODEL
+from tinylm.models.registry import DEFAULT_MODEL, check_name, source_of
 from tinylm.paths import results_dir
 from tinylm.run_folders import (
     PICKLES,
@@ -42,7 +42,7 @@ def resolve_run_dir(run_dir: str | None, model: str | None, dataset: str, result
                 raise _results_only(RunFolder(path, metrics, "reference" if _is_reference(path) else "yours"))
         return path
     try:
-        return best_run(results_dir(results), model or DEFAULT_MODEL, dataset, reference_dir())
+        return best_run(results_dir(results), check_name(model or DEFAULT_MODEL), dataset, reference_dir())
     except ResultsOnly as e:
         raise _results_only(e.run) from None
 
@@ -118,7 +118,9 @@ def train_command(run_dir: Path) -> str:
     # the claimed profile first, then any profile whose config is exactly the run's (a run trained with --set
     # overrides that a profile later adopted), else the claimed one with the differences as --set
     candidates = ([claimed] if claimed in profiles else []) + [p for p in profiles if p != claimed] + [None]
-    words = ["tinylm", "train", "--model", cfg.model_name]
+    source = source_of(cfg.model_name)
+    named = source.spec if source is not None and source.origin != "entry point" else cfg.model_name
+    words = ["tinylm", "train", "--model", named]
     words += ["--data", cfg.data.path, "--level", str(cfg.data.level)] if cfg.data.path is not None else \
         ["--dataset", cfg.data.label]
 

@@ -38,7 +38,7 @@ from tinylm.device import (
 from tinylm.errors import TinyLMError
 from tinylm.files import atomic_write_json, load_tensors
 from tinylm.generate.sampling import generate_ids, sample
-from tinylm.models.registry import build_model, model_names
+from tinylm.models.registry import build_model, builtin_names
 from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.run_folders import load_run, load_run_corpus
@@ -335,7 +335,7 @@ def _training_cases(only: list[str] | None, gpu: bool) -> list[tuple[str, str, l
     """The defaults of each architecture on Tiny Shakespeare, the transformer without dropout (the configuration of
     the speed target: d=128, 4 layers, 4 heads, context 128, batch 32) and the transformer on PTB; on a GPU also
     the baby GPT and the d=768 GPT, eager and compiled."""
-    cases = [(m, "tinyshakespeare", None, False) for m in model_names()]
+    cases = [(m, "tinyshakespeare", None, False) for m in builtin_names()]
     cases += [("transformer", "tinyshakespeare", ["model.dropout=0"], False), ("transformer", "ptb", None, False)]
     if gpu:
         cases += [("transformer", "tinyshakespeare", BABY_GPT, c) for c in (False, True)]

@@ -23,7 +23,15 @@ from tinylm.data.corpus import load_corpus
 from tinylm.data.sources import DATASETS, canonical_name, vocab_size
 from tinylm.errors import UsageError
 from tinylm.fields import coerce, field_names, from_dict, to_dict, unknown_key_error, unknown_name_error
-from tinylm.models.registry import build_model, check_name, config_class, model_names
+from tinylm.models.registry import (
+    build_model,
+    builtin_names,
+    check_name,
+    config_class,
+    model_names,
+    plugin_names,
+    source_of,
+)
 
 
 def parse_yaml(text: str) -> Any:
@@ -124,7 +132,7 @@ class Profile:
 
     name: str
     description: str = ""
-    datasets: dict[str, list[str]] = field(default_factory=lambda: {"tinyshakespeare": model_names()})
+    datasets: dict[str, list[str]] = field(default_factory=lambda: {"tinyshakespeare": builtin_names()})
     """{dataset: [models]} (the datasets' names as the suite file's `data:` or the registry has them)."""
     ablations: bool | list[str] = False
     """Sweep each model's ablation axis: on every dataset (true), on none (false), or on these."""
@@ -389,17 +397,16 @@ def _sizes_per_budget(width: Any, ladders: list[tuple[int, Origin]], where: Orig
 def _datasets(value: Any, data: dict[str, DataConfig], where: Origin) -> dict[str, list[str]]:
     """{dataset: [models]} from a mapping (models: a list, `all` or null) or a list of datasets (every model)."""
     if value is None:
-        return {"tinyshakespeare": model_names()}
+        return {"tinyshakespeare": builtin_names()}
     if isinstance(value, list):
         value = {d: None for d in value}
     out = {}
     for ds, models in _mapping(value, where, "a mapping of datasets to models, or a list of datasets").items():
-        models = model_names() if models in (None, "all") else models
+        models = builtin_names() if models in (None, "all") else models
         try:
             if not isinstance(models, list):
                 raise UsageError(f"the models of {ds} must be a list, `all` or null (got {models!r})")
-            for m in models:
-                check_name(str(m))
+            models = [check_name(str(m)) for m in models]  # a plugin's path or entry point -> its name
         except UsageError as e:
             raise UsageError(f"{where}: {e}") from None
         try:
@@ -532,7 +539,7 @@ def resolve_run(
     sets: list[str] | None = None,
 ) -> RunConfig:
     """Resolve one run's config by the layering in the module docstring (`suite`: default configs/default.yaml)."""
-    check_name(model)
+    model = check_name(model)
     suite = suite if suite is not None else load_suite_file()
     m: dict[str, Any] = {}
     t: dict[str, Any] = dict(suite.training)
@@ -575,6 +582,10 @@ class ModelRow:
     """The model's config as resolved (but its name, max_params and bias)."""
     breakdown: dict[str, int]
     """Parameters per module."""
+    source: str = "built in"
+    """Where the model came from: built in, or a plugin's file, module or package."""
+    problem: str = ""
+    """Why an installed plugin, listed with the others, cannot be built with these settings."""
 
 
 def _model_sets(sets: list[str], name: str, one_model: bool) -> list[str]:
@@ -590,7 +601,7 @@ def model_rows(suite: SuiteFile, dataset: str, model: str | None = None,
     data = data_config(suite, dataset)
     vocab = vocab_size(data.name, data.max_vocab) if data.path is None else \
         load_corpus(data, quiet=True).tokenizer.vocab_size
-    names = [model] if model else model_names()
+    names = [check_name(model)] if model else [*model_names(), *plugin_names()]
     every_key = sorted({k for name in names for k in model_keys(name)})
     for item in sets or []:
         key = item.split("=", 1)[0].strip()
@@ -598,12 +609,21 @@ def model_rows(suite: SuiteFile, dataset: str, model: str | None = None,
             raise unknown_key_error(key[len("model."):], every_key, "--set model")
     rows, counts = [], None
     for name in names:
-        cfg = resolve_run(name, data.label, suite=suite, sets=_model_sets(sets or [], name, model is not None))
+        source = source_of(name)
+        try:
+            cfg = resolve_run(name, data.label, suite=suite, sets=_model_sets(sets or [], name, model is not None))
+        except UsageError as e:
+            if model is not None or source is None:
+                raise
+            # one plugin that these settings do not fit does not hide the rest
+            rows.append(ModelRow(name, 0, 0.0, 0.0, {}, {}, source.where(), str(e)))
+            continue
         if cfg.model.head == "adaptive" and counts is None:  # its cutoffs and FLOPs follow the training counts
             counts = load_corpus(data, quiet=True).train_counts()
         built = build_model(name, cfg.model_config(vocab, counts if cfg.model.head == "adaptive" else None))
         shown = {k: v for k, v in cfg.to_dict()["model"].items() if k not in ("name", "max_params", "bias")}
         rows.append(ModelRow(name, built.num_params(), built.flops_per_token(),
-                             built.flops_per_token(training=True), shown, built.param_breakdown()))
+                             built.flops_per_token(training=True), shown, built.param_breakdown(),
+                             source.where() if source else "built in"))
     return data, vocab, rows
 

@@ -10,7 +10,7 @@ from typing import Any
 from tinylm.config import RunConfig
 from tinylm.data.sources import canonical_name
 from tinylm.errors import TinyLMError, UsageError
-from tinylm.models.registry import model_names
+from tinylm.models.registry import MODELS, builtin_names
 from tinylm.run_folders import config_digest
 from tinylm.suite_file import Profile, SuiteFile, data_config, resolve_run
 
@@ -104,9 +104,10 @@ def plan(
     by_dataset = dict(prof.datasets)
     if datasets:
         wanted = [d if d in suite.data else canonical_name(d) for d in datasets]
-        by_dataset = {d: by_dataset.get(d, model_names()) for d in wanted}
+        by_dataset = {d: by_dataset.get(d, builtin_names()) for d in wanted}
     ablate = prof.ablated(list(by_dataset))
-    ablations = dict(suite.ablations)
+    plugins = {m: MODELS[m] for models in by_dataset.values() for m in models if MODELS[m].sweep_values}
+    ablations = {**{m: {spec.sweep_field: list(spec.sweep_values)} for m, spec in plugins.items()}, **suite.ablations}
     for model, axis in (axes or {}).items():
         ablations[model] = axis
         ablate = set(by_dataset)

@@ -1,12 +1,15 @@
-"""`tinylm data` and `tinylm models`: datasets and model sizes."""
+"""`tinylm data`, `tinylm models` and `tinylm check-model`: datasets, model sizes and the models' contract."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tinylm.config import DataConfig
 from tinylm.data import sources
 from tinylm.data.corpus import describe_dataset
+from tinylm.model_check import check_model
+from tinylm.paths import Paths
 from tinylm.suite_file import SuiteFile, data_config, load_suite_file, model_rows
 
 
@@ -34,8 +37,33 @@ def cmd_models(args: argparse.Namespace) -> int:
     header = f"{'model':<12} {'params':>12} {'fwd FLOPs/token':>16} {'train FLOPs/token':>18}"
     print(f"{header}  config ({data.label}, V={vocab})")
     for row in rows:
+        if row.problem:
+            print(f"{row.name:<12} {'-':>12} {'-':>16} {'-':>18}  not with these settings: {row.problem}")
+            print(f"{'':<14}from {row.source}")
+            continue
         print(f"{row.name:<12} {row.params:>12,} {row.flops_per_token:>16,.0f} {row.train_flops_per_token:>18,.0f}  "
               f"{row.settings}")
+        if row.source != "built in":
+            print(f"{'':<14}from {row.source}")
         for part, n in row.breakdown.items() if args.breakdown else ():
             print(f"{'':<14}{part:<20} {n:>12,}")
+    return 0
+
+
+def cmd_check_model(args: argparse.Namespace) -> int:
+    data = None
+    if args.data:
+        path = Path(args.data).resolve()
+        data = DataConfig(name=path.stem or "text", level=args.level, path=str(path))
+    print(f"checking {args.model} on {data.label if data else args.dataset} (CPU, fp32, its default size; --set "
+          "changes it)", flush=True)
+    checks = check_model(args.model, args.dataset, data=data, sets=args.set, suite=load_suite_file(args.config),
+                         paths=Paths.of(None, args.data_dir, args.mirror),
+                         on_check=lambda c: print(c.line(), flush=True))
+    failed = [c.name for c in checks if c.status == "FAIL"]
+    if failed:
+        print(f"{len(failed)} of {len(checks)} checks failed ({', '.join(failed)}): the model is not yet comparable "
+              "with the others; fix what each line says")
+        return 1
+    print(f"all {len(checks)} checks passed or do not apply: the model keeps the bench's contract")
     return 0

@@ -12,7 +12,7 @@ from tinylm.config import DataConfig, RunConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.device import pick_device
 from tinylm.errors import UsageError
-from tinylm.models.registry import DEFAULT_MODEL, MODELS, model_names
+from tinylm.models.registry import DEFAULT_MODEL, MODELS, builtin_names, check_name
 from tinylm.paths import Paths
 from tinylm.recorder import train_run
 from tinylm.run_folders import resume_config, saved_profile
@@ -79,7 +79,7 @@ def _train_jobs(args: argparse.Namespace) -> list[tuple[RunConfig, dict[str, Any
     paths = Paths.of(args.results_dir, args.data_dir, args.mirror)
     suite = load_suite_file(args.config)
     labels = ProfileLabels(suite)
-    models = model_names() if args.model == "all" else [args.model or DEFAULT_MODEL]
+    models = builtin_names() if args.model == "all" else [check_name(args.model or DEFAULT_MODEL)]
     jobs = []
     for model in models:
         cfg = _resolve_from_args(args, model, suite, _profile(args))
@@ -112,6 +112,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     axes = {name: {spec.sweep_field: getattr(args, sweep_dest(name))} for name, spec in MODELS.items()
             if spec.sweep_flag and getattr(args, sweep_dest(name), None)}
     only = args.only or ([args.model] if args.model and args.model != "all" else None)
+    only = [check_name(m) for m in only] if only else None
     values, sets = train_values(args)
     paths = Paths.of(args.results_dir, args.data_dir, args.mirror)
 

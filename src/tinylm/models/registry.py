@@ -1,21 +1,25 @@
 """The one list of models: name -> config class, model class, figure colour and ablation flag.
 
 Everything that names models (the CLI's choices and ablation flags, the report's rows and colours, the chat's
-`model` command) reads this registry, so adding a model is one file plus one entry here.
+`model` command) reads this registry, so adding a model is one file plus one entry here. Models from outside the
+package (`file.py:Class`, `package.module:Class`, the `tinylm.models` entry points: models/plugins.py) join it when
+first named, and every command then treats them as the built-in ones.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from tinylm.errors import UsageError
-from tinylm.fields import from_dict, unknown_name_error
+from tinylm.errors import TinyLMWarning, UsageError
+from tinylm.fields import from_dict, suggest
 from tinylm.models.attention import AttentionConfig, AttentionLM
 from tinylm.models.base import LanguageModel, LMConfig
 from tinylm.models.linear import LinearConfig, LinearLM
 from tinylm.models.lstm import LSTMLM, LSTMConfig
 from tinylm.models.mlp import MLPLM, MLPConfig
+from tinylm.models.plugins import ModelSource, Plugin, entry_points, is_spec, load_entry_point, load_saved, load_spec
 from tinylm.models.transformer import TransformerConfig, TransformerLM
 
 
@@ -34,6 +38,15 @@ class ModelSpec:
     rung: bool = True
     """A rung of the bench's ladder of complexity (linear < mlp < attention < transformer, in registry order), which
     the report compares by that order; False for a reference row beside the ladder (the classical LSTM)."""
+    source: ModelSource | None = None
+    """Where a plugin came from (None: built into the package)."""
+    sweep_values: tuple[Any, ...] = ()
+    """A plugin's own values of its ablation axis (the suite file's `ablations:` overrides them)."""
+
+    @property
+    def kind(self) -> str:
+        """window (restarts a fixed window at every position), recurrent (carries a state) or attention."""
+        return "recurrent" if self.model.recurrent else "window" if self.model.fixed_window else "attention"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -46,9 +59,22 @@ MODELS: dict[str, ModelSpec] = {
 DEFAULT_MODEL = "transformer"
 
 
+BUILTIN = tuple(MODELS)
+
+
 def model_names() -> list[str]:
-    """Every registered model, in registry order (simplest first)."""
+    """Every registered model, in registry order (simplest first, then the plugins named so far)."""
     return list(MODELS)
+
+
+def builtin_names() -> list[str]:
+    """The bench's own models (what `all` means), simplest first."""
+    return list(BUILTIN)
+
+
+def plugin_names() -> list[str]:
+    """The installed packages' models (entry points of the group tinylm.models), loaded, that are not yet listed."""
+    return [check_name(name) for name in entry_points() if name not in MODELS]
 
 
 def ladder_names() -> list[str]:
@@ -56,11 +82,62 @@ def ladder_names() -> list[str]:
     return [name for name, spec in MODELS.items() if spec.rung]
 
 
+def _register(plugin: Plugin) -> str:
+    """Add a plugin to the registry under its name; refuse a name a different model already has."""
+    known = MODELS.get(plugin.name)
+    same = known is not None and (known.model is plugin.model or (
+        known.source is not None and (known.source.file, known.model.__qualname__)
+        == (plugin.source.file, plugin.model.__qualname__)))  # one file reached as a path and as a package
+    if known is not None and not same:
+        had = "a built-in model" if known.source is None else f"the model from {known.source.where()}"
+        raise UsageError(f"model '{plugin.source.spec}' is named '{plugin.name}', the name of {had}; set "
+                         "`name = \"another-name\"` on the class")
+    if known is None:
+        MODELS[plugin.name] = ModelSpec(plugin.config, plugin.model, plugin.color, None, plugin.ablation,
+                                        rung=False, source=plugin.source, sweep_values=plugin.ablation_values)
+    return plugin.name
+
+
 def check_name(name: str) -> str:
-    """`name` if registered, else a clear error listing the models."""
-    if name not in MODELS:
-        raise unknown_name_error("model", name, list(MODELS))
+    """The registered name of a model: a built-in or loaded one, an installed package's entry point, or a class
+    named by `path/to/file.py:Class` or `package.module:Class` (loaded and registered); else a clear error."""
+    if name in MODELS:
+        return name
+    if is_spec(name):
+        return _register(load_spec(name))
+    installed = entry_points()
+    if name in installed:
+        return _register(load_entry_point(installed[name]))
+    known = [*MODELS, *(n for n in installed if n not in MODELS)]
+    raise UsageError(f"unknown model '{name}'{suggest(name, known)}; choose one of: {', '.join(known)}, or name "
+                     "your own as path/to/file.py:ClassName or package.module:ClassName")
+
+
+def check_saved(name: str, saved: ModelSource, where: str) -> str:
+    """Register the plugin a run was trained with (from its config.yaml's `plugin:` section), warning once when its
+    source file has changed since."""
+    spec = MODELS.get(name)
+    if spec is None or spec.source is None:
+        if spec is not None:
+            raise UsageError(f"{where}: the run's model '{name}' came from {saved.where()}, but '{name}' is now a "
+                             "built-in model; rename the plugin")
+        _register(load_saved(name, saved, where))
+        spec = MODELS[name]
+    assert spec.source is not None
+    if spec.source.sha256 != saved.sha256 and (name, saved.sha256) not in _WARNED:
+        _WARNED.add((name, saved.sha256))
+        warnings.warn(f"{where}: model '{name}' has changed since the run was trained ({spec.source.file}: sha256 "
+                      f"{saved.sha256[:12]} then, {spec.source.sha256[:12]} now); its weights and scores may not "
+                      "match the code", TinyLMWarning, stacklevel=2)
     return name
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def source_of(name: str) -> ModelSource | None:
+    """Where a registered plugin came from (None for a built-in model)."""
+    return MODELS[check_name(name)].source
 
 
 def config_class(name: str) -> type[LMConfig]:
