@@ -131,6 +131,20 @@ def test_check_model_passes_a_sound_model_and_says_so(tiny_text_file, tmp_path, 
     assert "FAIL  causality" in capsys.readouterr().out
 
 
+def test_a_model_may_leave_its_flops_unknown_and_the_report_says_so(tiny_text_file, tmp_path, capsys):
+    spec, data = f"{BROKEN}:Uncounted", _data(tiny_text_file, tmp_path)
+    assert main(["train", "--model", spec, "--max-flops", "1e9", "--quiet", *data]) == 2
+    assert "does not count its FLOPs" in capsys.readouterr().err
+    assert main(["train", "--model", spec, "--max-steps", "5", "--quiet", *data]) == 0
+    metrics = json.loads((_one_run(tmp_path, "tiny-uncounted-*") / "metrics.json").read_text())
+    assert metrics["train_flops"] is None and metrics["flops_per_token"] is None
+    assert "unknown FLOPs" in capsys.readouterr().out
+    assert main(["check-model", spec, *data]) == 0
+    assert "skip  flops: the model does not count its FLOPs" in capsys.readouterr().out
+    assert main(["report"]) == 0
+    assert "| unknown |" in (tmp_path / "results" / "RESULTS.md").read_text()
+
+
 BUILT_IN_SETS = {
     "linear": ["model.context_length=8"],
     "mlp": ["model.context_length=8", "model.embed_dim=8", "model.hidden_dim=32"],

@@ -136,6 +136,9 @@ def check_flops(trainer: Trainer) -> str:
     """The analytic matmul FLOPs per token within FLOP_TOLERANCE of torch.utils.flop_counter's count, forward
     alone and a training step (forward and backward)."""
     model, plan, t = trainer.model, trainer.plan, trainer.cfg.train
+    if not model.flops_known:
+        return ("skip: the model does not count its FLOPs (no matmul_flops_per_token): it trains on budgets of "
+                "tokens, steps or time, and the report leaves it off its FLOP axes")
     tokens = plan.tokens_per_step
     per_token = model.matmul_flops_per_token(plan.fed_len)
     x, y = sample_batch(trainer.train_tokens, t.batch_size, plan.fed_len, torch.Generator().manual_seed(0))

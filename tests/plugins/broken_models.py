@@ -83,3 +83,9 @@ class Unseeded(Sound):
 
 class NotAModel(nn.Module):
     """A plain module: not a tinylm.LanguageModel."""
+
+
+class Uncounted(Sound):
+    """Declares its FLOPs unknown, by leaving matmul_flops_per_token undefined: allowed, and said so."""
+
+    matmul_flops_per_token = LanguageModel.matmul_flops_per_token

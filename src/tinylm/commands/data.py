@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from tinylm.config import DataConfig
@@ -41,8 +42,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{row.name:<12} {'-':>12} {'-':>16} {'-':>18}  not with these settings: {row.problem}")
             print(f"{'':<14}from {row.source}")
             continue
-        print(f"{row.name:<12} {row.params:>12,} {row.flops_per_token:>16,.0f} {row.train_flops_per_token:>18,.0f}  "
-              f"{row.settings}")
+        flops = [f"{f:,.0f}" if math.isfinite(f) else "unknown"
+                 for f in (row.flops_per_token, row.train_flops_per_token)]
+        print(f"{row.name:<12} {row.params:>12,} {flops[0]:>16} {flops[1]:>18}  {row.settings}")
         if row.source != "built in":
             print(f"{'':<14}from {row.source}")
         for part, n in row.breakdown.items() if args.breakdown else ():

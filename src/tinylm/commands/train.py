@@ -44,7 +44,8 @@ def _print_result(m: RunMetrics, run_dir: Path, what: str) -> None:
     speed = f"{tps:,.0f} tok/s" if tps else "-"
     print(
         f"{what:<8} {m.model:<11} {m.dataset:<16} {quality}, {m.params or 0:,} params, "
-        f"{m.train_flops or 0:.2e} FLOPs, {speed}, {m.train_seconds or 0:.0f} s -> {run_dir}"
+        f"{f'{m.train_flops:.2e}' if m.train_flops else 'unknown'} FLOPs, {speed}, "
+        f"{m.train_seconds or 0:.0f} s -> {run_dir}"
     )
 
 

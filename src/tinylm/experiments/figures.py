@@ -90,8 +90,13 @@ def _bars_panel(ax: plt.Axes, best: dict[tuple[str, str], ReportRow], ds: str, b
     ax.grid(alpha=0.3, axis="y")
 
 
+def _flops(value: float | None) -> str:
+    return f"{value:.1e}" if value else "unknown"
+
+
 def _compute_panel(ax: plt.Axes, every: list[ReportRow], ds: str, baselines: dict[str, Any]) -> None:
-    shown = [r for r in every if r.dataset == ds]
+    shown = [r for r in every if r.dataset == ds and r.metrics.train_flops]
+    uncounted = sorted({r.model for r in every if r.dataset == ds and not r.metrics.train_flops})
     for r in shown:
         ax.scatter(r.metrics.train_flops, r.metrics.test_loglik, color=color(r.model),
                    marker=MARKERS.get(r.profile, "o"), alpha=0.85)
@@ -102,7 +107,8 @@ def _compute_panel(ax: plt.Axes, every: list[ReportRow], ds: str, baselines: dic
         ax.scatter([], [], color="grey", marker=MARKERS.get(profile, "o"), label=f"profile {profile}")
     _kneser_ney(ax, baselines, ds, "test")
     ax.set_xscale("log")
-    ax.set(title=f"Test log-likelihood vs training compute (all {len(shown)} runs)",
+    left_off = f"; not shown, FLOPs unknown: {', '.join(uncounted)}" if uncounted else ""
+    ax.set(title=f"Test log-likelihood vs training compute (all {len(shown)} runs{left_off})",
            xlabel="training FLOPs (log scale)", ylabel="test log-likelihood (nats/token)")
     ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3, which="both")
@@ -123,7 +129,7 @@ def architecture_comparison(runs: list[ReportRow], every: list[ReportRow], basel
     for (d, model), r in sorted(best.items(), key=lambda kv: (dataset_key(kv[0][0]), model_key(kv[0][1]))):
         m = r.metrics
         lines.append(f"{model:<12}{d:<16}{m.params:>10,}{m.test_loglik:>9.3f}{m.test_perplexity:>9.2f}"
-                     f"{m.train_flops:>10.1e}{' ' + MARK if r.still_improving else ''}")
+                     f"{_flops(m.train_flops):>10}{' ' + MARK if r.still_improving else ''}")
     if any(r.still_improving for r in best.values()):
         lines += ["", f"{MARK} still improving: valid rose > {STILL_IMPROVING} nats over its last tenth of training"]
     axes[1, 1].text(0.0, 1.0, "Best run on valid, per architecture and dataset\n\n" + "\n".join(lines),

@@ -308,7 +308,8 @@ def every_run_table(runs: list[ReportRow], axes: dict[str, str]) -> list[str]:
             f"| {r.dataset} | {r.model} | {r.variant(axes)} | {r.profile} | " + (f"{r.source} | " if sources else "")
             + f"{m.params:,} | {m.test_loglik:.4f}{_mark(r)} | {m.test_perplexity:.2f} | "
             f"{m.test_bits:.3f} | "
-            f"{m.tokens_trained:,} | {m.train_flops:.2e} | {_fmt_time(m.train_seconds)} | "
+            f"{m.tokens_trained:,} | {f'{m.train_flops:.2e}' if m.train_flops else 'unknown'} | "
+            f"{_fmt_time(m.train_seconds)} | "
             f"{'-' if not tps else f'{tps:,.0f}'} |")
     return lines + _footnote(runs)
 

@@ -9,6 +9,7 @@ head, only the softmax clusters their targets need.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
@@ -139,9 +140,15 @@ class LanguageModel(nn.Module):
             return self.head(h)
         return self.head.nll(h[:, h.size(1) - targets.size(1) :], targets)
 
+    @property
+    def flops_known(self) -> bool:
+        """False for a model that does not count its FLOPs (it leaves matmul_flops_per_token undefined): it trains
+        on budgets of tokens, steps or time, and the report leaves it off its FLOP axes."""
+        return type(self).matmul_flops_per_token is not LanguageModel.matmul_flops_per_token
+
     def matmul_flops_per_token(self, seq_len: int | None = None) -> float:
         """Forward matmul FLOPs per token (2*m*n*k per matmul) at sequence length `seq_len`."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not count its FLOPs (no matmul_flops_per_token)")
 
     def other_flops_per_token(self) -> float:
         """Forward arithmetic outside matmuls that the implementation really does (e.g. lookup-and-add sums)."""
@@ -152,8 +159,11 @@ class LanguageModel(nn.Module):
 
         Convention: matmuls count 2*m*n*k (attention scores and weighted sums included, over the full sequence of
         `seq_len` tokens, default the context length); embedding lookups count 0; lookup-and-add sums count one
-        FLOP per addition; norms, activations and biases are not counted. Training = 3 x forward.
+        FLOP per addition; norms, activations and biases are not counted. Training = 3 x forward. NaN for a model
+        that does not count its FLOPs (`flops_known`).
         """
+        if not self.flops_known:
+            return math.nan
         forward = self.matmul_flops_per_token(seq_len) + self.other_flops_per_token()
         return 3.0 * forward if training else forward
 

@@ -131,6 +131,10 @@ class Plan:
             limits.append(t.max_steps)
         if t.max_tokens is not None:
             limits.append(math.ceil(t.max_tokens / tokens_per_step))
+        if t.max_flops is not None and not model.flops_known:
+            raise UsageError(f"model '{cfg.model_name}' does not count its FLOPs (it has no "
+                             "matmul_flops_per_token), so a FLOP budget cannot end its training: give "
+                             "--max-tokens, --max-steps, --epochs or --max-time")
         if t.max_flops is not None:
             limits.append(math.ceil(t.max_flops / flops_per_step))
         return cls(seq_len, fed, tokens_per_step, flops_per_step, max(1, min(limits)) if limits else None)
@@ -316,7 +320,8 @@ class Trainer:
         s.seconds += seconds
         s.step += 1
         s.tokens += self.plan.tokens_per_step
-        s.flops += self.plan.flops_per_step
+        if self.model.flops_known:
+            s.flops += self.plan.flops_per_step
         if not math.isfinite(loss) or loss > max(20.0, 4 * math.log(self.corpus.tokenizer.vocab_size)):
             raise Diverged(
                 f"training diverged at step {s.step} (loss {loss:.3g}); the learning rate "
@@ -342,7 +347,8 @@ class Trainer:
         """Score the valid subset; returns its history row and whether it is the best so far (updates patience)."""
         s, t = self.state, self.cfg.train
         result = self.evaluate(self.valid_tokens[: t.eval_tokens + 1])
-        row = {"step": s.step, "tokens": s.tokens, "flops": s.flops, "seconds": round(s.seconds, 3),
+        flops = s.flops if self.model.flops_known else None
+        row = {"step": s.step, "tokens": s.tokens, "flops": flops, "seconds": round(s.seconds, 3),
                "lr": self.learning_rate(), "train_loss": s.loss_sum / s.loss_count if s.loss_count else None,
                "valid_loss": result.loss}
         s.loss_sum, s.loss_count = 0.0, 0
@@ -394,10 +400,10 @@ class Trainer:
             vocab_size=self.corpus.tokenizer.vocab_size,
             params=m.num_params(),
             context_length=m.context_length,
-            flops_per_token=m.flops_per_token(training=False, seq_len=self.plan.fed_len),
+            flops_per_token=m.flops_per_token(training=False, seq_len=self.plan.fed_len) if m.flops_known else None,
             steps=s.step,
             tokens_trained=s.tokens,
-            train_flops=s.flops,
+            train_flops=s.flops if m.flops_known else None,
             train_seconds=s.seconds,
             tokens_per_second=s.tokens / s.seconds if s.seconds else None,
             best_valid_loss=s.best_valid,
