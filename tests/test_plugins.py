@@ -8,6 +8,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -143,6 +144,16 @@ def test_a_model_may_leave_its_flops_unknown_and_the_report_says_so(tiny_text_fi
     assert "skip  flops: the model does not count its FLOPs" in capsys.readouterr().out
     assert main(["report"]) == 0
     assert "| unknown |" in (tmp_path / "results" / "RESULTS.md").read_text()
+
+
+def test_the_docs_model_prints_what_the_docs_show(mirror, data_dir, tmp_path, capsys, monkeypatch):
+    page = (REPO / "docs" / "your-own-model.md").read_text(encoding="utf-8")
+    (tmp_path / "my_models.py").write_text(re.search(r"```python\n(.*?)```", page, re.S).group(1))
+    shown = re.search(r"```text\n(checking my_models.py:GatedMLP.*?)```", page, re.S).group(1)
+    monkeypatch.setenv("TINYLM_DATA_MIRROR", str(mirror))
+    assert main(["check-model", "my_models.py:GatedMLP", "--dataset", "tinyshakespeare", "--data-dir",
+                 str(data_dir)]) == 0
+    assert capsys.readouterr().out == shown
 
 
 BUILT_IN_SETS = {
