@@ -180,8 +180,7 @@ def train(
     suite_file = load_suite_file()
     data_cfg = None
     if data is not None:
-        path = Path(data).resolve()
-        data_cfg = DataConfig(name=path.stem or "text", level=level, path=str(path))
+        data_cfg = DataConfig.text(data, level)
     elif level is not None:
         raise UsageError("level applies to data=... files only; registered datasets have a fixed level")
     model = check_name(model)  # a plugin's path, module or entry point -> its registered name

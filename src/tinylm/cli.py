@@ -35,8 +35,8 @@ from tinylm.data import sources
 from tinylm.errors import Interrupted, TinyLMError, os_error_line
 from tinylm.export import FORMATS
 from tinylm.fields import field_docs
-from tinylm.models.plugins import entry_points
-from tinylm.models.registry import DEFAULT_MODEL, MODELS, builtin_names
+from tinylm.models.plugins import is_spec
+from tinylm.models.registry import DEFAULT_MODEL, MODELS, builtin_names, known_names, unknown_model
 from tinylm.tensorboard_log import LOGGERS
 
 
@@ -69,12 +69,9 @@ MODEL_HELP = (f"{' | '.join(builtin_names())}, an installed plugin's name, or yo
 
 def _model(text: str) -> str:
     """A model as named on the command line: checked (a plugin is loaded when the command runs)."""
-    if text in MODELS or text == "all" or ":" in text:
+    if text == "all" or is_spec(text) or text in known_names():
         return text
-    if text in entry_points():
-        return text
-    raise argparse.ArgumentTypeError(f"unknown model '{text}'; choose one of: {', '.join([*MODELS, *entry_points()])}"
-                                     ", or name your own as path/to/file.py:ClassName")
+    raise argparse.ArgumentTypeError(str(unknown_model(text)))
 
 
 def _at_least_one(text: str) -> int:

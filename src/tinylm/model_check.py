@@ -6,7 +6,6 @@ fix, or skip where it does not apply (a model without targets, a cache, ...). Ev
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import tempfile
 from collections.abc import Callable
@@ -291,6 +290,6 @@ def check_model(model: str, dataset: str = "tinyshakespeare", *, data: DataConfi
 def _fresh(cfg: RunConfig, corpus: Corpus) -> LanguageModel:
     """The model at its initial weights (seed 0), in eval mode."""
     torch.manual_seed(0)
-    model = build_model(cfg.model_name, dataclasses.replace(cfg.model, vocab_size=corpus.tokenizer.vocab_size))
+    model = build_model(cfg.model_name, cfg.model_config(corpus.tokenizer.vocab_size))
     return model.eval()
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tinylm.data.config import DataConfig
+from tinylm.errors import UsageError
 from tinylm.suite_file import budget_resets
 
 
@@ -25,6 +27,15 @@ TRAIN_FLAGS = {"epochs": number, "max_steps": int, "max_tokens": int, "max_flops
 
 def sweep_dest(model: str) -> str:
     return f"sweep_{model}"
+
+
+def data_from_args(args: argparse.Namespace) -> DataConfig | None:
+    """The data section of `--data FILE --level L`, or None for a registered dataset (`--level` alone is refused)."""
+    if getattr(args, "data", None):
+        return DataConfig.text(args.data, args.level)
+    if getattr(args, "level", None):
+        raise UsageError("--level applies to --data files only; registered datasets have a fixed level")
+    return None
 
 
 def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:

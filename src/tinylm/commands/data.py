@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
+from tinylm.commands import data_from_args
 from tinylm.config import DataConfig
 from tinylm.data import sources
 from tinylm.data.corpus import describe_dataset
@@ -53,10 +53,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_check_model(args: argparse.Namespace) -> int:
-    data = None
-    if args.data:
-        path = Path(args.data).resolve()
-        data = DataConfig(name=path.stem or "text", level=args.level, path=str(path))
+    data = data_from_args(args)
     print(f"checking {args.model} on {data.label if data else args.dataset} (CPU, fp32, its default size; --set "
           "changes it)", flush=True)
     checks = check_model(args.model, args.dataset, data=data, sets=args.set, suite=load_suite_file(args.config),

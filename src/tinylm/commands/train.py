@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from tinylm import distributed
-from tinylm.commands import sweep_dest, train_values
-from tinylm.config import DataConfig, RunConfig
+from tinylm.commands import data_from_args, sweep_dest, train_values
+from tinylm.config import RunConfig
 from tinylm.data.corpus import load_corpus
 from tinylm.device import pick_device
 from tinylm.errors import UsageError
@@ -26,14 +26,8 @@ from tinylm.tensorboard_log import check_logs
 
 def _resolve_from_args(args: argparse.Namespace, model: str, suite: SuiteFile, profile: str | None) -> RunConfig:
     values, sets = train_values(args)
-    data = None
-    if getattr(args, "data", None):
-        path = Path(args.data).resolve()
-        data = DataConfig(name=path.stem or "text", level=args.level, path=str(path))
-    elif getattr(args, "level", None):
-        raise UsageError("--level applies to --data files only; registered datasets have a fixed level")
-    return resolve_run(model, args.dataset, suite=suite, profile=profile, train_values=values, data=data,
-                       sets=sets + list(args.set or []))
+    return resolve_run(model, args.dataset, suite=suite, profile=profile, train_values=values,
+                       data=data_from_args(args), sets=sets + list(args.set or []))
 
 
 def _print_result(m: RunMetrics, run_dir: Path, what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from tinylm.errors import UsageError
@@ -24,6 +25,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.max_vocab is not None and self.max_vocab < 2:
             raise UsageError(f"data.max_vocab must be at least 2 (got {self.max_vocab})")
+
+    @classmethod
+    def text(cls, path: str | Path, level: Literal["char", "word"] | None) -> DataConfig:
+        """The data section for a user's text file or folder, labelled by its name."""
+        resolved = Path(path).resolve()
+        return cls(name=resolved.stem or "text", level=level, path=str(resolved))
 
     @property
     def label(self) -> str:

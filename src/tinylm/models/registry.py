@@ -43,11 +43,6 @@ class ModelSpec:
     sweep_values: tuple[Any, ...] = ()
     """A plugin's own values of its ablation axis (the suite file's `ablations:` overrides them)."""
 
-    @property
-    def kind(self) -> str:
-        """window (restarts a fixed window at every position), recurrent (carries a state) or attention."""
-        return "recurrent" if self.model.recurrent else "window" if self.model.fixed_window else "attention"
-
 
 MODELS: dict[str, ModelSpec] = {
     "linear": ModelSpec(LinearConfig, LinearLM, "#1f77b4", "--context-lengths", "context_length"),
@@ -108,9 +103,19 @@ def check_name(name: str) -> str:
     installed = entry_points()
     if name in installed:
         return _register(load_entry_point(installed[name]))
-    known = [*MODELS, *(n for n in installed if n not in MODELS)]
-    raise UsageError(f"unknown model '{name}'{suggest(name, known)}; choose one of: {', '.join(known)}, or name "
-                     "your own as path/to/file.py:ClassName or package.module:ClassName")
+    raise unknown_model(name)
+
+
+def known_names() -> list[str]:
+    """The registered models, then the installed packages' models not yet loaded (none imported)."""
+    return [*MODELS, *(n for n in entry_points() if n not in MODELS)]
+
+
+def unknown_model(name: str) -> UsageError:
+    """The error for a model name that is neither registered, installed nor a file or module."""
+    known = known_names()
+    return UsageError(f"unknown model '{name}'{suggest(name, known)}; choose one of: {', '.join(known)}, or name "
+                      "your own as path/to/file.py:ClassName or package.module:ClassName")
 
 
 def check_saved(name: str, saved: ModelSource, where: str) -> str:
