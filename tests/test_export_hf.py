@@ -1,5 +1,5 @@
-"""`tinylm export --format hf`: the GPT-2 checkpoint computes our transformer's function and its tokenizer gives
-our ids; other models and non-empty folders are refused in one line."""
+"""`tinylm export --format hf`: the GPT-2 checkpoint computes our transformer's function, the Llama checkpoint our
+llama's, and the tokenizer gives our ids; other models and non-empty folders are refused in one line."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from tinylm.errors import TinyLMError
 from tinylm.export import export_hf
 from tinylm.export.gpt2 import check_mappable
 from tinylm.export.hf_tokenizer import build_backend
+from tinylm.export.llama import check_mappable as check_llama_mappable
 from tinylm.models.base import LanguageModel
+from tinylm.models.llama import LlamaConfig, LlamaLM
 from tinylm.models.transformer import TransformerConfig, TransformerLM
 from tinylm.paths import Paths
 from tinylm.recorder import train_run
@@ -51,6 +53,16 @@ def shakespeare(tmp_path_factory, mirror, data_dir):
     path = sources.fetch_dataset("tinyshakespeare", data_dir, mirror, quiet=True)["all"][0]
     test = "".join(t for s, t in split_pieces(path, "char", with_cuts([(path, None)], "char")[0][1]) if s == "test")
     return run_dir, out, test, load_corpus(cfg.data, data_dir, mirror, quiet=True)
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["tied", "untied"])
+def llama(request, tmp_path_factory, mirror, data_dir):
+    """A tinyshakespeare llama (20 steps), head tied or not, and its export."""
+    root = tmp_path_factory.mktemp("llama")
+    cfg = resolve_run("llama", suite=SuiteFile(), data=DataConfig(name="tinyshakespeare"),
+                      train_values={"max_steps": 20}, sets=[*TINY, f"model.tie_head={request.param}"])
+    run_dir = _train(cfg, root, data_dir=data_dir, mirror=mirror)
+    return run_dir, export_hf(run_dir, root / "hf"), load_corpus(cfg.data, data_dir, mirror, quiet=True)
 
 
 def _ptb_like(n_lines: int = 1500) -> str:
@@ -88,7 +100,7 @@ class HF(LanguageModel):
 
 def _max_logit_diff(run_dir: Path, out: Path, ids: torch.Tensor) -> float:
     ours = load_run(run_dir).model
-    theirs = transformers.GPT2LMHeadModel.from_pretrained(out).eval()
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     with torch.no_grad():
         return float((ours(ids) - theirs(ids).logits).abs().max())
 
@@ -105,6 +117,39 @@ def test_bias_false_exports_exactly_with_zero_biases(words):
     hf = transformers.GPT2LMHeadModel.from_pretrained(out)
     assert not hf.transformer.h[0].attn.c_attn.bias.any() and not hf.transformer.ln_f.bias.any()
     assert _max_logit_diff(run_dir, out, corpus.tensor("test")[: 4 * 16].view(4, 16)) <= 1e-5
+
+
+def test_llama_exports_as_a_llama_with_our_logits_and_scores(llama):
+    """The rotary layout needs no permutation: a LlamaForCausalLM gives our logits, and our protocol scores it as it
+    scores our model (to 1e-6 relative); an untied head is exported as its own tensor."""
+    run_dir, out, corpus = llama
+    run = load_run(run_dir)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    assert type(hf).__name__ == "LlamaForCausalLM"
+    tied = run.model.config.tie_head
+    assert (hf.lm_head.weight is hf.model.embed_tokens.weight) == tied == hf.config.tie_word_embeddings
+    ids = corpus.tensor("test")[: 8 * 32].view(8, 32)
+    assert _max_logit_diff(run_dir, out, ids) <= 1e-5
+    tokens = corpus.tensor("test")[:2000]
+    ours, theirs = evaluate(run.model, tokens), evaluate(HF(hf, run.model.config), tokens)
+    assert (theirs.tokens, theirs.window) == (ours.tokens, ours.window) == (1999, 32)
+    assert abs(theirs.total_logprob - ours.total_logprob) <= 1e-6 * abs(ours.total_logprob)
+
+
+def test_llama_greedy_generation_with_caches_is_ours(llama):
+    """transformers' KV cache turns each new key by its offset as ours does: the same 20 greedy tokens."""
+    run_dir, out, corpus = llama
+    model = load_run(run_dir).model
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    prompt = corpus.tensor("test")[:8].view(1, 8)
+    theirs = hf.generate(prompt, max_new_tokens=20, do_sample=False, use_cache=True)[0, 8:].tolist()
+    cache, ids, ours = model.new_cache(), prompt, []
+    with torch.no_grad():
+        for _ in range(20):
+            nxt = int(model(ids, cache=cache)[0, -1].argmax())
+            ours.append(nxt)
+            ids = torch.tensor([[nxt]])
+    assert ours == theirs
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
@@ -181,12 +226,12 @@ def _fake_run(root: Path, model: str) -> Path:
 
 
 @pytest.mark.parametrize("model, why", [("attention", "no feed-forward"), ("mlp", "fixed window"),
-                                        ("linear", "fixed window")])
+                                        ("linear", "fixed window"), ("lstm", "no LSTM")])
 def test_other_models_are_refused_in_one_line(tmp_path, capsys, model, why):
     code = main(["export", str(_fake_run(tmp_path, model)), "--format", "hf", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert why in err and "only transformer runs can be exported" in err
+    assert why in err and "only transformer and llama runs can be exported" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -217,3 +262,10 @@ def test_an_adaptive_head_is_refused():
                             embed_dim=16, n_heads=2, n_layers=1, context_length=8)
     with pytest.raises(TinyLMError, match="adaptive softmax head"):
         check_mappable(TransformerLM(cfg))
+
+
+def test_a_llama_with_an_adaptive_head_is_refused():
+    cfg = LlamaConfig(vocab_size=50, head="adaptive", cutoffs=[10, 30], token_counts=list(range(50, 0, -1)),
+                      embed_dim=16, n_heads=2, n_layers=1, context_length=8)
+    with pytest.raises(TinyLMError, match="adaptive softmax head"):
+        check_llama_mappable(LlamaLM(cfg))

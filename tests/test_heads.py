@@ -26,6 +26,7 @@ SIZES = {
     "attention": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2},
     "transformer": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2, "dropout": 0.0},
     "lstm": {"context_length": 12, "embed_dim": 16, "hidden_dim": 16, "n_layers": 2, "dropout": 0.0},
+    "llama": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2, "dropout": 0.0},
 }
 
 

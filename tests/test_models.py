@@ -1,4 +1,4 @@
-"""The four models: the sequence-model contract, honest counts, tying, and the registry."""
+"""The models: the sequence-model contract, honest counts, tying, and the registry."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ SMALL = {
     "attention": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2},
     "transformer": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2, "dropout": 0.0},
     "lstm": {"context_length": 12, "embed_dim": 16, "hidden_dim": 16, "n_layers": 2, "dropout": 0.0},
+    "llama": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2, "dropout": 0.0},
 }
 LARGER = {
     "linear": {"context_length": 16, "rank": 8},
@@ -26,6 +27,7 @@ LARGER = {
     "attention": {"context_length": 32, "embed_dim": 64, "n_heads": 4, "n_layers": 3},
     "transformer": {"context_length": 32, "embed_dim": 32, "n_heads": 4, "n_layers": 3, "dropout": 0.0},
     "lstm": {"context_length": 32, "embed_dim": 16, "hidden_dim": 48, "n_layers": 3, "dropout": 0.0},
+    "llama": {"context_length": 32, "embed_dim": 48, "n_heads": 4, "n_layers": 3, "dropout": 0.0, "tie_head": False},
 }
 
 

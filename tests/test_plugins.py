@@ -163,6 +163,8 @@ BUILT_IN_SETS = {
     "transformer": ["model.context_length=16", "model.embed_dim=16", "model.n_heads=2", "model.n_layers=1",
                     "model.dropout=0.1"],
     "lstm": ["model.embed_dim=16", "model.hidden_dim=16", "model.dropout=0.1"],
+    "llama": ["model.context_length=16", "model.embed_dim=16", "model.n_heads=2", "model.n_layers=1",
+              "model.dropout=0.1"],
 }
 
 

@@ -8,7 +8,7 @@
     tinylm baseline             the Kneser-Ney n-gram baseline of a dataset
     tinylm eval                 score a run on a split with the common protocol
     tinylm generate / chat      sample text from a run
-    tinylm export               write a transformer run as a Hugging Face GPT-2 (--format hf)
+    tinylm export               write a transformer or llama run as a Hugging Face model (--format hf)
     tinylm report               tables and figures from all runs
     tinylm bench                speed figures of this machine
     tinylm runs                 list run directories
@@ -230,11 +230,11 @@ def _add_sampling(sub: Any, name: str) -> None:
 
 
 def _add_export(sub: Any) -> None:
-    p = sub.add_parser("export", help="write a trained transformer as a Hugging Face transformers GPT-2")
-    p.add_argument("run_dir", help="a transformer run directory (results/runs/<run>)")
+    p = sub.add_parser("export", help="write a trained transformer or llama as a Hugging Face GPT-2 or Llama")
+    p.add_argument("run_dir", help="a transformer or llama run directory (results/runs/<run>)")
     p.add_argument("out_dir", help="the folder to write: new or empty (or --force)")
     p.add_argument("--format", choices=FORMATS, default="hf",
-                   help="hf: a transformers GPT-2 checkpoint with its tokenizer (the default and only format)")
+                   help="hf: a transformers GPT-2 or Llama checkpoint with its tokenizer (the default and only format)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it is not empty")
     p.set_defaults(func=_command("score", "cmd_export"))
 

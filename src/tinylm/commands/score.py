@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from tinylm.api import find, load
 from tinylm.device import pick_device
 from tinylm.errors import UsageError
-from tinylm.export import export_hf
+from tinylm.export import check_exportable, export_hf
 from tinylm.generate.interactive import (
     Chat,
     check_sampling,
@@ -87,7 +88,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    target = check_exportable(Path(args.run_dir))
     out = export_hf(args.run_dir, args.out_dir, force=args.force)
-    print(f"wrote {out}: a transformers GPT-2 (config.json, model.safetensors) and its tokenizer; load them with "
-          f"GPT2LMHeadModel.from_pretrained('{out}') and AutoTokenizer.from_pretrained('{out}')")
+    print(f"wrote {out}: a transformers {target.label} (config.json, model.safetensors) and its tokenizer; load them "
+          f"with {target.model_class}.from_pretrained('{out}') and AutoTokenizer.from_pretrained('{out}')")
     return 0

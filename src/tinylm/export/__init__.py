@@ -1,9 +1,10 @@
 """Export a trained run to other libraries' formats: `tinylm export RUN --format hf OUT_DIR`.
 
-The hf format is a `transformers` GPT-2 checkpoint (config.json, model.safetensors, generation_config.json) and a
-`tokenizers` tokenizer (tokenizer.json, tokenizer_config.json). Only transformer runs are GPT-2s (gpt2.py says why);
-the folder is written beside OUT_DIR under a temporary name and renamed into place, after checking that the
-exported model's logits and tokenizer's ids are the run's.
+The hf format is a `transformers` checkpoint (config.json, model.safetensors, generation_config.json) and a
+`tokenizers` tokenizer (tokenizer.json, tokenizer_config.json): a transformer run becomes a GPT-2 (gpt2.py), a llama
+run a Llama (llama.py); other architectures have no `transformers` class that computes them. The folder is written
+beside OUT_DIR under a temporary name and renamed into place, after checking that the exported model's logits and
+tokenizer's ids are the run's.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +23,47 @@ import torch
 from tinylm.errors import TinyLMError, UsageError
 from tinylm.export.gpt2 import gpt2_config, gpt2_state_dict
 from tinylm.export.hf_tokenizer import build_hf_tokenizer
+from tinylm.export.llama import llama_config, llama_state_dict
 from tinylm.files import atomic_write_json, read_json
 from tinylm.run_folders import LoadedRun, load_run, read_config
 
+
+@dataclass(frozen=True)
+class HFTarget:
+    """The `transformers` class a model exports to, and the mapping of its config and tensors."""
+
+    label: str
+    """How users know it, e.g. GPT-2."""
+    config_class: str
+    model_class: str
+    config: Callable[[Any, int | None], dict[str, Any]]
+    state_dict: Callable[[Any], dict[str, torch.Tensor]]
+
+
 FORMATS = ("hf",)
+TARGETS = {
+    "transformer": HFTarget("GPT-2", "GPT2Config", "GPT2LMHeadModel", gpt2_config, gpt2_state_dict),
+    "llama": HFTarget("Llama", "LlamaConfig", "LlamaForCausalLM", llama_config, llama_state_dict),
+}
 HF_EXTRA = 'the hf export needs the optional extra: pip install -e ".[hf]" (transformers and tokenizers)'
 WHY_NOT = {
-    "attention": "an attention-only model (no feed-forward layers) is not a GPT-2",
-    "linear": "a linear model reads a fixed window of tokens; it is not a GPT-2",
-    "mlp": "an MLP reads a fixed window of tokens; it is not a GPT-2",
+    "attention": "an attention-only model (no feed-forward layers) is neither a GPT-2 nor a Llama",
+    "linear": "a linear model reads a fixed window of tokens; it is not a transformers model",
+    "mlp": "an MLP reads a fixed window of tokens; it is not a transformers model",
+    "lstm": "transformers has no LSTM language model",
 }
 #: Most |logit| difference allowed by the export's own check, relative to 1 + the largest |logit|.
 LOGIT_TOLERANCE = 1e-4
 
 
-def check_exportable(run_dir: Path) -> None:
-    """Only transformer runs export to GPT-2: anything else is refused in one line that says why."""
+def check_exportable(run_dir: Path) -> HFTarget:
+    """The target of a transformer or llama run; anything else is refused in one line that says why."""
     name = read_config(run_dir).model_name
-    if name != "transformer":
-        why = WHY_NOT.get(name, f"a {name} model is not a GPT-2")
-        raise UsageError(f"{run_dir} is a {name} run: {why}; only transformer runs can be exported (--format hf)")
+    if name not in TARGETS:
+        why = WHY_NOT.get(name, f"a {name} model is neither a GPT-2 nor a Llama")
+        raise UsageError(f"{run_dir} is a {name} run: {why}; only transformer and llama runs can be exported "
+                         "(--format hf)")
+    return TARGETS[name]
 
 
 def check_out_dir(out_dir: Path, run_dir: Path, force: bool) -> None:
@@ -54,24 +77,26 @@ def check_out_dir(out_dir: Path, run_dir: Path, force: bool) -> None:
             raise UsageError(f"{out_dir} holds the run {run_dir}; --force would delete it: export elsewhere")
 
 
-def _import_hf() -> tuple[Any, Any]:
+def _import_hf(target: HFTarget) -> tuple[Any, Any]:
     try:
         import tokenizers  # noqa: F401
-        from transformers import GPT2Config, GPT2LMHeadModel
+        import transformers
     except ImportError:
         raise TinyLMError(HF_EXTRA) from None
-    return GPT2Config, GPT2LMHeadModel
+    return getattr(transformers, target.config_class), getattr(transformers, target.model_class)
 
 
-def to_gpt2(run: LoadedRun) -> Any:
-    """The run's transformer as a `transformers.GPT2LMHeadModel` (eval mode), checked on one window of logits."""
-    GPT2Config, GPT2LMHeadModel = _import_hf()
+def to_hf(run: LoadedRun, target: HFTarget) -> Any:
+    """The run's model as its `transformers` class (eval mode), checked on one window of logits."""
+    config_class, model_class = _import_hf(target)
     model = run.model
-    hf = GPT2LMHeadModel(GPT2Config(**gpt2_config(model, run.tokenizer.start_ids()[0])))
-    missing, unexpected = hf.load_state_dict(gpt2_state_dict(model), strict=False)
-    if unexpected or set(missing) - {"lm_head.weight"} or hf.lm_head.weight is not hf.transformer.wte.weight:
-        raise TinyLMError(f"this transformers version lays GPT-2 out differently (missing {missing}, unexpected "
-                          f"{unexpected}); the export supports transformers>=4.40")
+    hf = model_class(config_class(**target.config(model, run.tokenizer.start_ids()[0])))
+    tied = "head.weight" in model.tied_aliases()
+    missing, unexpected = hf.load_state_dict(target.state_dict(model), strict=False)
+    head_tied = hf.get_output_embeddings().weight is hf.get_input_embeddings().weight
+    if unexpected or set(missing) - ({"lm_head.weight"} if tied else set()) or head_tied != tied:
+        raise TinyLMError(f"this transformers version lays {target.label} out differently (missing {missing}, "
+                          f"unexpected {unexpected}); the export supports transformers>=4.40")
     hf.eval()
     g = torch.Generator().manual_seed(0)
     x = torch.randint(model.config.vocab_size, (2, model.config.context_length), generator=g)
@@ -79,8 +104,9 @@ def to_gpt2(run: LoadedRun) -> Any:
         ours, theirs = model(x), hf(x).logits
     diff = float((ours - theirs).abs().max())
     if not diff <= LOGIT_TOLERANCE * (1 + float(ours.abs().max())):
-        raise TinyLMError(f"the GPT-2 built from {run.run_dir} gives other logits (max difference {diff:.2e}); "
-                          "this transformers version computes GPT-2 differently, so nothing was written")
+        raise TinyLMError(f"the {target.label} built from {run.run_dir} gives other logits (max difference "
+                          f"{diff:.2e}); this transformers version computes {target.label} differently, so nothing "
+                          "was written")
     return hf
 
 
@@ -94,13 +120,14 @@ def check_hf_tokenizer(run: LoadedRun, hf_tokenizer: Any) -> None:
 
 
 def export_hf(run_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
-    """Write the transformer of `run_dir` as a GPT-2 checkpoint with its tokenizer into `out_dir`; returns it."""
+    """Write the model of `run_dir` as a `transformers` checkpoint (GPT-2 or Llama) with its tokenizer into
+    `out_dir`; returns it."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    check_exportable(run_dir)
+    target = check_exportable(run_dir)
     check_out_dir(out_dir, run_dir, force)
-    _import_hf()
+    _import_hf(target)
     run = load_run(run_dir)
-    hf = to_gpt2(run)
+    hf = to_hf(run, target)
     hf_tokenizer = build_hf_tokenizer(run.tokenizer, run.model.config.context_length)
     check_hf_tokenizer(run, hf_tokenizer)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -73,13 +73,18 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = attn_dropout
         self.resid_drop = Dropout(dropout)
 
+    def heads(self, x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values (B, nh, T, hs) of x (B, T, d) at positions start.. (unused here: see llama.py)."""
+        B, T, d = x.shape
+        q, k, v = (t.view(B, T, self.n_heads, d // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(d, dim=2))
+        return q, k, v
+
     def forward(
         self, x: torch.Tensor, cache: dict[str, torch.Tensor] | None = None, start: int = 0, max_len: int = 0
     ) -> torch.Tensor:
         """(B, T, d) -> (B, T, d); with `cache`, keys/values are written at positions start.. of its buffers."""
         B, T, d = x.shape
-        q, k, v = self.qkv(x).split(d, dim=2)  # 3 x (B, T, d)
-        q, k, v = (t.view(B, T, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        q, k, v = self.heads(x, start)  # 3 x (B, nh, T, hs)
         if cache is not None:
             if "k" not in cache:
                 cache["k"] = k.new_empty(B, self.n_heads, max_len, d // self.n_heads)  # (B, nh, C, hs)

@@ -17,6 +17,7 @@ from tinylm.fields import from_dict, suggest
 from tinylm.models.attention import AttentionConfig, AttentionLM
 from tinylm.models.base import LanguageModel, LMConfig
 from tinylm.models.linear import LinearConfig, LinearLM
+from tinylm.models.llama import LlamaConfig, LlamaLM
 from tinylm.models.lstm import LSTMLM, LSTMConfig
 from tinylm.models.mlp import MLPLM, MLPConfig
 from tinylm.models.plugins import ModelSource, Plugin, entry_points, is_spec, load_entry_point, load_saved, load_spec
@@ -50,6 +51,7 @@ MODELS: dict[str, ModelSpec] = {
     "attention": ModelSpec(AttentionConfig, AttentionLM, "#2ca02c", "--heads", "n_heads"),
     "transformer": ModelSpec(TransformerConfig, TransformerLM, "#d62728", "--layers", "n_layers"),
     "lstm": ModelSpec(LSTMConfig, LSTMLM, "#8c564b", "--lstm-hidden", "hidden_dim", rung=False),
+    "llama": ModelSpec(LlamaConfig, LlamaLM, "#e377c2", "--llama-layers", "n_layers", rung=False),
 }
 DEFAULT_MODEL = "transformer"
 
