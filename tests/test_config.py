@@ -55,7 +55,7 @@ def test_the_full_profiles_word_level_runs_end_on_their_validation_curve_with_on
     suite = load_suite_file()
     datasets = suite.profiles["full"].datasets
     for ds in ("ptb", "wikitext2"):
-        assert set(datasets[ds]) == {"linear", "mlp", "attention", "transformer", "lstm", "llama"}
+        assert set(datasets[ds]) == {"linear", "mlp", "attention", "transformer", "lstm", "llama", "mamba"}
         cfgs = [resolve_run(model, ds, suite=suite, profile="full") for model in datasets[ds]]
         assert {cfg.model.head for cfg in cfgs} == {"adaptive"}
         for cfg in cfgs:

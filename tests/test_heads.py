@@ -27,6 +27,8 @@ SIZES = {
     "transformer": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2, "dropout": 0.0},
     "lstm": {"context_length": 12, "embed_dim": 16, "hidden_dim": 16, "n_layers": 2, "dropout": 0.0},
     "llama": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2, "dropout": 0.0},
+    "mamba": {"context_length": 12, "embed_dim": 16, "n_layers": 2, "head_dim": 8, "d_state": 4, "chunk": 4,
+              "dropout": 0.0},
 }
 
 

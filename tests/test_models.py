@@ -20,6 +20,8 @@ SMALL = {
     "transformer": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2, "dropout": 0.0},
     "lstm": {"context_length": 12, "embed_dim": 16, "hidden_dim": 16, "n_layers": 2, "dropout": 0.0},
     "llama": {"context_length": 12, "embed_dim": 16, "n_heads": 2, "n_layers": 2, "dropout": 0.0},
+    "mamba": {"context_length": 12, "embed_dim": 16, "n_layers": 2, "head_dim": 8, "d_state": 4, "chunk": 4,
+              "dropout": 0.0},
 }
 LARGER = {
     "linear": {"context_length": 16, "rank": 8},
@@ -28,6 +30,8 @@ LARGER = {
     "transformer": {"context_length": 32, "embed_dim": 32, "n_heads": 4, "n_layers": 3, "dropout": 0.0},
     "lstm": {"context_length": 32, "embed_dim": 16, "hidden_dim": 48, "n_layers": 3, "dropout": 0.0},
     "llama": {"context_length": 32, "embed_dim": 48, "n_heads": 4, "n_layers": 3, "dropout": 0.0, "tie_head": False},
+    "mamba": {"context_length": 32, "embed_dim": 32, "n_layers": 3, "head_dim": 16, "d_state": 8, "chunk": 12,
+              "dropout": 0.0},
 }
 
 

@@ -165,6 +165,8 @@ BUILT_IN_SETS = {
     "lstm": ["model.embed_dim=16", "model.hidden_dim=16", "model.dropout=0.1"],
     "llama": ["model.context_length=16", "model.embed_dim=16", "model.n_heads=2", "model.n_layers=1",
               "model.dropout=0.1"],
+    "mamba": ["model.context_length=16", "model.embed_dim=16", "model.n_layers=1", "model.head_dim=8",
+              "model.d_state=4", "model.chunk=8", "model.dropout=0.1"],
 }
 
 

@@ -51,6 +51,7 @@ WHY_NOT = {
     "linear": "a linear model reads a fixed window of tokens; it is not a transformers model",
     "mlp": "an MLP reads a fixed window of tokens; it is not a transformers model",
     "lstm": "transformers has no LSTM language model",
+    "mamba": "its layout is not transformers' Mamba2 (one group, its own gated norm and convolution)",
 }
 #: Most |logit| difference allowed by the export's own check, relative to 1 + the largest |logit|.
 LOGIT_TOLERANCE = 1e-4

@@ -194,6 +194,14 @@ class Dropout(nn.Module):
         return f"p={self.threshold / 256:.4f}"
 
 
+class RMSNorm(nn.RMSNorm):
+    """RMSNorm computed in fp32 and returned in the input's dtype: under bf16 autocast the input is bf16 and the
+    weight fp32, which torch's fused kernel refuses (with a warning per call site), and fp32 is what Llama does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
     """Small normal init for linear layers and embeddings, zero biases (GPT-2 style)."""
     for m in module.modules():

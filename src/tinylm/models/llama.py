@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.models.attention import CausalSelfAttention, KVCache
-from tinylm.models.base import Dropout, LanguageModel, LMConfig, init_weights
+from tinylm.models.base import Dropout, LanguageModel, LMConfig, RMSNorm, init_weights
 from tinylm.models.heads import make_head
 
 FFN_MULTIPLE = 16
@@ -128,9 +128,9 @@ class LlamaBlock(nn.Module):
 
     def __init__(self, c: LlamaConfig):
         super().__init__()
-        self.norm1 = nn.RMSNorm(c.embed_dim, eps=c.norm_eps)
+        self.norm1 = RMSNorm(c.embed_dim, eps=c.norm_eps)
         self.attn = RotaryAttention(c.embed_dim, c.n_heads, c.dropout, c.attn_dropout, c.context_length, c.rope_theta)
-        self.norm2 = nn.RMSNorm(c.embed_dim, eps=c.norm_eps)
+        self.norm2 = RMSNorm(c.embed_dim, eps=c.norm_eps)
         self.ffn = SwiGLU(c.embed_dim, c.hidden, c.dropout)
 
     def forward(
@@ -153,7 +153,7 @@ class LlamaLM(LanguageModel):
         self.tok_emb = nn.Embedding(c.vocab_size, c.embed_dim)
         self.drop = Dropout(c.dropout)
         self.blocks = nn.ModuleList(LlamaBlock(c) for _ in range(c.n_layers))
-        self.norm = nn.RMSNorm(c.embed_dim, eps=c.norm_eps)
+        self.norm = RMSNorm(c.embed_dim, eps=c.norm_eps)
         self.head = make_head(c, c.embed_dim, bias=False)
         init_weights(self, std=0.02)
         if c.tie_head:

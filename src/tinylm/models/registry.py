@@ -19,6 +19,7 @@ from tinylm.models.base import LanguageModel, LMConfig
 from tinylm.models.linear import LinearConfig, LinearLM
 from tinylm.models.llama import LlamaConfig, LlamaLM
 from tinylm.models.lstm import LSTMLM, LSTMConfig
+from tinylm.models.mamba import MambaConfig, MambaLM
 from tinylm.models.mlp import MLPLM, MLPConfig
 from tinylm.models.plugins import ModelSource, Plugin, entry_points, is_spec, load_entry_point, load_saved, load_spec
 from tinylm.models.transformer import TransformerConfig, TransformerLM
@@ -52,6 +53,7 @@ MODELS: dict[str, ModelSpec] = {
     "transformer": ModelSpec(TransformerConfig, TransformerLM, "#d62728", "--layers", "n_layers"),
     "lstm": ModelSpec(LSTMConfig, LSTMLM, "#8c564b", "--lstm-hidden", "hidden_dim", rung=False),
     "llama": ModelSpec(LlamaConfig, LlamaLM, "#e377c2", "--llama-layers", "n_layers", rung=False),
+    "mamba": ModelSpec(MambaConfig, MambaLM, "#17becf", "--mamba-state", "d_state", rung=False),
 }
 DEFAULT_MODEL = "transformer"
 

@@ -1,0 +1,84 @@
+"""The state-space model: its chunked SSD is the recurrence it stands for, whatever the chunk, and its state carries
+a sequence across calls exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tinylm.models import build_model
+from tinylm.models.mamba import ssd, ssd_step
+
+SMALL = {"vocab_size": 30, "embed_dim": 16, "n_layers": 2, "head_dim": 8, "d_state": 4, "dropout": 0.0,
+         "context_length": 64}
+
+
+def recurrence(u, a, B, C, state):
+    """S_t = exp(a_t) S_{t-1} + u_t B_t^T, y_t = S_t C_t, one position at a time, in float64."""
+    s, ys = state.double(), []
+    for t in range(u.size(1)):
+        s = torch.exp(a[:, t].double())[..., None, None] * s + u[:, t].double()[..., None] * B[:, t].double()[
+            :, None, None, :]
+        ys.append(s @ C[:, t].double()[:, None, :, None])
+    return torch.stack(ys, 1).squeeze(-1), s
+
+
+@pytest.mark.parametrize("T, chunk", [(1, 4), (7, 4), (16, 4), (16, 64), (23, 8)])
+def test_chunked_ssd_is_the_recurrence(T, chunk):
+    g = torch.Generator().manual_seed(T)
+    b, H, P, N = 2, 3, 4, 5
+    u, B, C = torch.randn(b, T, H, P, generator=g), torch.randn(b, T, N, generator=g), torch.randn(b, T, N, generator=g)
+    a = -2 * torch.rand(b, T, H, generator=g)
+    state = torch.randn(b, H, P, N, generator=g)
+    y, final = ssd(u, a, B, C, chunk, state)
+    y_ref, final_ref = recurrence(u, a, B, C, state)
+    assert torch.allclose(y.double(), y_ref, atol=1e-4) and torch.allclose(final.double(), final_ref, atol=1e-4)
+    y_step, s = [], state
+    for t in range(T):
+        out, s = ssd_step(u[:, t], a[:, t], B[:, t], C[:, t], s)
+        y_step.append(out)
+    assert torch.allclose(torch.stack(y_step, 1), y, atol=1e-4)
+
+
+def test_the_chunk_length_changes_nothing_but_speed():
+    torch.manual_seed(0)
+    idx = torch.randint(30, (2, 50))
+    outs = []
+    for chunk in (1, 7, 16, 64):
+        torch.manual_seed(1)
+        outs.append(build_model("mamba", {**SMALL, "chunk": chunk}).eval()(idx))
+    for out in outs[1:]:
+        assert torch.allclose(out, outs[0], atol=1e-4)
+
+
+def test_the_state_carries_a_stream_across_calls():
+    """Pieces of 13, 1, 1 and 35 tokens through one state give the logits of the 50 tokens in one call: the
+    convolution's last inputs and every head's state carry over, at any cut."""
+    torch.manual_seed(0)
+    model = build_model("mamba", {**SMALL, "chunk": 8}).eval()
+    idx = torch.randint(30, (2, 50))
+    with torch.no_grad():
+        whole = model(idx)
+        cache, pieces = model.new_cache(), []
+        for a, b in ((0, 13), (13, 14), (14, 15), (15, 50)):
+            pieces.append(model(idx[:, a:b], cache))
+    assert len(cache) == 50 and torch.allclose(torch.cat(pieces, 1), whole, atol=1e-5)
+    names = set(cache.tensors())
+    assert names == {"0.conv", "0.ssm", "1.conv", "1.ssm"}
+    again = model.new_cache()
+    again.load(cache.tensors())
+    with torch.no_grad():
+        assert torch.allclose(model(idx[:, :5], again), model(idx[:, :5], cache), atol=1e-6)
+
+
+def test_bf16_autocast_keeps_the_state_in_fp32():
+    torch.manual_seed(0)
+    model = build_model("mamba", SMALL).eval()
+    idx = torch.randint(30, (2, 40))
+    cache = model.new_cache()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(idx, cache)
+    with torch.no_grad():
+        full = model(idx)
+    assert cache.layers[0]["ssm"].dtype == torch.float32
+    assert (low.float() - full).abs().max() < 0.1 * full.abs().max()
