@@ -38,6 +38,9 @@ def test_bench_writes_every_figure(tmp_path):
     assert {"median", "min", "max", "n"} <= set(row["tokens_per_second"])
     assert report["evaluation"]["tokens"] == 111_539
     assert {"cached", "uncached", "full_window", "speedup", "speedup_vs_full_window"} <= set(report["generation"])
+    long = report["generation_long"]
+    assert long["context"] == 1024 and all(long[m]["median"] > 0 for m in ("transformer", "llama", "mamba"))
+    assert long["mamba_vs_transformer"] == long["mamba"]["median"] / long["transformer"]["median"]
     assert "cache_load" in report and "time_to_target" not in report  # quick: no 5-minute sprint
     start = report["start_time"]
     assert start["command"].startswith("tinylm train") and len(start["samples"]["first_step"]) == start["repeats"]
@@ -46,6 +49,7 @@ def test_bench_writes_every_figure(tmp_path):
     lines = summary_lines(report)
     assert any(line.startswith("start-up") and f"{start['ratio']:.2f}x" in line for line in lines)
     assert any(line.startswith("fp32 matmul peak") for line in lines)
+    assert any(line.startswith("generation at context 1,024") and "mamba" in line for line in lines)
     assert any(line.startswith("attention") and f"{row['mfu']:.1%}" in line for line in lines)
 
 

@@ -143,7 +143,7 @@ def ssd_step(u: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     b, H, P = u.shape
     s = state if state is not None else u.new_zeros(b, H, P, B.size(-1))
     s = torch.exp(a)[..., None, None] * s + u[..., None] * B[:, None, None, :]  # (b, H, P, N)
-    return (s @ C[:, None, :, None]).squeeze(-1), s
+    return (s * C[:, None, None, :]).sum(-1), s  # elementwise: cheaper than a batched matmul of this size
 
 
 class Mixer(nn.Module):
@@ -167,6 +167,8 @@ class Mixer(nn.Module):
     def forward(self, x: torch.Tensor, cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(b, T, d) -> (b, T, d), from the state in `cache` (zero without one), which is updated."""
         b, T, _ = x.shape
+        if T == 1 and cache is not None and "ssm" in cache:
+            return self.step(x, cache)
         D, N, H, P = self.D, self.N, self.H, self.P
         z, ubc, dt = self.fc(x).split([D, D + 2 * N, H], dim=-1)
         k = self.conv_weight.size(1)
@@ -182,18 +184,28 @@ class Mixer(nn.Module):
         with torch.autocast(x.device.type, enabled=False):  # the decays and the state in fp32, as Mamba does
             u, B, C = ubc.float().split([D, N, N], dim=-1)
             dt = F.softplus(dt.float() + self.dt_bias)  # (b, T, H)
-            a = dt * -torch.exp(self.A_log)  # (b, T, H)
             u = u.view(b, T, H, P)
             state = cache.get("ssm") if cache is not None else None
-            if T == 1 and cache is not None:
-                y, state = ssd_step(u[:, 0] * dt[:, 0, :, None], a[:, 0], B[:, 0], C[:, 0], state)
-                y = y[:, None]
-            else:
-                y, state = ssd(u * dt[..., None], a, B, C, self.chunk, state)
+            y, state = ssd(u * dt[..., None], dt * -torch.exp(self.A_log), B, C, self.chunk, state)
             y = (y + self.skip[:, None] * u).reshape(b, T, D)
         if cache is not None:
             cache["conv"], cache["ssm"] = seq[:, seq.size(1) - (k - 1) :], state
         return self.proj(self.norm(y.to(z.dtype) * F.silu(z)))
+
+    def step(self, x: torch.Tensor, cache: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One position (b, 1, d) by the recurrence itself (`ssd_step`): generation's step, with few operations."""
+        b = x.size(0)
+        D, N, H, P = self.D, self.N, self.H, self.P
+        z, ubc, dt = self.fc(x[:, 0]).split([D, D + 2 * N, H], dim=-1)
+        window = torch.cat([cache["conv"].to(ubc.dtype), ubc[:, None]], dim=1)  # (b, k, D+2N)
+        ubc = F.silu((window * self.conv_weight.t().to(ubc.dtype)).sum(1) + self.conv_bias.to(ubc.dtype))
+        u, B, C = ubc.float().split([D, N, N], dim=-1)  # elementwise from here: no autocast to turn off
+        dt = F.softplus(dt.float() + self.dt_bias)  # (b, H)
+        u = u.view(b, H, P)
+        y, cache["ssm"] = ssd_step(u * dt[..., None], dt * -torch.exp(self.A_log), B, C, cache["ssm"])
+        cache["conv"] = window[:, 1:]
+        y = (y + self.skip[:, None] * u).reshape(b, 1, D)
+        return self.proj(self.norm(y.to(z.dtype) * F.silu(z[:, None])))
 
 
 class MambaBlock(nn.Module):
