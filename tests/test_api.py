@@ -58,6 +58,23 @@ def test_generate_matches_the_cli_and_is_seeded(run, capsys):
     assert capsys.readouterr().out == text + "\n"
 
 
+@pytest.mark.parametrize("model, sizes", [
+    ("llama", {"n_heads": 2}),
+    ("mamba", {"head_dim": 16, "d_state": 8, "chunk": 16}),
+])
+def test_the_modern_rows_through_the_api(tiny_text_file, capsys, model, sizes):
+    """The Llama and the state-space model train, score and generate through the API as the others do: the
+    evaluation is what training wrote and what `tinylm eval` prints, generation is seeded and equals the CLI's."""
+    run = tinylm.train(model=model, data=tiny_text_file, level="char", quiet=True, context_length=32, embed_dim=32,
+                       n_layers=1, max_steps=20, eval_interval=10, learning_rate=0.01, **sizes)
+    assert run.metrics.model == model and run.evaluate("test").loglik == pytest.approx(run.metrics.test_loglik,
+                                                                                     abs=1e-9)
+    text = run.generate("All:", length=40, temperature=0.8, seed=3)
+    assert main(["generate", str(run.path), "--prompt", "All:", "--length", "40", "--seed", "3",
+                 "--temperature", "0.8"]) == 0
+    assert capsys.readouterr().out == text + "\n" and len(text) == 44
+
+
 def test_train_again_loads_the_finished_run_and_load_finds_the_best(run, tiny_text_file):
     again = tinylm.train(model="transformer", data=tiny_text_file, level="char", quiet=True, **TINY)
     assert again.path == run.path and again.metrics.train_seconds == run.metrics.train_seconds

@@ -1,4 +1,4 @@
-"""The model zoo: linear, mlp, attention, transformer, lstm — all sequence models with one interface."""
+"""The model zoo: linear, mlp, attention, transformer, lstm, llama, mamba — all sequence models with one interface."""
 
 from tinylm.models.registry import MODELS, build_model, make_config
 
