@@ -193,6 +193,7 @@ class RunFiles:
         test = t.evaluate(t.test_tokens)
         unigram = unigram_loglik(t.train_tokens, t.test_tokens, t.corpus.tokenizer.vocab_size)
         scores = {**valid.as_dict("valid"), **test.as_dict("test"), "unigram_test_loglik": unigram,
+                  **({"test_window_loss": t.window_loss(t.test_tokens)} if t.cfg.data.reproduction else {}),
                   "eval_stride": test.stride, "eval_window": test.window,
                   "eval_note": "every token but the first of each split scored once"}
         samples = self.write_samples() if self.writes else None

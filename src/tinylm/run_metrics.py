@@ -113,6 +113,9 @@ class RunMetrics:
     """Tokens of the test split scored: every one but the first."""
     unigram_test_loglik: float | None = None
     """The test log-likelihood of add-one-smoothed unigram counts of the training split: a baseline."""
+    test_window_loss: float | None = None
+    """Reproduction splits only (data.split nanogpt): nanoGPT's estimate of the test loss, the mean over every
+    position of 200 x 64 random windows of 256 tokens (`random_window_loss`), to compare with nanoGPT's numbers."""
     eval_stride: int | None = None
     """The stride S of the evaluation windows (the chunk length of a recurrent model)."""
     eval_window: int | None = None

@@ -103,7 +103,7 @@ def budget_resets(train_values: dict[str, Any]) -> list[str]:
 
 
 TOP_KEYS = ["training", "models", "data", "ablations", "profiles", "targets"]
-DATA_KEYS = ["type", "path", "max_vocab", "source"]
+DATA_KEYS = ["type", "path", "max_vocab", "source", "split"]
 PROFILE_KEYS = ["description", "extends", "datasets", "ablations", "training", "models", "flop_budgets", "sizes",
                 "sizes_per_budget"]
 PROFILES_DIR = "profiles"
@@ -295,7 +295,8 @@ def _data_entry(name: str, entry: Any, where: Origin) -> DataConfig:
     """A `data:` entry as the DataConfig it names (type -> level; source: the registered dataset it caps)."""
     entry = _mapping(entry, where)
     _check_keys(entry, DATA_KEYS, where)
-    hints = {"type": _hints(DataConfig)["level"], "path": str | None, "max_vocab": int | None, "source": str | None}
+    hints = {"type": _hints(DataConfig)["level"], "path": str | None, "max_vocab": int | None, "source": str | None,
+             "split": _hints(DataConfig)["split"] | None}
     values = {key: coerce(entry.get(key), hint, str(where.at(key))) for key, hint in hints.items()}
     source, path = values["source"], values["path"]
     try:
@@ -303,7 +304,8 @@ def _data_entry(name: str, entry: Any, where: Origin) -> DataConfig:
     except UsageError:
         raise UsageError(f"{where} needs a path or a registered source ({', '.join(DATASETS)})") from None
     try:
-        return DataConfig(name=dataset, level=values["type"], path=path, max_vocab=values["max_vocab"])
+        return DataConfig(name=dataset, level=values["type"], path=path, max_vocab=values["max_vocab"],
+                          split=values["split"] or "standard")
     except UsageError as e:
         raise UsageError(f"{where}: {e}") from None
 

@@ -29,7 +29,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         entry = data_config(suite, name) if name in suite.data else None  # e.g. wikitext2-10k
         base = entry.name if entry else sources.canonical_name(name)
         max_vocab = args.max_vocab if args.max_vocab is not None else (entry.max_vocab if entry else None)
-        print("\n".join(describe_dataset(DataConfig(name=base, max_vocab=max_vocab), args.data_dir, args.mirror)))
+        split = entry.split if entry else "standard"
+        print("\n".join(describe_dataset(DataConfig(name=base, max_vocab=max_vocab, split=split), args.data_dir,
+                                          args.mirror)))
     return 0
 
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections import Counter
@@ -103,10 +104,14 @@ def _char_count(path: Path) -> int:
     return sum(len(p) for p in _pieces(path, "char"))
 
 
-def _split_cuts(path: Path, level: str) -> list[int]:
+def _split_cuts(path: Path, level: str, split: str = "standard") -> Layout:
     """Character positions where valid and test begin: 80/10/10 of the characters, moved forward past the next
-    line break at word level (the same cut as splitting the whole text in memory)."""
+    line break at word level (the same cut as splitting the whole text in memory). With split "nanogpt", nanoGPT's
+    protocol: train on the first 90 % of the characters, and valid and test both the last 10 %."""
     n = _char_count(path)
+    if split == "nanogpt":
+        cut = int(0.9 * n)  # nanoGPT's data[:int(n * 0.9)], data[int(n * 0.9):]
+        return {"train": (0, cut), "valid": (cut, n), "test": (cut, n)}
     cuts = [int(0.8 * n), int(0.9 * n)]
     if level == "char":
         return cuts
@@ -121,25 +126,30 @@ def _split_cuts(path: Path, level: str) -> list[int]:
     return out + [n] * (2 - len(out))
 
 
-Layout = str | list[int]  # the split a whole file holds, or the positions where its valid and test parts begin
-Source = list[tuple[Path, Layout | None]]  # None: split 80/10/10 by position, cut points not counted yet
+Layout = str | list[int] | dict[str, tuple[int, int]]
+"""The split a whole file holds; or the positions where its valid and test parts begin; or each split's span of
+characters [start, end) (spans may overlap: nanoGPT's valid and test are the same text)."""
+Source = list[tuple[Path, Layout | None]]  # None: split by position, cut points not counted yet
 
 
-def with_cuts(source: Source, level: str) -> list[tuple[Path, Layout]]:
+def with_cuts(source: Source, level: str, split: str = "standard") -> list[tuple[Path, Layout]]:
     """`source` with the cut points of every file split by position counted (one or two passes over it)."""
-    return [(path, _split_cuts(path, level) if layout is None else layout) for path, layout in source]
+    return [(path, _split_cuts(path, level, split) if layout is None else layout) for path, layout in source]
 
 
 def split_pieces(path: Path, level: str, layout: Layout) -> Iterator[tuple[str, str]]:
-    """(split, text) pieces of one file: all of it one split, or cut at two character positions into train,
-    valid and test."""
+    """(split, text) pieces of one file: all of it one split, or each split's span of it (a piece of text in two
+    overlapping spans is given once for each)."""
+    if isinstance(layout, list):
+        layout = {"train": (0, layout[0]), "valid": (layout[0], layout[1]), "test": (layout[1], sys.maxsize)}
     pos = 0
     for piece in _pieces(path, level):
         if isinstance(layout, str):
             yield layout, piece
             continue
         start, end = pos, pos + len(piece)
-        for split, (a, b) in zip(sources.SPLITS, [(0, layout[0]), (layout[0], layout[1]), (layout[1], end + 1)]):
+        for split in sources.SPLITS:
+            a, b = layout[split]
             lo, hi = max(a, start), min(b, end)
             if lo < hi:
                 yield split, piece[lo - start : hi - start]
@@ -195,7 +205,8 @@ def _source(cfg: DataConfig, root: Path, mirror: Path | None, quiet: bool) -> tu
 
 def _cache_key(cfg: DataConfig, digests: list[str], level: str) -> str:
     payload = json.dumps(
-        {"v": CACHE_VERSION, "name": cfg.name, "level": level, "max_vocab": cfg.max_vocab, "src": digests},
+        {"v": CACHE_VERSION, "name": cfg.name, "level": level, "max_vocab": cfg.max_vocab, "src": digests,
+         **({"split": cfg.split} if cfg.split != "standard" else {})},  # (the standard split keeps its old keys)
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -218,10 +229,15 @@ def resolve_data_config(cfg: DataConfig) -> DataConfig:
             raise UsageError(f"dataset {name} is {spec.level}-level; drop --level or set it to {spec.level}")
         if spec.level == "char" and cfg.max_vocab is not None:
             raise UsageError(f"data.max_vocab applies to word-level data only, not to {name}")
-        return DataConfig(name=name, level=spec.level, path=None, max_vocab=cfg.max_vocab)
+        if cfg.split != "standard" and not spec.split_by_index:
+            raise UsageError(f"data.split {cfg.split} cuts one text by position; {name} comes in fixed train, valid "
+                             "and test files: use it with tinyshakespeare or a single text file")
+        return DataConfig(name=name, level=spec.level, path=None, max_vocab=cfg.max_vocab, split=cfg.split)
     problems = []
     path = Path(cfg.path)
     if path.is_dir():
+        if cfg.split != "standard":
+            problems.append(f"data.split {cfg.split} cuts one text by position; {path} is a folder of split files")
         missing = [f"{s}.txt" for s in sources.SPLITS if not (path / f"{s}.txt").is_file()]
         if missing:
             problems.append(f"data folder {path} lacks {', '.join(missing)} (give train.txt, valid.txt and test.txt, "
@@ -254,7 +270,7 @@ def load_corpus(
     cache = root_path / "cache" / f"{cfg.name}-{_cache_key(cfg, _source_digests(cfg), cfg.level)}"
     corpus = _read_cache(cache, cfg.name, origins) if use_cache else None
     if corpus is None:
-        source = with_cuts(source, cfg.level)  # counted once for the passes below
+        source = with_cuts(source, cfg.level, cfg.split)  # counted once for the passes below
         tok = build_tokenizer(source, cfg.level, cfg.max_vocab)
         if use_cache:
             try:
@@ -379,7 +395,9 @@ def describe_dataset(config: DataConfig, data_dir: str | Path | None = None, mir
     spec = sources.DATASETS[config.name]
     corpus = load_corpus(config, data_dir, mirror)
     root = resolve_data_dir(data_dir)
-    lines = [f"{spec.name}: {spec.description}"]
+    lines = [f"{spec.name}: {spec.description}" if config.split == "standard" else
+             f"{config.label}: {spec.description.split(', split')[0]}, nanoGPT's split: train on the first 90 %, "
+             "valid and test both the last 10 % (a reproduction)"]
     for split, remote in spec.files.items():
         lines.append(f"  file {root / remote.relpath} ({remote.size:,} bytes, sha256 {remote.sha256[:12]}…) "
                      f"from {corpus.origins.get(split, corpus.origins.get('train', '?'))}")

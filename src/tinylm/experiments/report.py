@@ -75,10 +75,11 @@ def sample_texts(runs: list[ReportRow]) -> dict[str, dict[str, str]]:
 
 
 def headline(all_runs: list[ReportRow], profile: str | None) -> tuple[list[ReportRow], str | None]:
-    """The runs of the headline profile (default: full where it has runs, else every profiled run)."""
+    """The runs of the headline profile (default: full where it has runs, else every profiled run); never a
+    reproduction (a run that selects on its own evaluation text)."""
     if profile is None and any(r.profile == "full" for r in all_runs):
         profile = "full"
-    runs = [r for r in all_runs if r.profile == profile] if profile else all_runs
+    runs = [r for r in all_runs if (r.profile == profile or not profile) and not r.reproduction]
     if not runs:
         raise TinyLMError(f"no finished runs of profile '{profile}'; choose another with --profile")
     return runs, profile

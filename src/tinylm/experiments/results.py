@@ -57,6 +57,11 @@ class ReportRow:
         return self.metrics.dataset
 
     @property
+    def reproduction(self) -> bool:
+        """Trained on a split that selects on its own evaluation text (data.split nanogpt): never a headline."""
+        return (self.config.get("data") or {}).get("split", "standard") != "standard"
+
+    @property
     def on_gpu(self) -> bool:
         """Trained on an accelerator: its time budgets are not comparable with CPU runs (never mixed in one figure,
         but for the scaling fits, whose FLOP budgets are: the GPU extension adds budgets to the CPU ones)."""

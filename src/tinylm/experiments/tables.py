@@ -24,8 +24,15 @@ def _mark(r: ReportRow) -> str:
     return f" {MARK}" if r.still_improving else ""
 
 
+REPRODUCTION = "‡"
+REPRODUCTION_NOTE = (f"{REPRODUCTION} *a reproduction*: trained on nanoGPT's split (the first 90 % of the text), "
+                     "it selects on the text it is scored on (valid and test are both the last 10 %),\nso it compares "
+                     "with nanoGPT's numbers and with nothing else here; it is never a headline result.")
+
+
 def _footnote(runs: list[ReportRow]) -> list[str]:
-    return ["", FOOTNOTE] if any(r.still_improving for r in runs) else []
+    return (["", FOOTNOTE] if any(r.still_improving for r in runs) else []) + (
+        ["", REPRODUCTION_NOTE] if any(r.reproduction for r in runs) else [])
 
 
 def compute_fit(runs: list[ReportRow], dataset: str, model: str) -> tuple[float, float, int] | None:
@@ -304,8 +311,9 @@ def every_run_table(runs: list[ReportRow], axes: dict[str, str]) -> list[str]:
 
     for r in sorted(runs, key=order):
         m, tps = r.metrics, r.metrics.tokens_per_second
+        dataset = f"{r.dataset} {REPRODUCTION}" if r.reproduction else r.dataset
         lines.append(
-            f"| {r.dataset} | {r.model} | {r.variant(axes)} | {r.profile} | " + (f"{r.source} | " if sources else "")
+            f"| {dataset} | {r.model} | {r.variant(axes)} | {r.profile} | " + (f"{r.source} | " if sources else "")
             + f"{m.params:,} | {m.test_loglik:.4f}{_mark(r)} | {m.test_perplexity:.2f} | "
             f"{m.test_bits:.3f} | "
             f"{m.tokens_trained:,} | {f'{m.train_flops:.2e}' if m.train_flops else 'unknown'} | "
@@ -367,9 +375,11 @@ def _fmt_hours(seconds: float) -> str:
 
 
 def accelerator_groups(every: list[ReportRow], headline: str | None) -> list[tuple[str, list[ReportRow]]]:
-    """Profiles run on a GPU (other than the headline), each summarised on its own: never mixed with CPU budgets."""
-    names = sorted({r.profile for r in every if r.on_gpu and r.profile not in (headline, ADHOC, *SCALING_PROFILES)})
-    return [(name, [r for r in every if r.profile == name and r.on_gpu]) for name in names]
+    """Profiles run on a GPU (other than the headline), each summarised on its own: never mixed with CPU budgets
+    (reproductions are left to the table of every run, marked)."""
+    gpu = [r for r in every if r.on_gpu and not r.reproduction]
+    names = sorted({r.profile for r in gpu if r.profile not in (headline, ADHOC, *SCALING_PROFILES)})
+    return [(name, [r for r in gpu if r.profile == name]) for name in names]
 
 
 def headline_notes(runs: list[ReportRow], baselines: dict[str, dict[str, Any]]) -> list[str]:

@@ -196,6 +196,30 @@ def _evaluate_stream(model: LanguageModel, tokens: torch.Tensor | np.ndarray, ch
     return EvalResult(float(total), scored, chunk, chunk)
 
 
+@torch.no_grad()
+def random_window_loss(model: LanguageModel, tokens: torch.Tensor | np.ndarray, window: int = 256,
+                       batches: int = 200, batch_size: int = 64, seed: int = 1337,
+                       device: str | torch.device = "cpu") -> float:
+    """nanoGPT's estimate of a split's loss (its `estimate_loss`): the mean loss over every position of `batches` x
+    `batch_size` windows of `window` tokens drawn at random (with replacement), each from a fresh start. It is not
+    the protocol (positions near a window's start see little context, some tokens are scored many times and others
+    never); reproductions report it beside the protocol's score only to compare with nanoGPT's printed numbers."""
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    window = min(window, model.context_length, len(tokens) - 1)
+    g = torch.Generator().manual_seed(seed)
+    total, count = torch.zeros((), dtype=torch.float64), 0
+    for _ in range(batches):
+        starts = torch.randint(len(tokens) - window, (batch_size,), generator=g)
+        seq = gather(tokens, starts[:, None] + torch.arange(window + 1)).to(device)  # (b, window+1)
+        logp = _target_logp(model, seq[:, :-1], seq[:, 1:], None)  # (b, window)
+        total -= logp.double().sum().cpu()
+        count += logp.numel()
+    model.train(was_training)
+    return float(total) / count
+
+
 def unigram_loglik(train: torch.Tensor | np.ndarray, test: torch.Tensor | np.ndarray, vocab_size: int,
                    chunk: int = 1 << 20) -> float:
     """Baseline: mean log p of the scored test tokens (all but the first) under add-one-smoothed train counts

@@ -42,7 +42,7 @@ from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
 from tinylm.run_metrics import RunMetrics, Status
 from tinylm.training.checkpoint import optimizer_from_tensors, optimizer_to_tensors
-from tinylm.training.evaluate import EvalResult, evaluate
+from tinylm.training.evaluate import EvalResult, evaluate, random_window_loss
 from tinylm.training.optim import make_optimizer
 from tinylm.training.schedule import learning_rate
 
@@ -342,6 +342,11 @@ class Trainer:
             return part
         total = distributed.all_sum(torch.tensor([part.total_logprob, part.tokens], dtype=torch.float64))
         return EvalResult(float(total[0]), int(total[1]), part.stride, part.window)
+
+    def window_loss(self, tokens: torch.Tensor | np.ndarray) -> float:
+        """nanoGPT's estimate of the loss of `tokens` (evaluate.random_window_loss), in fp32, on rank 0's draws."""
+        with exact_fp32(self.device):
+            return random_window_loss(self.model, tokens, device=self.device, seed=self.cfg.train.seed)
 
     def validate(self) -> tuple[dict[str, Any], bool]:
         """Score the valid subset; returns its history row and whether it is the best so far (updates patience)."""
