@@ -43,7 +43,8 @@ def ladder(headline: dict[str, Any]) -> Finding | None:
             else "the ladder of architectures does not score in its order on test")
     scores = ", ".join(f"`{m}` {_score(cells[m], level)}" for m in rungs)
     beside = [m for m in model_names() if m in cells and m not in rungs]
-    extra = "".join(f"; beside the ladder, `{m}` reaches {_score(cells[m], level)}" for m in beside)
+    reached = [f"`{m}` {'reaches ' * (i == 0)}{_score(cells[m], level)}" for i, m in enumerate(beside)]
+    extra = f"; beside the ladder, {joined(reached)}" if beside else ""
     return {"text": f"Architecture decides much: on {ds} {lead}: {scores}{extra}.",
             "source": f"the headline table, best run on valid of the `{headline['profile']}` profile"}
 
