@@ -10,8 +10,11 @@ value per channel and state entry (A is D x N, dt per channel through a low-rank
 form, so the scan runs elementwise on (batch, chunk, D, N) tensors: a Hillis-Steele parallel scan inside each
 chunk (log2 chunk steps of products of decays, all <= 1, so nothing overflows) and one step between chunks.
 
-    python benchmarks/ssm_forms.py                  # 500k tokens each: about 30 min on one CPU core
-    python benchmarks/ssm_forms.py --tokens 20000   # a smoke run: 2 minutes
+    python benchmarks/ssm_forms.py                  # 300k tokens each
+    python benchmarks/ssm_forms.py --tokens 20000   # a smoke run
+
+Takes about 5 minutes on one CPU core at the default 300k tokens (the selective scan four of them), 2 for the smoke
+run.
 
 Writes benchmarks/logs/ssm-forms-<date>.json (with --out, elsewhere) and prints one line per form.
 """
@@ -151,7 +154,7 @@ def train(model: str, tokens: int, results: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tokens", type=int, default=500_000, help="training tokens per form (default 500k)")
+    p.add_argument("--tokens", type=int, default=300_000, help="training tokens per form (default 300k)")
     p.add_argument("--out", help="the record to write (default benchmarks/logs/ssm-forms-<date>.json)")
     args = p.parse_args()
     torch.set_num_threads(1)

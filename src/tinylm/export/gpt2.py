@@ -16,12 +16,12 @@ The attention-only model has no feed-forward layers, so it is not a GPT-2; linea
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import torch
 
 from tinylm.errors import TinyLMError
+from tinylm.export.mappable import check_known
 from tinylm.models.transformer import TransformerConfig, TransformerLM
 
 #: The config fields the mapping knows; a new field may change the function, so the export refuses it until mapped.
@@ -31,14 +31,8 @@ ACTIVATION = "gelu"  # FeedForward's F.gelu (exact, erf)
 
 
 def check_mappable(model: TransformerLM) -> None:
-    """Refuse a model whose config has fields this mapping does not know."""
-    unknown = sorted({f.name for f in fields(TransformerConfig)} - KNOWN_FIELDS)
-    if unknown:
-        raise TinyLMError(f"the GPT-2 export does not know model.{unknown[0]} yet, so it cannot promise the same "
-                          "function; extend tinylm/export/gpt2.py")
-    if model.config.head != "full":
-        raise TinyLMError(f"the model has an {model.config.head} softmax head; a GPT-2's LM head is a full softmax, so "
-                          "only runs with model.head=full can be exported")
+    """Refuse a model whose config has fields this mapping does not know, an adaptive head or an untied one."""
+    check_known(model, TransformerConfig, KNOWN_FIELDS, "GPT-2", "gpt2.py")
     if model.tied_aliases().get("head.weight") != "tok_emb.weight":
         raise TinyLMError("the model's head is not tied to its token embedding, which the GPT-2 export needs")
 

@@ -14,12 +14,12 @@ mapping takes care of:
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import torch
 
 from tinylm.errors import TinyLMError
+from tinylm.export.mappable import check_known
 from tinylm.models.llama import LlamaConfig, LlamaLM
 
 #: The config fields the mapping knows; a new field may change the function, so the export refuses it until mapped.
@@ -29,13 +29,7 @@ KNOWN_FIELDS = {"vocab_size", "context_length", "dropout", "embed_dim", "n_heads
 
 def check_mappable(model: LlamaLM) -> None:
     """Refuse a model whose config has fields this mapping does not know, or an adaptive head."""
-    unknown = sorted({f.name for f in fields(LlamaConfig)} - KNOWN_FIELDS)
-    if unknown:
-        raise TinyLMError(f"the Llama export does not know model.{unknown[0]} yet, so it cannot promise the same "
-                          "function; extend tinylm/export/llama.py")
-    if model.config.head != "full":
-        raise TinyLMError(f"the model has an {model.config.head} softmax head; a Llama's LM head is a full softmax, "
-                          "so only runs with model.head=full can be exported")
+    check_known(model, LlamaConfig, KNOWN_FIELDS, "Llama", "llama.py")
 
 
 def llama_config(model: LlamaLM, bos_id: int | None) -> dict[str, Any]:
