@@ -20,7 +20,7 @@ from tinylm.errors import TinyLMError
 from tinylm.export import export_hf
 from tinylm.export.gpt2 import check_mappable
 from tinylm.export.hf_tokenizer import build_backend
-from tinylm.export.llama import check_mappable as check_llama_mappable
+from tinylm.export.llama import check_llama
 from tinylm.models.base import LanguageModel
 from tinylm.models.llama import LlamaConfig, LlamaLM
 from tinylm.models.transformer import TransformerConfig, TransformerLM
@@ -268,4 +268,4 @@ def test_a_llama_with_an_adaptive_head_is_refused():
     cfg = LlamaConfig(vocab_size=50, head="adaptive", cutoffs=[10, 30], token_counts=list(range(50, 0, -1)),
                       embed_dim=16, n_heads=2, n_layers=1, context_length=8)
     with pytest.raises(TinyLMError, match="adaptive softmax head"):
-        check_llama_mappable(LlamaLM(cfg))
+        check_llama(LlamaLM(cfg))

@@ -23,13 +23,13 @@ from tinylm.export.mappable import check_known
 from tinylm.models.llama import LlamaConfig, LlamaLM
 
 #: The config fields the mapping knows; a new field may change the function, so the export refuses it until mapped.
-KNOWN_FIELDS = {"vocab_size", "context_length", "dropout", "embed_dim", "n_heads", "n_layers", "ffn_hidden",
+LLAMA_FIELDS = {"vocab_size", "context_length", "dropout", "embed_dim", "n_heads", "n_layers", "ffn_hidden",
                 "rope_theta", "norm_eps", "tie_head", "attn_dropout", "head", "cutoffs", "token_counts"}
 
 
-def check_mappable(model: LlamaLM) -> None:
+def check_llama(model: LlamaLM) -> None:
     """Refuse a model whose config has fields this mapping does not know, or an adaptive head."""
-    check_known(model, LlamaConfig, KNOWN_FIELDS, "Llama", "llama.py")
+    check_known(model, LlamaConfig, LLAMA_FIELDS, "Llama", "llama.py")
 
 
 def llama_config(model: LlamaLM, bos_id: int | None) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def llama_config(model: LlamaLM, bos_id: int | None) -> dict[str, Any]:
 
 def llama_state_dict(model: LlamaLM) -> dict[str, torch.Tensor]:
     """LlamaForCausalLM's tensors (lm_head.weight left out when tied to model.embed_tokens.weight)."""
-    check_mappable(model)
+    check_llama(model)
     c = model.config
     ours = {k: v.detach() for k, v in model.state_dict().items()}
     used = set(model.tied_aliases())  # head.weight, when tied
