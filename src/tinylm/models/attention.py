@@ -8,14 +8,13 @@ References: Vaswani et al. 2017; nanoGPT model.py for the layout.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinylm.models.base import Dropout, LanguageModel, LMConfig, init_weights
+from tinylm.models.base import Dropout, LanguageModel, LMConfig, init_weights, scale_residual_projections
 from tinylm.models.heads import make_head
 
 
@@ -156,9 +155,7 @@ class AttentionLM(LanguageModel):
         self.head = make_head(c, c.embed_dim, bias=False)
         init_weights(self, std=0.02)
         self.head.tie(self.tok_emb.weight)  # tied: one tensor, counted once
-        for name, p in self.named_parameters():  # residual projections scaled by depth (GPT-2)
-            if name.endswith("proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
+        scale_residual_projections(self, c.n_layers)
 
     def ffn_ratio(self) -> int | None:
         """Feed-forward width ratio; None for the attention-only model."""

@@ -214,3 +214,11 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             if m.padding_idx is not None:
                 with torch.no_grad():
                     m.weight[m.padding_idx].zero_()
+
+
+def scale_residual_projections(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
+    """Re-draw every residual branch's output projection (`*proj.weight`) with std / sqrt(2 n_layers), GPT-2's
+    scaling, so that the sum of 2 n_layers branches starts at the embeddings' scale."""
+    for name, p in module.named_parameters():
+        if name.endswith("proj.weight"):
+            nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * n_layers))

@@ -11,7 +11,6 @@ are (export/llama.py).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.models.attention import CausalSelfAttention, KVCache
-from tinylm.models.base import Dropout, LanguageModel, LMConfig, RMSNorm, init_weights
+from tinylm.models.base import Dropout, LanguageModel, LMConfig, RMSNorm, init_weights, scale_residual_projections
 from tinylm.models.heads import make_head
 
 FFN_MULTIPLE = 16
@@ -158,9 +157,7 @@ class LlamaLM(LanguageModel):
         init_weights(self, std=0.02)
         if c.tie_head:
             self.head.tie(self.tok_emb.weight)
-        for name, p in self.named_parameters():  # residual projections scaled by depth, as in GPT-2
-            if name.endswith("proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
+        scale_residual_projections(self, c.n_layers)
 
     def new_cache(self) -> KVCache:
         """An empty KV cache for incremental generation."""

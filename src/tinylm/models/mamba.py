@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinylm.models.base import Dropout, LanguageModel, LMConfig, RMSNorm, init_weights
+from tinylm.models.base import Dropout, LanguageModel, LMConfig, RMSNorm, init_weights, scale_residual_projections
 from tinylm.models.heads import make_head
 
 
@@ -238,9 +238,7 @@ class MambaLM(LanguageModel):
         self.head = make_head(c, c.embed_dim, bias=False)
         init_weights(self, std=0.02)
         self.head.tie(self.tok_emb.weight)
-        for name, p in self.named_parameters():  # residual projections scaled by depth, as the transformers'
-            if name.endswith("proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
+        scale_residual_projections(self, c.n_layers)
 
     def new_cache(self) -> MambaState:
         """A zero state, carried through generation and evaluation."""
