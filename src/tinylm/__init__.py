@@ -9,7 +9,7 @@ from typing import Any
 from tinylm.errors import TinyLMError
 
 __version__ = "0.1.0"
-__all__ = ["LMConfig", "LanguageModel", "Run", "TinyLMError", "__version__", "load", "suite", "train"]
+__all__ = ["LMConfig", "LanguageModel", "RayOptions", "Run", "TinyLMError", "__version__", "load", "suite", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,6 +17,10 @@ def __getattr__(name: str) -> Any:
         from tinylm import api
 
         return getattr(api, name)
+    if name == "RayOptions":  # tinylm.suite(..., ray=RayOptions(...))
+        from tinylm import ray_pool
+
+        return ray_pool.RayOptions
     if name in ("LanguageModel", "LMConfig"):  # the base classes of a model of your own (docs: Add your own model)
         from tinylm.models import base
 

@@ -23,6 +23,7 @@ from tinylm.fields import field_names, unknown_key_error
 from tinylm.generate.interactive import check_sampling, generate_text
 from tinylm.models.registry import DEFAULT_MODEL, check_name, config_class
 from tinylm.paths import Paths
+from tinylm.ray_pool import RayOptions
 from tinylm.recorder import forecast_run, train_run
 from tinylm.run_folders import LoadedRun, load_run, load_run_corpus, read_metrics
 from tinylm.run_lookup import ResultsOnlyRun, resolve_run_dir
@@ -203,6 +204,7 @@ def suite(
     datasets: list[str] | None = None,
     results: str | Path | None = None,
     jobs: int = 1,
+    ray: RayOptions | bool = False,
     quiet: bool = False,
     log: str | None = None,
     data_dir: str | Path | None = None,
@@ -214,7 +216,9 @@ def suite(
     `tinylm suite --profile PROFILE` does; returns each run (`.run_dir`, `.metrics`, `.profile`) in the plan's order.
 
     `config` is a suite file of yours (default configs/default.yaml); `models` and `datasets` restrict the profile
-    (a dataset outside it is added); `jobs` trains that many runs at once, each in a process of its own. `overrides`
+    (a dataset outside it is added); `jobs` trains that many runs at once, each in a process of its own; `ray`
+(True, or `RayOptions(address=..., cpus_per_run=..., gpus_per_run=...)`) makes each run a task on a Ray cluster,
+as `--backend ray` does. `overrides`
     are TrainConfig fields for every run (e.g. `max_steps=200`: a budget given replaces the file's budgets, as on
     the command line) and `sets` are `--set` overrides (`["model.dropout=0.2"]`); runs they change are recorded as
     "adhoc", not as the profile's.
@@ -223,6 +227,10 @@ def suite(
     for key in overrides:
         if key not in keys:
             raise unknown_key_error(key, keys, "tinylm.suite (training fields; model fields go in sets=[...])")
+    ray = RayOptions() if ray is True else ray or None
+    if ray is not None:
+        ray.check()  # before the baselines: a missing Ray is said at once
     return run_suite(load_suite_file(config), profile, only=models, datasets=datasets, train_values=overrides,
                      sets=budget_resets(overrides) + list(sets or []), paths=Paths.of(results, data_dir, mirror),
-                     jobs=jobs, quiet=quiet, logs=(log,) if log else ())
+                     jobs=jobs, ray=ray, quiet=quiet,
+                     logs=(log,) if log else ())

@@ -179,6 +179,19 @@ def _add_suite(sub: Any) -> None:
     p.add_argument("--dataset", nargs="+", help="only (or also) these datasets")
     p.add_argument("--jobs", type=int, default=1,
                    help="train this many runs at once, each in a process of its own (CPU cores shared out; default 1)")
+    ray = p.add_argument_group("Ray (--backend ray: each run a task on a Ray cluster; pip install -e '.[ray]')")
+    ray.add_argument("--backend", choices=["processes", "ray"], default="processes",
+                     help="processes: this machine, --jobs at a time (default); ray: a Ray cluster")
+    ray.add_argument("--address", help="auto (a cluster started with `ray start`) or ray://HOST:PORT; default: a "
+                     "Ray instance on this machine for this suite")
+    ray.add_argument("--cpus-per-run", type=float, help="CPUs each run reserves and trains with (default 1)")
+    ray.add_argument("--gpus-per-run", type=float, help="GPUs each run reserves, e.g. 0.25: four runs share a card "
+                     "(default 0)")
+    ray.add_argument("--ray-results", choices=["shared", "returned"],
+                     help="shared: every node writes into --results-dir, which all of them see (default); "
+                     "returned: each task sends its run folder back and this machine writes it")
+    ray.add_argument("--ray-weights", action="store_true",
+                     help="with --ray-results returned: bring each run's weights back too")
     for name, spec in MODELS.items():
         if spec.sweep_flag:
             p.add_argument(spec.sweep_flag, dest=sweep_dest(name), nargs="+", type=int,

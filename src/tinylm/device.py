@@ -50,13 +50,21 @@ def keep_freed_memory() -> bool:
 
 
 _ALLOCATOR_TUNED = False
+_THREAD_CAP: int | None = None
+
+
+def cap_threads(n: int | None) -> None:
+    """Train with at most `n` threads from now on (None: no cap), whatever cores the process may use: a Ray task
+    reserves a number of CPUs, not particular cores."""
+    global _THREAD_CAP
+    _THREAD_CAP = n
 
 
 def use_all_cores(processes: int = 1) -> int:
-    """Let torch use every core present, shared evenly among `processes` (the data-parallel processes of this
-    machine), and keep freed memory mapped; returns the thread count."""
+    """Let torch use every core present (at most the `cap_threads` cap), shared evenly among `processes` (the
+    data-parallel processes of this machine), and keep freed memory mapped; returns the thread count."""
     keep_freed_memory()
-    n = max(1, cpu_count() // processes)
+    n = max(1, min(cpu_count(), _THREAD_CAP or cpu_count()) // processes)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

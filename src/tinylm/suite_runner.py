@@ -1,5 +1,6 @@
-"""Train the runs of a suite profile: the Kneser-Ney baselines of its datasets, then its runs one after the other or
-several at once (run_pool); `tinylm suite` and `tinylm.suite` both call `run_suite`.
+"""Train the runs of a suite profile: the Kneser-Ney baselines of its datasets, then its runs one after the other,
+several at once (run_pool) or as tasks on a Ray cluster (ray_pool); `tinylm suite` and `tinylm.suite` both call
+`run_suite`.
 
 Finished runs are skipped, so the same call resumes an interrupted suite. Nothing is printed here: the caller is
 told of each baseline and each run as it finishes.
@@ -16,6 +17,7 @@ from tinylm.config import DataConfig, RunConfig
 from tinylm.data.corpus import resolve_data_config
 from tinylm.ngram import baseline_path, default_order, run_baseline
 from tinylm.paths import Paths
+from tinylm.ray_pool import RayOptions, train_on_ray
 from tinylm.recorder import train_run
 from tinylm.run_metrics import RunMetrics
 from tinylm.run_pool import Job, train_in_parallel
@@ -74,6 +76,7 @@ def run_suite(
     sets: list[str] | None = None,
     paths: Paths | None = None,
     jobs: int = 1,
+    ray: RayOptions | None = None,
     quiet: bool = False,
     logs: tuple[str, ...] | list[str] = (),
     on_plan: Callable[[list[PlannedRun]], None] | None = None,
@@ -87,11 +90,11 @@ def run_suite(
         suite, profile, only, datasets, axes, train_values, sets: what `suite_plan.plan` takes (a run that
             `train_values` or `sets` change is recorded as "adhoc").
         paths: the results, data and mirror folders (default `Paths.of()`).
-        jobs: runs trained at once, each in a process of its own (1: one after the other, in this process).
+        jobs, ray: runs trained at once, each in a process of its own (1: one after the other, here); or each a
+            task on a Ray cluster (`ray_pool.RayOptions`).
         quiet, logs: as `recorder.train_run` takes them.
-        on_plan, on_baseline, on_result: given the planned runs before anything trains, each baseline as it is
-            done and each run as it finishes.
-        announce: given each run's forecast before it trains (`jobs=1` only).
+        on_plan, on_baseline, on_result, announce: given the planned runs before anything trains, each baseline
+            as it is done, each run as it finishes, and each run's forecast before it trains (`jobs=1` only).
 
     Returns:
         Every run of the plan, in the plan's order.
@@ -102,7 +105,7 @@ def run_suite(
     if on_plan:
         on_plan(runs)
     train_baselines([r.config.data for r in runs], paths, None, missing_only=True, on_baseline=on_baseline)
-    labels = ProfileLabels(suite)
+    labels = ProfileLabels(suite)  # one for all: it caches each profile's planned runs
     recorded = [labels.label(run.config, profile) for run in runs]
     done: list[SuiteResult] = []
 
@@ -112,8 +115,11 @@ def run_suite(
         if on_result:
             on_result(done[-1])
 
-    if jobs != 1:
-        train_in_parallel([Job(run.config, paths, recorded[i], logs) for i, run in enumerate(runs)], jobs, finished)
+    pool = [Job(run.config, paths, recorded[i], logs) for i, run in enumerate(runs)]
+    if ray is not None:
+        train_on_ray(pool, ray, finished, quiet=quiet)
+    elif jobs != 1:
+        train_in_parallel(pool, jobs, finished)
     else:
         for i, run in enumerate(runs, 1):
             finished(i, *train_run(run.config, paths, quiet=quiet, profile=recorded[i - 1], announce=announce,

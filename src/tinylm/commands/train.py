@@ -14,6 +14,7 @@ from tinylm.device import pick_device
 from tinylm.errors import UsageError
 from tinylm.models.registry import DEFAULT_MODEL, MODELS, builtin_names, check_name
 from tinylm.paths import Paths
+from tinylm.ray_pool import RayOptions
 from tinylm.recorder import train_run
 from tinylm.run_folders import resume_config, saved_profile
 from tinylm.run_lookup import duration
@@ -111,18 +112,42 @@ def cmd_suite(args: argparse.Namespace) -> int:
     values, sets = train_values(args)
     paths = Paths.of(args.results_dir, args.data_dir, args.mirror)
 
+    ray = ray_options(args)
+
     def planned(runs: list[PlannedRun]) -> None:
         print(f"suite '{profile}': {len(runs)} runs -> {paths.results / 'runs'}")
-        if args.jobs > 1:
+        if ray is not None:
+            print(f"each run a Ray task with {ray.cpus_per_run:g} CPUs and {ray.gpus_per_run:g} GPUs "
+                  f"(run folders: {ray.results})")
+        elif args.jobs > 1:
             print(f"{min(args.jobs, len(runs))} runs at a time, each in a process of its own")
 
     def finished(r: SuiteResult) -> None:
         _print_result(r.metrics, r.run_dir, f"[{r.index}/{r.of}] {r.what}")
 
     run_suite(load_suite_file(args.config), profile, only=only, datasets=args.dataset, axes=axes or None,
-              train_values=values, sets=sets + list(args.set or []), paths=paths, jobs=args.jobs, quiet=args.quiet,
-              logs=args.log, on_plan=planned, on_baseline=_print_baseline, on_result=finished, announce=announce)
+              train_values=values, sets=sets + list(args.set or []), paths=paths, jobs=args.jobs, ray=ray,
+              quiet=args.quiet, logs=args.log, on_plan=planned, on_baseline=_print_baseline, on_result=finished,
+              announce=announce)
     return 0
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """--backend ray's options, checked; None for the processes backend (which refuses the Ray-only options)."""
+    given = {"--address": args.address, "--cpus-per-run": args.cpus_per_run, "--gpus-per-run": args.gpus_per_run,
+             "--ray-results": args.ray_results, "--ray-weights": args.ray_weights or None}
+    if args.backend != "ray":
+        named = [flag for flag, value in given.items() if value is not None]
+        if named:
+            raise UsageError(f"{named[0]} only applies with --backend ray")
+        return None
+    if args.jobs != 1:
+        raise UsageError("--jobs is for --backend processes; with --backend ray, Ray runs as many at once as the "
+                         "cluster's resources allow (see --cpus-per-run)")
+    options = RayOptions(args.address, args.cpus_per_run if args.cpus_per_run is not None else 1,
+                         args.gpus_per_run or 0, args.ray_results or "shared", args.ray_weights)
+    options.check()
+    return options
 
 
 def _print_baseline(b: dict[str, Any]) -> None:

@@ -25,6 +25,9 @@ from tinylm.training.trainer import Diverged, Trainer
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 FAULT_STOP_ENV = "TINYLM_FAULT_STOP_AT_STEP"
 """Fault injection for tests: the main process behaves as if SIGTERM arrived after this step."""
+FAULT_KILL_ENV = "TINYLM_FAULT_KILL_FILE"
+"""Fault injection for tests: a file holding a step; the process that finishes that step deletes the file and sends
+itself SIGKILL (once: whoever resumes the run trains on)."""
 FIRST_STEP_ENV = "TINYLM_FIRST_STEP_FILE"
 """For the start-up benchmark: the main process writes the wall-clock time its first step began to this file."""
 ANNOUNCE_STEPS, ANNOUNCE_SECONDS = 20, 1.0
@@ -118,6 +121,13 @@ class _Forecast:
         self.announce = None
 
 
+def _kill_if_asked(step: int) -> None:
+    path = os.environ.get(FAULT_KILL_ENV)
+    if path and Path(path).is_file() and Path(path).read_text().strip() == str(step):
+        Path(path).unlink()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _note_first_step() -> None:
     path = os.environ.get(FIRST_STEP_ENV)
     if path:
@@ -189,6 +199,7 @@ def _steps(t: Trainer, recorder: Recorder, signals: _Signals, bar: tqdm, history
         forecast.step_took(took)
         if s.step == stop_at and signals.received is None:
             signals.received = signal.SIGTERM
+        _kill_if_asked(s.step)
         if s.seconds >= next_snapshot:
             recorder.save_snapshot()
             next_snapshot = (math.floor(s.seconds / every) + 1) * every
