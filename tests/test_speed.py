@@ -39,8 +39,11 @@ def test_bench_writes_every_figure(tmp_path):
     assert report["evaluation"]["tokens"] == 111_539
     assert {"cached", "uncached", "full_window", "speedup", "speedup_vs_full_window"} <= set(report["generation"])
     long = report["generation_long"]
-    assert long["context"] == 1024 and all(long[m]["median"] > 0 for m in ("transformer", "llama", "mamba"))
-    assert long["mamba_vs_transformer"] == long["mamba"]["median"] / long["transformer"]["median"]
+    assert long["contexts"] == [1024] and long["tokens"] == 32  # quick: the first context only
+    at = long["by_context"]["1024"]
+    assert all(at[m]["median"] > 0 for m in ("transformer", "llama", "mamba"))
+    assert at["mamba_vs_transformer"] == at["mamba"]["median"] / at["transformer"]["median"]
+    assert long["crossover"] == (1024 if at["mamba_vs_transformer"] >= 1 else None)
     assert "cache_load" in report and "time_to_target" not in report  # quick: no 5-minute sprint
     start = report["start_time"]
     assert start["command"].startswith("tinylm train") and len(start["samples"]["first_step"]) == start["repeats"]

@@ -300,28 +300,38 @@ def generation_speed(repeats: int, device: torch.device, length: int = 384) -> d
     return out
 
 
-def long_generation_speed(repeats: int, device: torch.device, context: int = 1024, length: int = 256,
+LONG_CONTEXTS = (1024, 4096, 16384)
+"""Where generation is timed against the context: an attention step grows with it, a state-space step does not."""
+
+
+def long_generation_speed(repeats: int, device: torch.device, contexts: tuple[int, ...] = LONG_CONTEXTS,
+                          length: int = 128,
                           models: tuple[str, ...] = ("transformer", "llama", "mamba")) -> dict[str, Any]:
-    """Tokens/s of generation near a context of `context` tokens, prompt and prefill excluded: the attention models
-    step with their KV caches over the last `length` positions before `context` (each step attends to all the
+    """Tokens/s of generation near each context in `contexts`, prompt and prefill excluded: the attention models
+    step with their KV caches over the last `length` positions before the context (each step attends to all the
     keys before it), the state-space model carries its state (the same cost at every position). Every model at the
-    suite's Tiny Shakespeare size, its context length set to `context`."""
+    suite's Tiny Shakespeare size, its context length set to the context. `crossover`: the first context at which
+    mamba generates at least as fast as the transformer (None: at none of them)."""
     suite, vocab = load_suite_file(), DATASETS["tinyshakespeare"].vocab_size
-    prompt = [0] * (context - length)
-    out: dict[str, Any] = {"context": context, "tokens": length}
-    for name in models:
-        cfg = resolve_run(name, "tinyshakespeare", suite=suite, sets=[f"model.context_length={context}"])
-        model = build_model(name, cfg.model_config(vocab)).to(device).eval()
-        rates = []
-        for _ in range(repeats):
-            steps = generate_ids(model, prompt, length, seed=0, use_cache=True, device=device)
-            next(steps)  # the prefill of the prompt and the first token
-            start = time.perf_counter()
-            n = sum(1 for _ in steps)
-            rates.append(n / (time.perf_counter() - start))
-        out[name] = _median_spread(rates)
-    if "mamba" in out and "transformer" in out:
-        out["mamba_vs_transformer"] = out["mamba"]["median"] / out["transformer"]["median"]
+    out: dict[str, Any] = {"tokens": length, "contexts": list(contexts), "by_context": {}, "crossover": None}
+    for context in contexts:
+        row: dict[str, Any] = {}
+        for name in models:
+            cfg = resolve_run(name, "tinyshakespeare", suite=suite, sets=[f"model.context_length={context}"])
+            model = build_model(name, cfg.model_config(vocab)).to(device).eval()
+            rates = []
+            for _ in range(repeats):
+                steps = generate_ids(model, [0] * (context - length), length, seed=0, use_cache=True, device=device)
+                next(steps)  # the prefill of the prompt and the first token
+                start = time.perf_counter()
+                n = sum(1 for _ in steps)
+                rates.append(n / (time.perf_counter() - start))
+            row[name] = _median_spread(rates)
+        if "mamba" in row and "transformer" in row:
+            row["mamba_vs_transformer"] = row["mamba"]["median"] / row["transformer"]["median"]
+            if out["crossover"] is None and row["mamba_vs_transformer"] >= 1:
+                out["crossover"] = context
+        out["by_context"][str(context)] = row
     return out
 
 
@@ -453,7 +463,8 @@ def _beyond_training(report: dict[str, Any], quick: bool, repeats: int, device: 
     progress("evaluation, generation and cache loading")
     report["evaluation"] = eval_speed("tinyshakespeare", repeats, dev)
     report["generation"] = generation_speed(repeats, dev, 128 if quick else 384)
-    report["generation_long"] = long_generation_speed(repeats, dev, length=32 if quick else 256)
+    report["generation_long"] = long_generation_speed(repeats, dev, contexts=(1024,) if quick else LONG_CONTEXTS,
+                                                      length=32 if quick else 128)
     report["cache_load"] = cache_load_speed(paths, repeats)
     progress("start-up: tinylm train to its first step, against import torch")
     report["start_time"] = start_time(repeats, paths)
@@ -513,11 +524,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                  f"{g['uncached']['median']:,.0f} tok/s ({g['speedup']:.1f}x), full-window recompute "
                  f"{g['full_window']['median']:,.0f} tok/s ({g['speedup_vs_full_window']:.1f}x)")
     gl = report.get("generation_long")
-    if gl:
-        rates = ", ".join(f"{m} {gl[m]['median']:,.0f}" for m in ("transformer", "llama", "mamba") if m in gl)
-        lines.append(f"generation at context {gl['context']:,} (caches and state carried): {rates} tok/s"
-                     + (f" (mamba {gl['mamba_vs_transformer']:.2f}x the transformer)" if "mamba_vs_transformer" in gl
-                        else ""))
+    for context, row in (gl or {}).get("by_context", {}).items():
+        rates = ", ".join(f"{m} {row[m]['median']:,.0f}" for m in ("transformer", "llama", "mamba") if m in row)
+        lines.append(f"generation at context {int(context):,} (caches and state carried): {rates} tok/s"
+                     + (f" (mamba {row['mamba_vs_transformer']:.2f}x the transformer)"
+                        if "mamba_vs_transformer" in row else ""))
+    if gl and "mamba_vs_transformer" in next(iter(gl["by_context"].values()), {}):
+        lines.append(f"mamba generates at least as fast as the transformer from context {gl['crossover']:,} on"
+                     if gl["crossover"] else "mamba is slower than the transformer at every context measured")
     if c.get("dataset"):
         lines.append(f"loading tokenized {c['dataset']} from cache: {c['seconds']['median']:.3f} s")
     st = report.get("start_time")
