@@ -297,9 +297,19 @@ def build_parser() -> Parser:
         add(sub)
     _add_sampling(sub, "generate")
     _add_sampling(sub, "chat")
-    for add in (_add_export, _add_report, _add_bench, _add_runs):
+    for add in (_add_export, _add_report, _add_bench, _add_runs, _add_serve):
         add(sub)
     return parser
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="the playground: a local web page comparing runs token by token")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--results-dir", help="your working folder (default ./results or $TINYLM_RESULTS_DIR)")
+    p.add_argument("--device", default="cpu", help="where the models score and sample (default cpu)")
+    add_data_options(p)
+    p.set_defaults(func=_command("serve", "cmd_serve"))
 
 
 def _warning_line(message: Any, category: type, filename: str, lineno: int, file: Any = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from tinylm.data.tokenizers import EOS, UNK
@@ -69,21 +69,11 @@ def generate_text(
     warn: Callable[[str], None] = lambda m: None,
 ) -> str:
     """Continue `prompt` by `length` tokens, streaming the prompt and each new piece to `out`; returns the text."""
-    ids = encode_prompt(run, prompt, warn)
-    tok = run.tokenizer
-    word = tok.level == "word"
     pieces = [prompt]
-    line_start = not prompt or prompt.endswith("\n")
     if out is not None:
         out.write(prompt)
         out.flush()
-    for i in generate_ids(run.model, ids, length, temperature, top_k, top_p, seed, use_cache):
-        text = tok.tokens[i]
-        if word:
-            if text == EOS:
-                text, line_start = "\n", True
-            else:
-                text, line_start = (text if line_start else " " + text), False
+    for text in generate_pieces(run, prompt, length, temperature, top_k, top_p, seed, use_cache, warn):
         pieces.append(text)
         if out is not None:
             out.write(text)
@@ -92,6 +82,37 @@ def generate_text(
         out.write("\n")
         out.flush()
     return "".join(pieces)
+
+
+def generate_pieces(
+    run: LoadedRun,
+    prompt: str,
+    length: int,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+    warn: Callable[[str], None] = lambda m: None,
+) -> Iterator[str]:
+    """The text of each new token after `prompt`, as it is sampled (a word after a space, an end of line as one).
+    The prompt is encoded at once: a prompt the vocabulary cannot encode is an error before any piece."""
+    ids = encode_prompt(run, prompt, warn)
+    return _token_texts(run, generate_ids(run.model, ids, length, temperature, top_k, top_p, seed, use_cache),
+                   not prompt or prompt.endswith("\n"))
+
+
+def _token_texts(run: LoadedRun, ids: Iterator[int], line_start: bool) -> Iterator[str]:
+    tok = run.tokenizer
+    word = tok.level == "word"
+    for i in ids:
+        text = tok.tokens[i]
+        if word:
+            if text == EOS:
+                text, line_start = "\n", True
+            else:
+                text, line_start = (text if line_start else " " + text), False
+        yield text
 
 
 HELP = """commands:

@@ -196,6 +196,55 @@ def _evaluate_stream(model: LanguageModel, tokens: torch.Tensor | np.ndarray, ch
     return EvalResult(float(total), scored, chunk, chunk)
 
 
+@dataclass
+class TokenScores:
+    """Every scored token of a text under the protocol: log p of the token (`logp[i]` is that of token i + 1) and
+    the `top` most likely tokens at its position, with their log-probabilities."""
+
+    logp: torch.Tensor
+    """(N - 1,) float64: `logp.sum()` is `evaluate(...).total_logprob` of the same tokens."""
+    top_ids: torch.Tensor
+    """(N - 1, top) ids, most likely first."""
+    top_logp: torch.Tensor
+    """(N - 1, top)."""
+
+
+@torch.inference_mode()
+def score_tokens(model: LanguageModel, tokens: torch.Tensor, top: int = 5, stride: int | None = None,
+                 device: torch.device | str = "cpu") -> TokenScores:
+    """`evaluate`'s protocol token by token (the same windows, or the same stream for a recurrent model, and the same
+    log p of each target), with the `top` alternatives at every scored position from the full distribution."""
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    window, stride = protocol_window(model, stride)
+    top = min(top, model.config.vocab_size)
+    n = len(tokens) - 1
+    logp = torch.zeros(n, dtype=torch.float64)
+    top_ids, top_logp = torch.zeros(n, top, dtype=torch.long), torch.zeros(n, top)
+    if model.recurrent:
+        plan = [(a, min(stride, n - a), 0) for a in range(0, n, stride)]
+        caches = (model.new_cache(), model.new_cache())  # one for the targets' pass, one for the distributions'
+    else:
+        plan, caches = window_plan(len(tokens), window, stride), None
+    for a, length, first in plan:
+        seq = tokens[a : a + length + 1][None].to(device)
+        x, y = seq[:, :-1], seq[:, 1:]
+        if caches is None:
+            target, logits = _target_logp(model, x, y, None)[0], model(x)[0]
+        else:
+            target = -model(x, caches[0], targets=y)[0].float() if model.takes_targets else None
+            logits = model(x, caches[1])[0]
+            if target is None:
+                target = F.log_softmax(logits.float(), -1).gather(-1, y[0, :, None])[:, 0]
+        best = torch.topk(F.log_softmax(logits.float(), -1), top, dim=-1)
+        logp[a + first : a + length] = target[first:].double().cpu()
+        top_ids[a + first : a + length], top_logp[a + first : a + length] = best.indices[first:].cpu(), \
+            best.values[first:].cpu()
+    model.train(was_training)
+    return TokenScores(logp, top_ids, top_logp)
+
+
 @torch.no_grad()
 def random_window_loss(model: LanguageModel, tokens: torch.Tensor | np.ndarray, window: int = 256,
                        batches: int = 200, batch_size: int = 64, seed: int = 1337,
