@@ -50,10 +50,17 @@ def runs(tmp_path_factory, mirror, data_dir):
             "data": Paths.of(results, data_dir, mirror)}
 
 
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
+
+
 @pytest.fixture
-def server(runs):
-    """The playground on a free port of the loopback, in a thread."""
-    srv = make_server(Playground(runs["data"], reference=None), "127.0.0.1", 0)
+def server(runs, tmp_path):
+    """The playground on a free port of the loopback, in a thread, with the shipped report's results and headline
+    figure as its reference (and none of the shipped runs)."""
+    (tmp_path / "reference" / "figures").mkdir(parents=True)
+    shutil.copy(REFERENCE / "results.json", tmp_path / "reference")
+    shutil.copy(REFERENCE / "figures" / "headline.png", tmp_path / "reference" / "figures")
+    srv = make_server(Playground(runs["data"], reference=tmp_path / "reference"), "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
@@ -156,6 +163,18 @@ def test_compare_and_generate_in_a_headless_browser(runs, server):
         page.click("#run-generate")
         page.wait_for_selector("#message:visible")
         assert "temperature" in page.inner_text("#message")
+
+        # results: the shipped headline, its figure, a run's curve
+        page.click("nav button[data-tab=results]")
+        shipped = json.loads((REFERENCE / "results.json").read_text())["headline"]
+        assert page.locator("table.results tr").count() == 1 + len(shipped["best"])
+        best = shipped["best"]["tinyshakespeare"]["transformer"]["test_loglik"]
+        assert f"{best:.3f}" in page.inner_text("table.results")
+        page.wait_for_function("document.querySelector('#figures img').naturalWidth > 0")
+        page.select_option("#curve-run", t.path.name)
+        page.wait_for_selector("#curve polyline")
+        history = [json.loads(line) for line in (t.path / "history.jsonl").read_text().splitlines()]
+        assert len(page.get_attribute("#curve polyline", "points").split()) == len(history) >= 2
         browser.close()
     assert folder_state(runs["results"]) == before  # the page changed nothing on disk
 
