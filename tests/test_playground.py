@@ -18,8 +18,9 @@ import torch
 import tinylm
 from tinylm.models.registry import build_model, config_class
 from tinylm.paths import Paths
+from tinylm.run_folders import load_run_corpus
 from tinylm.training.evaluate import evaluate, score_tokens
-from tinylm.web.playground import MAX_CHARS, Playground
+from tinylm.web.playground import MAX_CHARS, PASSAGE_TOKENS, Playground
 from tinylm.web.server import make_server
 
 from .conftest import TINY_TEXT
@@ -46,7 +47,9 @@ def runs(tmp_path_factory, mirror, data_dir):
     bare = results / "runs" / "no-weights"
     shutil.copytree(transformer.path, bare)
     (bare / "model.safetensors").unlink()
-    return {"results": results, "transformer": transformer, "linear": linear, "words": words,
+    test = transformer.tokenizer.decode(load_run_corpus(transformer, Paths.of(results, data_dir, mirror))
+                                        .tensor("test")[:PASSAGE_TOKENS].tolist())
+    return {"results": results, "transformer": transformer, "linear": linear, "words": words, "passage": test,
             "data": Paths.of(results, data_dir, mirror)}
 
 
@@ -110,9 +113,14 @@ def test_compare_and_generate_in_a_headless_browser(runs, server):
         for run in (t, lin):
             page.check(f"#compare-runs input[value='{run.path.name}']")
         assert page.is_disabled("#compare-runs input[value='no-weights']")  # a run without weights: listed, off
-        page.click("#passage")
+        # the default text: a passage of the test split, loaded when the first run is picked
         page.wait_for_function("document.getElementById('text').value.length > 100")
         text = page.input_value("#text")
+        assert text == runs["passage"]
+        page.fill("#text", "")
+        page.click("#passage")
+        page.wait_for_function("document.getElementById('text').value.length > 100")
+        assert page.input_value("#text") == text
         page.click("#run-compare")
         page.wait_for_selector(".panel.diff")
         tokens = len(t.tokenizer.encode_with_unknowns(text)[0])
