@@ -19,7 +19,7 @@ from tinylm.run_folders import WEIGHTS_MANIFEST
 from .test_reference import REFERENCE, shipped  # noqa: F401 - the fixture that asserts the reference unchanged
 
 MANIFEST = json.loads((REFERENCE / WEIGHTS_MANIFEST).read_text())
-LIMIT_BYTES = 40_000_000  # the headline Tiny Shakespeare runs: 38.4 MB with the llama's 10.7 MB
+LIMIT_BYTES = 52_000_000  # the headline Tiny Shakespeare runs: 50.2 MB with the llama's 10.7 MB and mamba's 11.5 MB
 
 
 def test_the_manifest_lists_every_shipped_weights_file_with_its_checksum_within_the_size_limit():
