@@ -121,9 +121,8 @@ class _Forecast:
         self.announce = None
 
 
-def _kill_if_asked(step: int) -> None:
-    path = os.environ.get(FAULT_KILL_ENV)
-    if path and Path(path).is_file() and Path(path).read_text().strip() == str(step):
+def _kill_if_asked(path: str, step: int) -> None:
+    if Path(path).is_file() and Path(path).read_text().strip() == str(step):
         Path(path).unlink()
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -166,6 +165,7 @@ def _steps(t: Trainer, recorder: Recorder, signals: _Signals, bar: tqdm, history
            every: float | None, forecast: _Forecast) -> None:
     s = t.state
     stop_at = int(os.environ.get(FAULT_STOP_ENV, "0") or 0) if t.world.main else 0
+    kill_file = os.environ.get(FAULT_KILL_ENV)  # read once: nothing is added to the step unless a test sets it
     evaluated_at = history[-1]["step"] if history else None
     last_valid = history[-1]["valid_loss"] if history else None
     next_snapshot = (math.floor(s.seconds / every) + 1) * every if every else math.inf
@@ -199,7 +199,8 @@ def _steps(t: Trainer, recorder: Recorder, signals: _Signals, bar: tqdm, history
         forecast.step_took(took)
         if s.step == stop_at and signals.received is None:
             signals.received = signal.SIGTERM
-        _kill_if_asked(s.step)
+        if kill_file:
+            _kill_if_asked(kill_file, s.step)
         if s.seconds >= next_snapshot:
             recorder.save_snapshot()
             next_snapshot = (math.floor(s.seconds / every) + 1) * every

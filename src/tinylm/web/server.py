@@ -171,9 +171,9 @@ def _string(body: dict[str, Any], key: str) -> str:
 
 
 def _int(body: dict[str, Any], key: str, default: int | None) -> int | None:
-    value = body.get(key, default)
-    if value in (None, "") or (isinstance(value, int) and not isinstance(value, bool)):
-        return value if value != "" else default
+    value = body.get(key)
+    if value in (None, ""):
+        return default
     try:
         return int(str(value))
     except ValueError:
