@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from tinylm.cli import main
-from tinylm.experiments.findings import findings, kneser_ney, ladder, more_compute, per_flop
+from tinylm.experiments.findings import beside_ladder, findings, kneser_ney, ladder, more_compute, per_flop
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
 
@@ -66,6 +66,35 @@ def test_the_per_flop_finding_keeps_to_the_budgets_sampled_and_to_bands_that_sep
     records["comparisons"][1]["lower"] = None  # undecided against one of them: no winner claimed
     records["comparisons"][1]["verdict"] = "undecided"
     assert per_flop({"cpu": records}) is None
+
+
+def test_the_finding_beside_the_ladder_compares_each_new_row_with_the_top_rung_and_the_rows_before_it():
+    def comparison(first, second, verdict, lower=None, separated=None, crossover=None, lower_first=None):
+        return {"dataset": "ptb", "first": first, "second": second, "verdict": verdict, "lower": lower,
+                "separated": separated, "sampled": [1e11, 3e12], "crossover": crossover,
+                "crossover_interval": [2e11, 6e11] if crossover else None, "lower_first": lower_first,
+                "extrapolated": False}
+    models = ("mlp", "transformer", "lstm", "llama", "mamba")
+    frontiers = [{"dataset": "ptb", "model": m, "law": {"E": 1.0}} for m in models]
+    records = {"frontiers": frontiers, "comparisons": [
+        comparison("mlp", "llama", "second", "llama", [1e10, 1e13]),
+        comparison("transformer", "lstm", "second", "lstm", [3e10, 1e12]),
+        comparison("transformer", "llama", "undecided"),
+        comparison("lstm", "llama", "first", "lstm", [5e12, 1e13]),  # separates only beyond the budgets sampled
+        comparison("transformer", "mamba", "crossover", separated=[1e11, 3e12], crossover=4e11,
+                   lower_first="transformer"),
+        comparison("lstm", "mamba", "second", "mamba", [1e11, 1e12]),
+        comparison("llama", "mamba", "undecided")]}
+    text = beside_ladder({"cpu": records})["text"]
+    assert text.startswith("Beside the ladder, per training FLOP: on ptb `lstm` is lower than `transformer` from "
+                           "1e+11 to 1e+12 FLOPs, `llama` and `transformer` do not separate, `llama` and `lstm` do "
+                           "not separate, `mamba` overtakes `transformer` at ~4.0e+11 FLOPs (2.0e+11 to 6.0e+11), "
+                           "`mamba` is lower than `lstm` from 1e+11 to 1e+12 FLOPs and `mamba` and `llama` do not "
+                           "separate (")
+    assert "mlp" not in text  # only the top rung of the ladder is compared
+    frontiers[1]["law"] = None  # without the transformer's fit the top fitted rung is the mlp
+    assert "`llama` is lower than `mlp` from 1e+11 to 3e+12 FLOPs" in beside_ladder({"cpu": records})["text"]
+    assert beside_ladder({"cpu": {"frontiers": frontiers[:1], "comparisons": []}}) is None
 
 
 def test_the_compute_finding_compares_settled_runs_of_ten_times_the_compute():

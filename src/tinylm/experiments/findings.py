@@ -112,6 +112,41 @@ def per_flop(scaling: dict[str, Any]) -> Finding | None:
             "source": "the scaling section of RESULTS.md, " + joined([f"scaling_{ds}.png" for ds, _ in parts])}
 
 
+def _pair_text(c: dict[str, Any], one: str, two: str) -> str:
+    """What the bands of one comparison allow saying of `one` against `two`, within the budgets both sampled."""
+    if c["verdict"] == "crossover" and c["crossover"] and not c["extrapolated"]:
+        later = c["second"] if c["lower_first"] == c["first"] else c["first"]
+        band = " ({:.1e} to {:.1e})".format(*c["crossover_interval"]) if c["crossover_interval"] else ""
+        return f"`{later}` overtakes `{c['lower_first']}` at ~{c['crossover']:.1e} FLOPs{band}"
+    span = _clipped(c)
+    if c["lower"] and span:
+        loser = c["second"] if c["lower"] == c["first"] else c["first"]
+        return f"`{c['lower']}` is lower than `{loser}` from {span[0]:.0e} to {span[1]:.0e} FLOPs"
+    return f"`{one}` and `{two}` do not separate"
+
+
+def beside_ladder(scaling: dict[str, Any]) -> Finding | None:
+    """Each fitted model beside the ladder against the ladder's top rung and the models beside it before it (the
+    classical reference row first), at equal compute, dataset by dataset."""
+    records = scaling.get("cpu") or {"frontiers": [], "comparisons": []}
+    fitted = {(f["dataset"], f["model"]) for f in records["frontiers"] if f["law"]}
+    beside = [m for m in model_names() if m not in ladder_names()]
+    parts = []
+    for ds in dict.fromkeys(d for d, _ in fitted):
+        top = next((m for m in reversed(ladder_names()) if (ds, m) in fitted), None)
+        pairs = [(m, o) for i, m in enumerate(beside) for o in [top, *beside[:i]]
+                 if o and o != m and (ds, m) in fitted and (ds, o) in fitted]
+        found = {frozenset((c["first"], c["second"])): c for c in records["comparisons"] if c["dataset"] == ds}
+        texts = [_pair_text(found[frozenset(p)], *p) for p in pairs if frozenset(p) in found]
+        if texts:
+            parts.append(f"on {ds} {joined(texts)}")
+    if not parts:
+        return None
+    return {"text": "Beside the ladder, per training FLOP: " + "; ".join(parts)
+            + " (fitted validation loss, 95% bootstrap bands, within the budgets both sampled).",
+            "source": "the scaling section of RESULTS.md"}
+
+
 def size_growth(scaling: dict[str, Any]) -> Finding | None:
     """How fast the compute-optimal model size grows with compute, across the fitted architectures."""
     fits = [f for f in (scaling.get("cpu") or {"frontiers": []})["frontiers"] if f["law"] and f["size_law"]]
@@ -150,9 +185,11 @@ def more_compute(headline: dict[str, Any], gpu_profiles: list[dict[str, Any]], f
 
 
 def findings(data: dict[str, Any]) -> list[Finding]:
-    """The report's findings, from its data: the ladder, the n-gram baseline, compute against architecture."""
+    """The report's findings, from its data: the ladder, the n-gram baseline, compute against architecture, the
+    models beside the ladder per FLOP."""
     out = [ladder(data["headline"]), kneser_ney(data["headline"]), per_flop(data["scaling"]),
-           size_growth(data["scaling"]), more_compute(data["headline"], data["gpu_profiles"])]
+           beside_ladder(data["scaling"]), size_growth(data["scaling"]),
+           more_compute(data["headline"], data["gpu_profiles"])]
     return [f for f in out if f is not None]
 
 
