@@ -132,7 +132,7 @@ def beside_ladder(scaling: dict[str, Any]) -> Finding | None:
     fitted = {(f["dataset"], f["model"]) for f in records["frontiers"] if f["law"]}
     beside = [m for m in model_names() if m not in ladder_names()]
     parts = []
-    for ds in dict.fromkeys(d for d, _ in fitted):
+    for ds in dict.fromkeys(f["dataset"] for f in records["frontiers"]):  # the report's order, not a set's
         top = next((m for m in reversed(ladder_names()) if (ds, m) in fitted), None)
         pairs = [(m, o) for i, m in enumerate(beside) for o in [top, *beside[:i]]
                  if o and o != m and (ds, m) in fitted and (ds, o) in fitted]
