@@ -81,6 +81,12 @@ def _clipped(c: dict[str, Any]) -> tuple[float, float] | None:
     return (low, high) if low < high else None
 
 
+def _overtakes(c: dict[str, Any]) -> str:
+    """A crossover comparison as "`later` overtakes `lower_first` at ~C FLOPs"."""
+    later = c["second"] if c["lower_first"] == c["first"] else c["first"]
+    return f"`{later}` overtakes `{c['lower_first']}` at ~{c['crossover']:.1e} FLOPs"
+
+
 def _per_flop_winner(ds: str, records: dict[str, Any]) -> str | None:
     """One dataset's architecture with the lowest fitted loss at equal compute against every other, within the
     budgets both sampled, or its crossovers within them; None when the fits claim neither."""
@@ -94,9 +100,8 @@ def _per_flop_winner(ds: str, records: dict[str, Any]) -> str | None:
                 return (f"on {ds} `{model}` reaches a lower validation loss than every other fitted architecture "
                         f"from {low:.0e} to {high:.0e} training FLOPs")
     crossings = [c for c in found if c["verdict"] == "crossover" and not c["extrapolated"] and c["crossover"]]
-    texts = [f"`{c['second'] if c['lower_first'] == c['first'] else c['first']}` overtakes `{c['lower_first']}` "
-             f"at ~{c['crossover']:.1e} FLOPs" + (" (95% interval {:.1e} to {:.1e})".format(*c["crossover_interval"])
-                                                 if c["crossover_interval"] else "") for c in crossings]
+    texts = [_overtakes(c) + (" (95% interval {:.1e} to {:.1e})".format(*c["crossover_interval"])
+                              if c["crossover_interval"] else "") for c in crossings]
     return f"on {ds} {joined(texts)}" if texts else None
 
 
@@ -115,9 +120,8 @@ def per_flop(scaling: dict[str, Any]) -> Finding | None:
 def _pair_text(c: dict[str, Any], one: str, two: str) -> str:
     """What the bands of one comparison allow saying of `one` against `two`, within the budgets both sampled."""
     if c["verdict"] == "crossover" and c["crossover"] and not c["extrapolated"]:
-        later = c["second"] if c["lower_first"] == c["first"] else c["first"]
         band = " ({:.1e} to {:.1e})".format(*c["crossover_interval"]) if c["crossover_interval"] else ""
-        return f"`{later}` overtakes `{c['lower_first']}` at ~{c['crossover']:.1e} FLOPs{band}"
+        return _overtakes(c) + band
     span = _clipped(c)
     if c["lower"] and span:
         loser = c["second"] if c["lower"] == c["first"] else c["first"]
@@ -135,7 +139,7 @@ def beside_ladder(scaling: dict[str, Any]) -> Finding | None:
     for ds in dict.fromkeys(f["dataset"] for f in records["frontiers"]):  # the report's order, not a set's
         top = next((m for m in reversed(ladder_names()) if (ds, m) in fitted), None)
         pairs = [(m, o) for i, m in enumerate(beside) for o in [top, *beside[:i]]
-                 if o and o != m and (ds, m) in fitted and (ds, o) in fitted]
+                 if o and (ds, m) in fitted and (ds, o) in fitted]
         found = {frozenset((c["first"], c["second"])): c for c in records["comparisons"] if c["dataset"] == ds}
         texts = [_pair_text(found[frozenset(p)], *p) for p in pairs if frozenset(p) in found]
         if texts:
