@@ -82,3 +82,25 @@ def test_bf16_autocast_keeps_the_state_in_fp32():
         full = model(idx)
     assert cache.layers[0]["ssm"].dtype == torch.float32
     assert (low.float() - full).abs().max() < 0.1 * full.abs().max()
+
+
+def test_the_folded_inference_step_is_the_model_one_position_at_a_time():
+    """Generation's step (the norms' weights folded into the projections, no dropout, no gradient) gives the logits
+    of the whole sequence in one call, and so does the general path that training takes with a gradient."""
+    torch.manual_seed(0)
+    model = build_model("mamba", {**SMALL, "chunk": 8}).eval()
+    with torch.no_grad():  # weights away from their init, so that every folded factor matters
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    idx = torch.randint(30, (2, 40))
+    with torch.no_grad():
+        whole = model(idx)
+        cache = model.new_cache()
+        steps = [model(idx[:, :5], cache)] + [model(idx[:, t : t + 1], cache) for t in range(5, 40)]
+    assert cache.folded is not None and len(cache) == 40
+    assert torch.allclose(torch.cat(steps, 1), whole, atol=1e-5)
+    cache = model.new_cache()
+    model(idx[:, :5], cache)
+    with_grad = model(idx[:, 5:6], cache)
+    assert cache.folded is None and with_grad.requires_grad
+    assert torch.allclose(with_grad, whole[:, 5:6], atol=1e-5)
