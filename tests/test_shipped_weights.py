@@ -41,7 +41,9 @@ def test_the_weights_shipped_are_the_headline_runs_of_tiny_shakespeare():
 def test_each_shipped_run_with_weights_reproduces_its_test_score(run, mirror, data_dir):
     path = REFERENCE / "runs" / run
     result = tinylm.load(path).evaluate("test", mirror=mirror, data_dir=data_dir)
-    assert result.loglik == pytest.approx(json.loads((path / "metrics.json").read_text())["test_loglik"], abs=1e-9)
+    # 1e-7: another CPU's kernels round fp32 sums differently (4e-9 nats seen between an AMD and an Intel machine);
+    # any change of weights, data or protocol moves the score by orders of magnitude more
+    assert result.loglik == pytest.approx(json.loads((path / "metrics.json").read_text())["test_loglik"], abs=1e-7)
 
 
 def test_a_fresh_clone_generates_and_chats_with_the_shipped_weights(shipped, capsys, monkeypatch):  # noqa: F811
