@@ -41,14 +41,15 @@ def write_report(results, readme=None, figures=True, profile=None):
 
 
 def fake_run(root, name, model, dataset, test_ll, valid_loss, model_cfg, status="complete", flops=None,
-             profile="quick"):
+             profile="quick", suite=None, sets=None):
     d = root / "runs" / name
     d.mkdir(parents=True)
     if profile == "adhoc":
         cfg = resolve_run(model, dataset, suite=parse_suite(SUITE), model_values=model_cfg,
                           train_values={"max_steps": 7})
     else:
-        cfg = resolve_run(model, dataset, suite=parse_suite(SUITE), profile=profile, model_values=model_cfg)
+        cfg = resolve_run(model, dataset, suite=parse_suite(suite or SUITE), profile=profile, model_values=model_cfg,
+                          sets=sets)
     metrics = {
         "model": model, "dataset": dataset, "params": 1000 + len(name), "context_length": 64,
         "tokens_trained": 10_000, "train_flops": flops or 1e12 * (1 + len(name) % 3), "train_seconds": 12.5,
@@ -167,6 +168,39 @@ def test_headline_comes_from_the_full_profile_when_it_has_runs(results):
     assert "| transformer | -1.700 (ppl 5.47) | -4.500 (ppl 90.02) |" in (results / "RESULTS.md").read_text()
     with pytest.raises(TinyLMError, match="no finished runs of profile 'isoflop'"):
         write_report(results, figures=False, profile="isoflop")
+
+
+def test_seeds_of_a_headline_recipe_give_its_band_and_the_rows_beside_the_ladder_are_read_against_it(
+        tmp_path, monkeypatch):
+    suite = {**SUITE, "profiles": {**SUITE["profiles"], "full": {**SUITE["profiles"]["full"], "datasets": {
+        "tinyshakespeare": ["transformer", "lstm", "llama"]}}}}
+    monkeypatch.setattr(report_mod, "load_suite_file", lambda config=None: parse_suite(suite, tmp_path / "s.yaml"))
+    results = tmp_path / "results"
+    for name, model, test_ll, valid in (("gpt", "transformer", -1.75, 1.60), ("lstm", "lstm", -1.60, 1.50),
+                                        ("llama", "llama", -1.76, 1.55)):
+        fake_run(results, name, model, "tinyshakespeare", test_ll, valid, {}, profile="full", suite=suite)
+    for seed, test_ll, valid in ((2, -1.73, 1.50), (3, -1.77, 1.62)):  # seed 2 better on valid: still not a headline
+        fake_run(results, f"gpt-seed{seed}", "transformer", "tinyshakespeare", test_ll, valid, {}, profile="full",
+                 suite=suite, sets=[f"train.seed={seed}"])
+    write_report(results, figures=False)
+    md = (results / "RESULTS.md").read_text()
+    data = json.loads((results / "results.json").read_text())
+    assert data["best"]["tinyshakespeare/transformer"] == "gpt"
+    band = data["headline"]["seeds"]["tinyshakespeare"]["transformer"]
+    assert band["n"] == 3 and band["seeds"] == [1, 2, 3] and band["runs"] == ["gpt", "gpt-seed2", "gpt-seed3"]
+    assert band["test_mean"] == pytest.approx(-1.75) and band["test_sd"] == pytest.approx(0.02)
+    assert "lstm" not in data["headline"]["seeds"]["tinyshakespeare"]  # one seed: no band of its own
+    assert ("Over seeds of the headline recipe on tinyshakespeare (mean ± sd): `transformer` test -1.750 ± 0.020, "
+            "valid -1.573 ± 0.064 (3 seeds).") in md
+    text = " ".join(f["text"] for f in data["findings"])
+    assert ("One run is one seed: on tinyshakespeare the `transformer` recipe scores -1.750 ± 0.020 over 3 seeds "
+            "(its headline run -1.750), and `lstm` -1.600 (one seed), 6.5 sd above that mean (separated) and "
+            "`llama` -1.760 (one seed), 0.4 sd below that mean (within seed noise)") in text
+    (results / "runs" / "gpt-seed3").rename(tmp_path / "away")
+    write_report(results, figures=False)
+    data = json.loads((results / "results.json").read_text())
+    assert data["headline"]["seeds"] == {} and "One run is one seed" not in " ".join(
+        f["text"] for f in data["findings"])
 
 
 def test_best_run_is_chosen_on_the_full_valid_split_everywhere(results, tmp_path):

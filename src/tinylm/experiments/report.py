@@ -33,6 +33,7 @@ from tinylm.experiments.scaling_report import (
     scaling_records,
     scaling_section,
 )
+from tinylm.experiments.seeds import seed_notes, seed_spreads
 from tinylm.experiments.tables import (
     gpu_summaries,
     headline_notes,
@@ -90,7 +91,8 @@ def report_data(all_runs: list[ReportRow], runs: list[ReportRow], profile: str |
     """Everything the report states, as one JSON-ready record (results.json); figures are added by the caller."""
     axes = ablation_axes(suite)
     head = summary(runs, baselines, profile)
-    head["notes"] = headline_notes(runs, baselines)
+    head["seeds"] = seed_spreads(all_runs, best_runs(runs))
+    head["notes"] = headline_notes(runs, baselines) + seed_notes(head["seeds"])
     best_fits = {**fits["cpu"], **{k: f for k, f in fits["with_gpu"].items() if f.law is not None}}
     data: dict[str, Any] = {
         "headline_profile": profile, "matplotlib_version": matplotlib.__version__,
