@@ -15,7 +15,6 @@ from tinylm.experiments.findings import (
     ladder,
     more_compute,
     per_flop,
-    seed_bands,
 )
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
@@ -153,14 +152,15 @@ def test_a_flat_or_vanishing_resample_divides_nothing_by_zero():
 
 def test_two_seeded_recipes_are_compared_by_their_means_and_a_rising_row_is_left_out():
     spread = {"n": 4, "test_mean": -1.72, "test_sd": 0.02, "valid_mean": -1.43, "valid_sd": 0.01}
-    best = {"tinyshakespeare": {"attention": cell(-1.80), "transformer": cell(-1.703), "llama": cell(-1.727),
-                                "mamba": cell(-1.60, rising=True)}}
+    best = {"tinyshakespeare": {"linear": cell(-2.3), "mlp": cell(-1.9), "attention": cell(-1.80),
+                                "transformer": cell(-1.703), "llama": cell(-1.727), "mamba": cell(-1.60, rising=True)}}
     record = {**headline(best, level="char"), "seeds": {"tinyshakespeare": {
         "transformer": spread, "llama": {**spread, "test_mean": -1.75, "test_sd": 0.01}}}}
-    text = seed_bands(record)["text"]
+    found = ladder(record)
     # the difference of two means of 4: sd sqrt(0.02^2/4 + 0.01^2/4) = 0.0112, gap 0.03 = 2.7 sd
-    assert ("on tinyshakespeare the `transformer` recipe scores -1.720 ± 0.020 over 4 seeds (its headline run "
-            "-1.703), and `llama` -1.750 ± 0.010 (4 seeds), 2.7 sd below that mean (separated)") in text
-    assert "mamba" not in text  # still improving: its budget set its score
+    assert found["text"].endswith(
+        "Over 4 seeds the `transformer` recipe scores -1.720 ± 0.020 (its headline run -1.703): `llama` (mean of 4 "
+        "seeds -1.750 ± 0.010) 2.7 sd below it (separated) (a gap separates at 2 sd of the difference).")
+    assert "mamba" not in found["text"] and found["source"].endswith("and the seed spreads under it")
     record["seeds"]["tinyshakespeare"].pop("transformer")
-    assert seed_bands(record) is None  # no band on the top rung: nothing to read against
+    assert "seeds" not in ladder(record)["text"]  # no band on the top rung: nothing to read against

@@ -32,7 +32,8 @@ def _settled(headline: dict[str, Any], ds: str) -> dict[str, dict[str, Any]]:
 
 
 def ladder(headline: dict[str, Any]) -> Finding | None:
-    """The ladder of architectures on the dataset where most of them ran: do the richer ones score better?"""
+    """The ladder of architectures on the dataset where most of them ran: do the richer ones score better? With
+    seeds of the top rung's recipe, the rows beside the ladder are read against its band."""
     ds = max(headline["datasets"], key=lambda d: len(_settled(headline, d)), default=None)
     cells = _settled(headline, ds) if ds else {}
     rungs = [m for m in ladder_names() if m in cells]
@@ -46,8 +47,10 @@ def ladder(headline: dict[str, Any]) -> Finding | None:
     beside = [m for m in model_names() if m in cells and m not in rungs]
     reached = [f"`{m}` {'reaches ' * (i == 0)}{_score(cells[m], level)}" for i, m in enumerate(beside)]
     extra = f"; beside the ladder, {joined(reached)}" if beside else ""
-    return {"text": f"Architecture decides much: on {ds} {lead}: {scores}{extra}.",
-            "source": f"the headline table, best run on valid of the `{headline['profile']}` profile"}
+    band = _band_clause(headline, ds, cells)
+    return {"text": f"Architecture decides much: on {ds} {lead}: {scores}{extra}.{band}",
+            "source": f"the headline table, best run on valid of the `{headline['profile']}` profile"
+                      + (", and the seed spreads under it" if band else "")}
 
 
 def kneser_ney(headline: dict[str, Any]) -> Finding | None:
@@ -152,44 +155,35 @@ def beside_ladder(scaling: dict[str, Any]) -> Finding | None:
             "source": "the scaling section of RESULTS.md"}
 
 
-def _against_band(m: str, cell: dict[str, Any], own: dict[str, Any] | None, band: dict[str, Any]) -> str:
+def _against_band(m: str, own: dict[str, Any] | None, score: float, band: dict[str, Any]) -> str:
     """One row's test score against the top rung's seed band: the gap in standard deviations of the difference (a
     lone run is taken to spread as the band's recipe does), and whether it clears 2 of them."""
     if own:  # both seeded: the difference of the two means
         score = own["test_mean"]
         sd = math.hypot(own["test_sd"] / math.sqrt(own["n"]), band["test_sd"] / math.sqrt(band["n"]))
-        what = f"`{m}` {own['test_mean']:.3f} ± {own['test_sd']:.3f} ({own['n']} seeds)"
+        what = f"`{m}` (mean of {own['n']} seeds {own['test_mean']:.3f} ± {own['test_sd']:.3f})"
     else:
-        score, sd = cell["test_loglik"], band["test_sd"] * math.sqrt(1 + 1 / band["n"])
-        what = f"`{m}` {cell['test_loglik']:.3f} (one seed)"
+        sd, what = band["test_sd"] * math.sqrt(1 + 1 / band["n"]), f"`{m}`"
     z = (score - band["test_mean"]) / sd if sd > 0 else math.inf * (score - band["test_mean"])
-    side = "above" if z > 0 else "below"
     verdict = "separated" if not math.isfinite(z) or abs(z) >= 2 else "within seed noise"
-    return f"{what}, {abs(z):.1f} sd {side} that mean ({verdict})"
+    return f"{what} {abs(z):.1f} sd {'above' if z > 0 else 'below'} it ({verdict})"
 
 
-def seed_bands(headline: dict[str, Any]) -> Finding | None:
-    """Each headline row beside the ladder against the top rung's spread over seeds of its recipe, where that
-    recipe was trained with several: whether a gap between single runs is more than seed noise."""
-    spreads = headline.get("seeds") or {}
-    beside = [m for m in model_names() if m not in ladder_names()]
-    parts = []
-    for ds in headline["datasets"]:
-        cells, seeded = _settled(headline, ds), spreads.get(ds, {})
-        top = next((m for m in reversed(ladder_names()) if m in cells), None)
-        if top is None or top not in seeded:
-            continue
-        band = seeded[top]
-        texts = [_against_band(m, cells[m], seeded.get(m), band) for m in beside if m in cells]
-        if texts:
-            parts.append(f"on {ds} the `{top}` recipe scores {band['test_mean']:.3f} ± {band['test_sd']:.3f} over "
-                         f"{band['n']} seeds (its headline run {cells[top]['test_loglik']:.3f}), and "
-                         + joined(texts))
-    if not parts:
-        return None
-    return {"text": "One run is one seed: " + "; ".join(parts) + " (test log-likelihood, mean ± sd; a gap "
-                    "separates at 2 sd of the difference).",
-            "source": "the headline table and the seed spreads under it"}
+def _band_clause(headline: dict[str, Any], ds: str, cells: dict[str, dict[str, Any]]) -> str:
+    """The rows beside the ladder read against the top rung's spread over seeds of its recipe, where it was trained
+    with several ("" where not): whether a gap between single runs is more than seed noise."""
+    seeded = (headline.get("seeds") or {}).get(ds, {})
+    top = next((m for m in reversed(ladder_names()) if m in cells), None)
+    if top is None or top not in seeded:
+        return ""
+    band = seeded[top]
+    texts = [_against_band(m, seeded.get(m), cells[m]["test_loglik"], band)
+             for m in model_names() if m in cells and m not in ladder_names()]
+    if not texts:
+        return ""
+    return (f" Over {band['n']} seeds the `{top}` recipe scores {band['test_mean']:.3f} ± {band['test_sd']:.3f} "
+            f"(its headline run {cells[top]['test_loglik']:.3f}): " + joined(texts)
+            + " (a gap separates at 2 sd of the difference).")
 
 
 def size_growth(scaling: dict[str, Any]) -> Finding | None:
@@ -230,10 +224,10 @@ def more_compute(headline: dict[str, Any], gpu_profiles: list[dict[str, Any]], f
 
 
 def findings(data: dict[str, Any]) -> list[Finding]:
-    """The report's findings, from its data: the ladder, the n-gram baseline, compute against architecture, the
-    models beside the ladder per FLOP, and the rows beside the ladder against seed noise."""
-    out = [ladder(data["headline"]), kneser_ney(data["headline"]), seed_bands(data["headline"]),
-           per_flop(data["scaling"]), beside_ladder(data["scaling"]), size_growth(data["scaling"]),
+    """The report's findings, from its data: the ladder (and the rows beside it against seed noise), the n-gram
+    baseline, compute against architecture, the models beside the ladder per FLOP."""
+    out = [ladder(data["headline"]), kneser_ney(data["headline"]), per_flop(data["scaling"]),
+           beside_ladder(data["scaling"]), size_growth(data["scaling"]),
            more_compute(data["headline"], data["gpu_profiles"])]
     return [f for f in out if f is not None]
 
