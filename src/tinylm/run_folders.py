@@ -63,9 +63,14 @@ def reference_dir() -> Path | None:
 
 def identity(cfg: RunConfig) -> dict[str, Any]:
     """What makes two configs the same run: everything but where and how it executes (device, compile)."""
-    d = cfg.to_dict()
+    return identity_of(cfg.to_dict())
+
+
+def identity_of(config: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`identity` of a config as a dict (config.yaml's), without the training keys in `ignore` too."""
+    d = dict(config)
     d.pop("plugin", None)  # where a plugin's file is, not what it computes
-    d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
+    d["train"] = {k: v for k, v in (d.get("train") or {}).items() if k not in ("device", "compile", *ignore)}
     return d
 
 

@@ -164,8 +164,9 @@ def _against_band(m: str, own: dict[str, Any] | None, score: float, band: dict[s
         what = f"`{m}` (mean of {own['n']} seeds {own['test_mean']:.3f} ± {own['test_sd']:.3f})"
     else:
         sd, what = band["test_sd"] * math.sqrt(1 + 1 / band["n"]), f"`{m}`"
-    z = (score - band["test_mean"]) / sd if sd > 0 else math.inf * (score - band["test_mean"])
-    verdict = "separated" if not math.isfinite(z) or abs(z) >= 2 else "within seed noise"
+    gap = score - band["test_mean"]
+    z = gap / sd if sd > 0 else math.copysign(math.inf, gap) if gap else 0.0  # identical seeds: any gap separates
+    verdict = "separated" if abs(z) >= 2 else "within seed noise"
     return f"{what} {abs(z):.1f} sd {'above' if z > 0 else 'below'} it ({verdict})"
 
 

@@ -13,6 +13,7 @@ import statistics
 from typing import Any
 
 from tinylm.experiments.results import ReportRow, dataset_key, model_key
+from tinylm.run_folders import identity_of
 
 MIN_SEEDS = 3
 """Seeds of a recipe (the headline row's included) before its spread is stated."""
@@ -20,10 +21,7 @@ MIN_SEEDS = 3
 
 def _recipe(r: ReportRow) -> str:
     """The run's identity without its seed: equal for the seeds of one recipe."""
-    cfg = {section: dict(values) if isinstance(values, dict) else values for section, values in r.config.items()}
-    cfg.pop("plugin", None)
-    cfg["train"] = {k: v for k, v in (cfg.get("train") or {}).items() if k not in ("device", "compile", "seed")}
-    return json.dumps(cfg, sort_keys=True, default=str)
+    return json.dumps(identity_of(r.config, ignore=("seed",)), sort_keys=True, default=str)
 
 
 def seed_spreads(every: list[ReportRow], best: dict[tuple[str, str], ReportRow]) -> dict[str, dict[str, Any]]:
