@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tinylm.models import build_model
-from tinylm.models.mamba import ssd, ssd_step
+from tinylm.models.mamba import CausalConv, ssd, ssd_step
 
 SMALL = {"vocab_size": 30, "embed_dim": 16, "n_layers": 2, "head_dim": 8, "d_state": 4, "dropout": 0.0,
          "context_length": 64}
@@ -104,3 +104,14 @@ def test_the_folded_inference_step_is_the_model_one_position_at_a_time():
     with_grad = model(idx[:, 5:6], cache)
     assert cache.folded is None and with_grad.requires_grad
     assert torch.allclose(with_grad, whole[:, 5:6], atol=1e-5)
+
+
+def test_causal_conv_and_its_gradient_are_the_shifted_products():
+    g = torch.Generator().manual_seed(0)
+    b, k, T, C = 2, 4, 9, 5
+    seq = torch.randn(b, k - 1 + T, C, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(C, k, dtype=torch.float64, generator=g, requires_grad=True)
+    bias = torch.randn(C, dtype=torch.float64, generator=g, requires_grad=True)
+    reference = bias + sum(weight[:, j] * seq[:, j : j + T] for j in range(k))
+    assert torch.allclose(CausalConv.apply(seq, weight, bias), reference)
+    assert torch.autograd.gradcheck(CausalConv.apply, (seq, weight, bias))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +128,7 @@ def ssd(u: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor, chun
     cum = a.view(b, n, Q, H).permute(0, 3, 1, 2).cumsum(-1)  # (b, H, n, Q): log-decay from the chunk's start
     B, C = B.view(b, 1, n, Q, N), C.view(b, 1, n, Q, N)
     causal = torch.ones(Q, Q, dtype=torch.bool, device=u.device).tril()
-    L = torch.exp((cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, -math.inf))  # (b, H, n, Q, Q)
+    L = torch.where(causal, cum[..., :, None] - cum[..., None, :], -math.inf).exp()  # (b, H, n, Q, Q)
     y = ((C @ B.transpose(-1, -2)) * L) @ u  # inside each chunk: (C B^T ∘ L) u
     ends = (u * torch.exp(cum[..., -1:] - cum)[..., None]).transpose(-1, -2) @ B  # (b, H, n, P, N): chunk states
     s = state if state is not None else u.new_zeros(b, H, P, N)
@@ -137,6 +138,35 @@ def ssd(u: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor, chun
         s = torch.exp(cum[:, :, k, -1])[..., None, None] * s + ends[:, :, k]
     y = y + (C @ torch.stack(entering, 2).transpose(-1, -2)) * torch.exp(cum)[..., None]  # the states before
     return y.permute(0, 2, 3, 1, 4).reshape(b, n * Q, H, P)[:, :T], s
+
+
+class CausalConv(torch.autograd.Function):
+    """The depthwise causal convolution as k shifted multiply-adds: seq (b, k-1+T, C), the last k-1 inputs before
+    the sequence first; weight (C, k), oldest tap first; bias (C) -> (b, T, C). Written out rather than left to
+    autograd, whose backward of the k products zero-fills, copies and reduces a full tensor per tap (the full
+    profile's training step 1.1x faster on one core). Not nn.Conv1d: torch's FLOP counter counts its backward as if
+    it were dense."""
+
+    @staticmethod
+    def forward(ctx: Any, seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        k = weight.size(1)
+        T = seq.size(1) - (k - 1)
+        taps = weight.t().contiguous()  # (k, C): a contiguous row per tap, which elementwise kernels vectorise
+        out = torch.addcmul(bias, seq[:, :T], taps[0])
+        for j in range(1, k):
+            out.addcmul_(seq[:, j : j + T], taps[j])
+        ctx.save_for_backward(seq, taps)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        seq, taps = ctx.saved_tensors
+        k, T = taps.size(0), grad.size(1)
+        grad_seq = grad.new_zeros(seq.shape)
+        for j in range(k):
+            grad_seq[:, j : j + T].addcmul_(grad, taps[j])
+        grad_weight = torch.stack([(grad * seq[:, j : j + T]).sum((0, 1)) for j in range(k)], dim=1)
+        return grad_seq, grad_weight, grad.sum((0, 1))
 
 
 def ssd_step(u: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
@@ -206,11 +236,7 @@ class Mixer(nn.Module):
         if before is None:
             before = ubc.new_zeros(b, k - 1, D + 2 * N)
         seq = torch.cat([before.to(ubc.dtype), ubc], dim=1)  # (b, k-1+T, D+2N): the last k-1 inputs first
-        w = self.conv_weight.to(seq.dtype)
-        # the depthwise causal convolution as k shifted products: exact, and counted (nn.Conv1d's backward is
-        # counted by torch's FLOP counter as if it were dense)
-        conv = self.conv_bias.to(seq.dtype) + sum(w[:, j] * seq[:, j : j + T] for j in range(k))
-        ubc = F.silu(conv)  # (b, T, D+2N)
+        ubc = F.silu(CausalConv.apply(seq, self.conv_weight.to(seq.dtype), self.conv_bias.to(seq.dtype)))
         with torch.autocast(x.device.type, enabled=False):  # the decays and the state in fp32, as Mamba does
             u, B, C = ubc.float().split([D, N, N], dim=-1)
             dt = F.softplus(dt.float() + self.dt_bias)  # (b, T, H)
