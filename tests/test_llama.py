@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from tinylm.models import build_model
-from tinylm.models.llama import RotaryAttention, rotary_tables, rotate
+from tinylm.models.llama import GatedUnit, RotaryAttention, rotary_tables, rotate
 
 
 def test_rotated_dot_products_depend_only_on_the_offset():
@@ -47,3 +47,16 @@ def test_no_position_table_and_equal_flops_to_the_transformer():
     assert not any("pos" in name for name, _ in llama.named_parameters())
     # the transformer's extra weights: its position table, 11 d of biases and LayerNorm shifts a block, ln_f's shift
     assert gpt.num_params() - llama.num_params() == 128 * 192 + 6 * 11 * 192 + 192
+
+
+def test_rotation_and_gated_unit_backwards_are_autograds_of_their_formulas():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    cos, sin = (t.double() for t in rotary_tables(8, 5, 10000.0))
+    x1, x2 = x.chunk(2, dim=-1)
+    assert torch.allclose(rotate(x, cos, sin), x * cos + torch.cat([-x2, x1], dim=-1) * sin)
+    assert torch.autograd.gradcheck(lambda t: rotate(t, cos, sin), (x,))
+    h = torch.randn(2, 5, 12, dtype=torch.float64, generator=g, requires_grad=True)
+    gate, up = h.chunk(2, dim=-1)
+    assert torch.allclose(GatedUnit.apply(h), torch.nn.functional.silu(gate) * up)
+    assert torch.autograd.gradcheck(GatedUnit.apply, (h,))
