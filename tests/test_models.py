@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tinylm.errors import UsageError
 from tinylm.models import build_model
+from tinylm.models.base import RMSNorm, RMSNormFunction
 from tinylm.models.registry import MODELS
 from tinylm.suite_file import load_suite_file, resolve_run
 
@@ -190,3 +191,13 @@ def test_mlp_input_dropout_drops_whole_window_inputs_in_training_only():
         assert torch.equal(dropped.eval()(idx), plain.eval()(idx))
     with pytest.raises(UsageError, match="input_dropout"):
         build_model("mlp", {**cfg, "input_dropout": 1.0})
+
+
+def test_rms_norm_and_its_written_out_gradient_are_torchs():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(6, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.allclose(RMSNormFunction.apply(x, weight, 1e-5), F.rms_norm(x, (6,), weight, 1e-5))
+    assert torch.autograd.gradcheck(lambda a, w: RMSNormFunction.apply(a, w, 1e-5), (x, weight))
+    bf16 = torch.randn(4, 6, generator=g).bfloat16()
+    assert RMSNorm(6)(bf16).dtype == torch.bfloat16
