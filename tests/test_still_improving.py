@@ -135,10 +135,14 @@ def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on
             timed("e", "adhoc", 9999, two)]
     [line] = profile_times(runs)
     # full: 2.5 h summed; core time 1 + 1 + 1 h over 2 cores = 1.5 h; the GPU run apart; adhoc runs are no profile
-    assert "`full` 3 runs, 2.50 h (1.50 h on 2 cores)" in line
+    assert "`full` 3 runs, 2.50 h (1.50 h on 2 cores)" in line and "runs on" not in line  # one CPU: no list
     assert "`gpu` 1 run, 90 s on GPUs" in line
     assert "adhoc" not in line
     assert profile_times([timed("e", "adhoc", 10, "cpu: x (2 threads)")]) == []
+    # a sum over machines says which, since per core they can differ twofold
+    mixed = runs[:3] + [timed("f", "full", 600, "cpu: Intel(R) Xeon(R) Processor (1 threads)")]
+    assert "`full` 4 runs, 2.67 h (1.58 h on 2 cores), runs on AMD EPYC (3) and Intel(R) Xeon(R) Processor (1)" in \
+        profile_times(mixed)[0]
     # runs sharing a GPU: their summed time, and the wall-clock span from the first start to the last end
     shared = [timed(f"g{i}", "scaling-gpu", 100, "NVIDIA H100 80GB HBM3") for i in range(3)]
     for i, run in enumerate(shared):

@@ -168,6 +168,12 @@ def threads_in(name: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def cpu_in(name: str) -> str | None:
+    """The CPU that `device_name` wrote into a CPU name ('cpu: AMD EPYC (2 threads)' -> 'AMD EPYC'); None otherwise."""
+    found = re.fullmatch(r"cpu: (.*) \(\d+ threads\)", name)
+    return found.group(1) if found else None
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA runs asynchronously: a timer must wait for it)."""
     if device.type == "cuda":

@@ -4,9 +4,10 @@ runs present (valid/test gap, architectures out of their expected order), and th
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
-from tinylm.device import threads_in
+from tinylm.device import cpu_in, threads_in
 from tinylm.experiments.results import MARK, STILL_IMPROVING, ReportRow, best_runs, dataset_key, model_key
 from tinylm.experiments.scaling import Frontier
 from tinylm.experiments.scaling_report import SCALING_PROFILES, flops_to_target
@@ -339,8 +340,15 @@ def training_time(every: list[ReportRow]) -> list[dict[str, Any]]:
                 sum(r.metrics.train_seconds * n for r, n in zip(group, threads))  # type: ignore[operator]
             records.append({"profile": name, "on_gpu": gpu, "runs": len(group),
                             "seconds": sum(r.metrics.train_seconds for r in group), "core_seconds": cores,
-                            "wall_seconds": _span(group) if gpu else None})
+                            "wall_seconds": _span(group) if gpu else None, "cpus": None if gpu else _cpus(group)})
     return records
+
+
+def _cpus(group: list[ReportRow]) -> list[list[Any]]:
+    """[CPU name, runs] of the CPUs a group's runs trained on, most runs first: a sum over machines that differ
+    2x in speed per core has to say so."""
+    names = Counter(cpu_in(str(r.metrics.device)) or str(r.metrics.device) for r in group)
+    return [[name, n] for name, n in sorted(names.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def training_time_sentence(records: list[dict[str, Any]]) -> list[str]:
@@ -354,6 +362,8 @@ def training_time_sentence(records: list[dict[str, Any]]) -> list[str]:
                 text += f", within {_fmt_hours(t['wall_seconds'])} of wall-clock time (several at a time)"
         elif t["core_seconds"] is not None:
             text += f" ({_fmt_hours(t['core_seconds'] / 2)} on 2 cores)"
+        if len(t.get("cpus") or []) > 1:
+            text += ", runs on " + " and ".join(f"{name} ({n})" for name, n in t["cpus"])
         parts.append(text)
     return ["Training time summed over each profile's runs (evaluation excluded; on the CPU, in brackets, the "
             "core time over 2 cores, what the profile takes there with one-core runs two at a time): "
