@@ -9,16 +9,19 @@ import pytest
 
 from tinylm.errors import TinyLMError
 from tinylm.paths import Paths
+from tinylm.run_folders import run_id
 from tinylm.speed import (
     head_speed,
     precision_quality,
     profile_precision,
+    projected_time,
     random_corpus,
     run_bench,
     summary_lines,
     time_to_target,
 )
 from tinylm.suite_file import load_suite_file, resolve_run
+from tinylm.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow  # measures the machine; seconds each
 
@@ -104,6 +107,23 @@ def test_profile_bench_times_each_run_of_the_profile_in_both_precisions(tmp_path
                                            row["fp32"]["tokens_per_second"]["median"])
     assert "training" not in report  # the profile's runs instead of the reference models
     assert any(line.startswith("transformer") and f"{row['speedup']:.2f}x" in line for line in summary_lines(report))
+    # a 5-minute profile: its time budget is its training time, whatever the rate
+    assert (row["tokens_from"], row["projected_seconds"]) == ("time budget", 300)
+
+
+def test_profile_bench_projects_a_runs_time_from_the_shipped_runs_tokens_else_its_budget(tmp_path, monkeypatch):
+    cfg = resolve_run("transformer", "tinyshakespeare", suite=load_suite_file(), profile="full")
+    trainer = Trainer(cfg, random_corpus("tinyshakespeare"))
+    monkeypatch.setenv("TINYLM_REFERENCE_DIR", str(tmp_path))
+    budget = projected_time(cfg, trainer, 1000.0)  # 12M tokens in steps of 32 x 128
+    assert budget == {"tokens": 2930 * 4096, "tokens_from": "budget", "projected_seconds": 2930 * 4096 / 1000}
+    shipped = tmp_path / "runs" / run_id(cfg) / "metrics.json"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_text(json.dumps({"status": "stopped_early", "tokens_trained": 5000}))
+    shipped_time = {"tokens": 5000, "tokens_from": "reference run", "projected_seconds": 5}
+    assert projected_time(cfg, trainer, 1000.0) == shipped_time
+    shipped.write_text(json.dumps({"status": "interrupted", "tokens_trained": 5000}))  # not a finished run
+    assert projected_time(cfg, trainer, 1000.0)["tokens_from"] == "budget"
 
 
 def test_profile_bench_notes_a_dataset_it_cannot_load(tmp_path):

@@ -8,6 +8,7 @@ depend on the text); warm-up steps are excluded and each figure is the median of
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import resource
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tinylm.config import RunConfig
 from tinylm.data.config import DataConfig
 from tinylm.data.corpus import Corpus, load_corpus
 from tinylm.data.sources import DATASETS
@@ -41,11 +43,11 @@ from tinylm.generate.sampling import generate_ids, sample
 from tinylm.models.registry import build_model, builtin_names
 from tinylm.paths import Paths
 from tinylm.recorder import train_run
-from tinylm.run_folders import load_run, load_run_corpus
+from tinylm.run_folders import load_run, load_run_corpus, reference_dir, run_id
 from tinylm.start_time import start_time
 from tinylm.suite_file import load_suite_file, profile_datasets, resolve_run
 from tinylm.training.evaluate import evaluate
-from tinylm.training.trainer import Trainer
+from tinylm.training.trainer import Plan, Trainer
 
 
 def _median_spread(values: list[float]) -> dict[str, float]:
@@ -190,13 +192,33 @@ def profile_precision(profile: str, steps: int, repeats: int, device: str, paths
             progress(f"fp32 against bf16: {model} on {dataset} ({profile} profile)")
             trainers = {prec: Trainer(cfg, corpus) for prec, cfg in cfgs.items()}
             rates = _alternated_rates(trainers, steps, repeats)
-            trains_in = resolve_run(model, dataset, suite=suite, profile=profile).train.precision
+            planned = resolve_run(model, dataset, suite=suite, profile=profile)
+            trains_in = planned.train.precision
+            in_use = "bf16" if pick_dtype(trains_in, pick_device(device)) == torch.bfloat16 else "fp32"
+            rate = statistics.median(rates[in_use])
             rows.append({"model": model, "dataset": dataset, "trains_in": trains_in,
                          "tokens_per_step": trainers["fp32"].plan.tokens_per_step,
                          **{prec: {"tokens_per_second": _median_spread(r)} for prec, r in rates.items()},
-                         "speedup": statistics.median(rates["bf16"]) / statistics.median(rates["fp32"])})
+                         "speedup": statistics.median(rates["bf16"]) / statistics.median(rates["fp32"]),
+                         **projected_time(planned, trainers["fp32"], rate)})
             del trainers
     return rows
+
+
+def projected_time(cfg: RunConfig, trainer: Trainer, rate: float) -> dict[str, Any]:
+    """How long a profile's run trains here at `rate` tokens/s (evaluation excluded): its tokens, from the shipped
+    reference run of the same identity where there is one (a run stopped by its validation curve ends before its
+    budget), else from its budget; a time budget caps it."""
+    tokens, source = None, "time budget"
+    reference = reference_dir()
+    metrics = reference / "runs" / run_id(cfg) / "metrics.json" if reference else None
+    done = json.loads(metrics.read_text()) if metrics is not None and metrics.is_file() else {}
+    if done.get("status") in ("complete", "stopped_early") and done.get("tokens_trained"):
+        tokens, source = int(done["tokens_trained"]), "reference run"
+    elif steps := Plan.make(cfg, trainer.model, len(trainer.train_tokens)).total_steps:
+        tokens, source = steps * trainer.plan.tokens_per_step, "budget"
+    seconds = [t for t in (tokens / rate if tokens else None, cfg.train.max_time) if t is not None]
+    return {"tokens": tokens, "tokens_from": source, "projected_seconds": min(seconds) if seconds else None}
 
 
 def precision_quality(steps: int, paths: Paths, device: str) -> dict[str, Any]:
@@ -550,13 +572,20 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def _profile_lines(section: dict[str, Any]) -> list[str]:
     lines = [f"{section['profile']} profile, training tokens/s by precision:",
-             f"{'model':<14}{'dataset':<18}{'fp32':>9}{'bf16':>9}{'bf16/fp32':>11}  trains in"]
+             f"{'model':<14}{'dataset':<18}{'fp32':>9}{'bf16':>9}{'bf16/fp32':>11}  {'trains in':<10}"
+             f"{'hours here':>10}"]
     for r in section["rows"]:
         if "note" in r:
             lines.append(f"{'':<14}{r['dataset']:<18}{r['note']}")
             continue
+        hours = "-" if r.get("projected_seconds") is None else f"{r['projected_seconds'] / 3600:.2f}"
         lines.append(f"{r['model']:<14}{r['dataset']:<18}{r['fp32']['tokens_per_second']['median']:>9,.0f}"
-                     f"{r['bf16']['tokens_per_second']['median']:>9,.0f}{r['speedup']:>10.2f}x  {r['trains_in']}")
+                     f"{r['bf16']['tokens_per_second']['median']:>9,.0f}{r['speedup']:>10.2f}x  "
+                     f"{r['trains_in']:<10}{hours:>10}")
+    timed = [r["projected_seconds"] for r in section["rows"] if r.get("projected_seconds") is not None]
+    if timed:
+        lines.append(f"training time here at these rates (evaluation excluded; tokens of the shipped run, else the "
+                     f"budget): {sum(timed) / 3600:.2f} h on this many threads")
     return lines
 
 
