@@ -10,10 +10,12 @@
 #            script). Takes about 2 minutes on an H100 with every case.
 #   profile  tinylm suite --profile gpu: every architecture on every dataset at the sizes one GPU makes cheap
 #            (bf16 training, fp32 evaluation). Takes about 9 minutes on an H100 (5 of them training).
+#            PROFILE_ONLY (models) trains fewer, PROFILE_JOBS (1) runs that many side by side on the card.
 #   scaling  tinylm suite --profile scaling-gpu --jobs $JOBS (default 12): the scaling study's two GPU budgets, the
 #            workers sharing the card through CUDA MPS where its daemon starts (else time-sliced), the GPU's use
 #            sampled every 2 s; beside it benchmarks/gpu_bridge.py trains the CPU's compute-optimal transformers of
 #            3e12 FLOPs at batch 16 and 64 (BRIDGE=0: not). Takes about 5 minutes on an H100 (the 100 runs: 4).
+#            SCALING_ONLY (models) trains fewer.
 #   sweep    The full profile's Tiny Shakespeare transformer (d=192 x 6 layers, context 128, 12M tokens, fp32 with
 #            TF32 products), PAR runs at a time: SWEEP=changes (default) trains it with one change per run (20
 #            runs), SWEEP=seeds with 6 more seeds and its 4-layer variant with 4 (11 runs); each run is chosen on
@@ -22,6 +24,11 @@
 #   train    tinylm train ARGS... (up to a lone `--`), e.g. a variant of a profile's run:
 #            train --profile gpu --model transformer --dataset ptb --set model.dropout=0.5
 #            Takes about 1 to 2 minutes on an H100 for the gpu profile's transformers (as long as its budget).
+#
+# PARALLEL=1 starts every task at once instead of one after another (each `train` then writes its own
+# train-N-runs.tgz), the card shared through CUDA MPS where its daemon starts: for a session's short lease, e.g.
+#   PARALLEL=1 PROFILE_ONLY="llama mamba" PROFILE_JOBS=6 bash benchmarks/gpu.sh tests profile \
+#     train --profile nanogpt --model transformer --dataset tinyshakespeare-nanogpt
 #
 # Test it on a CPU first: DEVICE=cpu runs the same code path on this machine's CPU at budgets small enough for a
 # dry run (no install, the CUDA tests skip), e.g. (takes about 15 seconds on 2 cores):
@@ -91,15 +98,22 @@ pack() {  # name, results folder
 }
 # The saver packs every 20 s until its flag file goes; stopping it waits for a pack under way to finish.
 saver=""
+saving=""
 start_saver() {
-  touch "$WORK/.saving"
-  ( n=0; while [ -e "$WORK/.saving" ]; do sleep 2; n=$((n + 1)); [ $((n % 10)) -eq 0 ] && pack "$1" "$2"; done ) &
+  saving=$WORK/.saving-$1  # one flag a task: tasks may run side by side
+  touch "$saving"
+  ( n=0; while [ -e "$saving" ]; do sleep 2; n=$((n + 1)); [ $((n % 10)) -eq 0 ] && pack "$1" "$2"; done ) &
   saver=$!
 }
-stop_saver() { [ -n "$saver" ] && { rm -f "$WORK/.saving"; wait "$saver"; }; saver=""; }
+stop_saver() { [ -n "$saver" ] && { rm -f "$saving"; wait "$saver"; }; saver=""; }
 smi=""
 mps=off
-stop_mps() { [ "$mps" = on ] && echo quit | timeout 20 nvidia-cuda-mps-control; mps=off; }
+mps_owner=""  # the shell that started the daemon (BASHPID): only it stops it, not a task running beside others
+stop_mps() {
+  [ "$mps" = on ] && [ "$mps_owner" = "$BASHPID" ] && echo quit | timeout 20 nvidia-cuda-mps-control
+  [ "$mps_owner" = "$BASHPID" ] && mps=off
+  return 0
+}
 cleanup() { stop_saver; [ -n "$smi" ] && kill "$smi" 2> /dev/null; stop_mps; }
 trap cleanup EXIT
 
@@ -126,9 +140,11 @@ task_profile() {
   start_task "profile gpu" "${PROFILE_TIMEOUT:-600}"
   local results=$WORK/profile extra=()
   [ "$DEVICE" = cpu ] && extra=(--device cpu --set train.max_time=1 --set train.eval_tokens=2048)
+  # shellcheck disable=SC2206
+  [ -n "${PROFILE_ONLY:-}" ] && extra+=(--only ${PROFILE_ONLY})
   start_saver profile "$results"
   timeout "$(left)" python -m tinylm.cli suite --profile gpu --results-dir "$results" --data-dir "$DATA_DIR" \
-    --quiet "${extra[@]}" > "$OUT/profile.log" 2>&1
+    --jobs "${PROFILE_JOBS:-1}" --quiet "${extra[@]}" > "$OUT/profile.log" 2>&1
   local code=$?
   stop_saver
   pack profile "$results"
@@ -137,13 +153,14 @@ task_profile() {
 }
 
 start_mps() {
-  [ "$DEVICE" = cpu ] && return 0
+  [ "$DEVICE" = cpu ] || [ "$mps" = on ] && return 0
   command -v nvidia-cuda-mps-control > /dev/null || return 0
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
   if nvidia-cuda-mps-control -d && timeout 60 python -c "import torch; print(torch.ones(2, device='cuda').sum().item())"
   then
     mps=on
+    mps_owner=$BASHPID
   else
     echo quit | timeout 20 nvidia-cuda-mps-control
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
@@ -174,6 +191,8 @@ EOF
     extra=(--device cpu --set train.eval_tokens=1024)
     bridge_flops=(1e10)
   fi
+  # shellcheck disable=SC2206
+  [ -n "${SCALING_ONLY:-}" ] && extra+=(--only ${SCALING_ONLY})
   start_mps
   log "MPS $mps"
   if command -v nvidia-smi > /dev/null; then
@@ -280,14 +299,15 @@ task_sweep() {
 }
 
 n_train=0
-task_train() {  # tinylm train ARGS...
-  n_train=$((n_train + 1))
+task_train() {  # tinylm train ARGS... (n_train counted by the caller: a task running beside others is a subshell)
+  local name=train
+  [ "${PARALLEL:-0}" = 1 ] && name=train-$n_train  # runs side by side: a folder and an archive each
   start_task "train $n_train: $*" "${TRAIN_TIMEOUT:-300}"
-  timeout "$(left)" python -m tinylm.cli train --results-dir "$WORK/train" --data-dir "$DATA_DIR" --quiet \
+  timeout "$(left)" python -m tinylm.cli train --results-dir "$WORK/$name" --data-dir "$DATA_DIR" --quiet \
     "${on_device[@]}" "$@" > "$OUT/train-$n_train.log" 2>&1
   local code=$?
   tail -1 "$OUT/train-$n_train.log" | cut -c1-250
-  pack train "$WORK/train"
+  pack "$name" "$WORK/$name"
   return $code
 }
 
@@ -304,6 +324,11 @@ if [ "$DEVICE" != cpu ] && ! python -c "import torch, sys; sys.exit(not torch.cu
 fi
 
 failed=0
+pids=()
+if [ "${PARALLEL:-0}" = 1 ]; then
+  start_mps
+  log "side by side; MPS $mps"
+fi
 while [ $# -gt 0 ]; do
   task=$1
   shift
@@ -311,10 +336,21 @@ while [ $# -gt 0 ]; do
     args=()
     while [ $# -gt 0 ] && [ "$1" != -- ]; do args+=("$1"); shift; done
     [ $# -gt 0 ] && shift  # the --
-    task_train "${args[@]}" || failed=1
+    n_train=$((n_train + 1))
+    set -- task_train "${args[@]}" -- "$@"
   else
-    "task_$task" || failed=1
+    set -- "task_$task" -- "$@"
+  fi
+  cmd=()
+  while [ "$1" != -- ]; do cmd+=("$1"); shift; done
+  shift
+  if [ "${PARALLEL:-0}" = 1 ]; then
+    "${cmd[@]}" &
+    pids+=($!)
+  else
+    "${cmd[@]}" || failed=1
   fi
 done
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 log "done"
 exit $failed

@@ -15,14 +15,17 @@ from tinylm.training.evaluate import evaluate
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
-TINY = ["model.context_length=32", "model.embed_dim=64", "model.n_heads=4", "model.n_layers=2",
-        "train.eval_interval=10", "train.eval_tokens=500", "train.batch_size=8"]
+TINY = ["model.context_length=32", "model.embed_dim=64", "model.n_layers=2", "train.eval_interval=10",
+        "train.eval_tokens=500", "train.batch_size=8"]
+HEADS = {"transformer": ["model.n_heads=4"], "llama": ["model.n_heads=4"], "mamba": ["model.head_dim=16"],
+         "lstm": ["model.hidden_dim=64"]}
 
 
-def test_bf16_training_on_cuda_is_scored_in_fp32_like_on_the_cpu(tiny_text_file, tmp_path):
+@pytest.mark.parametrize("model", list(HEADS))
+def test_bf16_training_on_cuda_is_scored_in_fp32_like_on_the_cpu(model, tiny_text_file, tmp_path):
     data = DataConfig(name="tiny", level="char", path=str(tiny_text_file))
-    cfg = resolve_run("transformer", suite=SuiteFile(), data=data,
-                      train_values={"max_steps": 30, "device": "cuda"}, sets=TINY)
+    cfg = resolve_run(model, suite=SuiteFile(), data=data,
+                      train_values={"max_steps": 30, "device": "cuda"}, sets=TINY + HEADS[model])
     metrics, run_dir, _ = train_run(cfg, Paths.of(tmp_path / "results", tmp_path / "d"), quiet=True)
     assert metrics.precision == "bf16" and metrics.eval_precision == "fp32"
     assert "cpu" not in metrics.device
@@ -57,3 +60,20 @@ def test_the_byte_mask_dropout_keeps_the_same_share_on_cuda(p):
     q = 1 - round(p * 256) / 256
     assert abs((out != 0).double().mean().item() - q) < 5 * (q * (1 - q) / 4_000_000) ** 0.5
     assert (out[out != 0] == 256 / (256 - round(p * 256))).all()
+
+
+def test_the_hand_written_backwards_pass_gradcheck_on_cuda():
+    from tinylm.models.base import RMSNormFunction
+    from tinylm.models.llama import GatedUnit, rotary_tables, rotate
+    from tinylm.models.mamba import CausalConv
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, dtype=torch.float64, device="cuda", generator=g, requires_grad=True)
+
+    assert torch.autograd.gradcheck(CausalConv.apply, (rand(2, 3 + 9, 5), rand(5, 4), rand(5)))
+    assert torch.autograd.gradcheck(GatedUnit.apply, (rand(2, 5, 12),))
+    assert torch.autograd.gradcheck(lambda a, w: RMSNormFunction.apply(a, w, 1e-5), (rand(3, 4, 6), rand(6)))
+    cos, sin = (t.double().cuda() for t in rotary_tables(8, 7, 10000.0))
+    assert torch.autograd.gradcheck(lambda t: rotate(t, cos, sin), (rand(2, 3, 7, 8),))
