@@ -143,7 +143,7 @@ def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on
     mixed = runs[:3] + [timed("f", "full", 600, "cpu: Intel(R) Xeon(R) Processor (1 threads)")]
     assert "`full` 4 runs, 2.67 h (1.58 h on 2 cores), runs on AMD EPYC (3) and Intel(R) Xeon(R) Processor (1)" in \
         profile_times(mixed)[0]
-    # runs sharing a GPU: their summed time, and the wall-clock span from the first start to the last end
+    # runs sharing a GPU: their summed time, and the wall-clock time during which any of them trained
     shared = [timed(f"g{i}", "scaling-gpu", 100, "NVIDIA H100 80GB HBM3") for i in range(3)]
     for i, run in enumerate(shared):
         run.history[0]["time"], run.history[-1]["time"] = 1000.0 + 10 * i, 1110.0 + 10 * i
@@ -153,3 +153,11 @@ def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on
     shared[0].history[0]["time"] = 0.0  # a span longer than the sum says nothing: left out
     [line] = profile_times(shared)
     assert line.endswith("`scaling-gpu` 3 runs, 5.0 min on GPUs.")
+    # a second session days later: its span is added, the days between are not
+    shared[0].history[0]["time"] = 1000.0
+    later = [timed(f"h{i}", "scaling-gpu", 100, "NVIDIA H100 80GB HBM3") for i in range(2)]
+    for run in later:
+        run.history[0]["time"], run.history[-1]["time"] = 900_000.0, 900_110.0
+    [line] = profile_times(shared + later)
+    assert line.endswith("`scaling-gpu` 5 runs, 8.3 min on GPUs, within 4.0 min of wall-clock time (several at a "
+                         "time).")

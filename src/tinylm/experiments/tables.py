@@ -327,7 +327,7 @@ def training_time(every: list[ReportRow]) -> list[dict[str, Any]]:
     """Per profile (and device kind): its runs' training time summed (evaluation excluded), and on the CPU the core
     time too (seconds x threads), which is what a profile's budget on a 2-core machine is about: runs trained on
     one core each, two at a time, take half their summed time. On a GPU, where runs share the card, the wall-clock
-    span of the profile's runs (first start to last end, evaluations included)."""
+    time during which any of the profile's runs trained (evaluations included)."""
     records = []
     for name in sorted({r.profile for r in every if r.profile != ADHOC}):
         for gpu in (False, True):
@@ -371,13 +371,20 @@ def training_time_sentence(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _span(group: list[ReportRow]) -> float | None:
-    """Seconds from the first run's start to the last run's end, by the wall-clock times of their histories."""
+    """Wall-clock seconds during which any of the runs trained: the union of their [start, end] intervals, by the
+    times of their histories (runs trained in sessions days apart do not count the days between)."""
     if not all(r.history for r in group):
         return None
-    starts, ends = [r.history[0].get("time") for r in group], [r.history[-1].get("time") for r in group]
-    if not all(isinstance(t, (int, float)) for t in starts + ends):
+    spans = [(r.history[0].get("time"), r.history[-1].get("time")) for r in group]
+    if not all(isinstance(t, (int, float)) for span in spans for t in span):
         return None
-    return max(ends) - min(starts)
+    spans.sort()
+    total, (start, end) = 0.0, spans[0]
+    for s, e in spans[1:]:
+        if s > end:
+            total, start = total + end - start, s
+        end = max(end, e)
+    return total + end - start
 
 
 def _fmt_hours(seconds: float) -> str:
