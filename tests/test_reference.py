@@ -276,3 +276,16 @@ def test_a_fresh_clone_stays_clean_after_the_readme_and_original_commands(tmp_pa
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
     assert status.stdout == "", f"the commands changed tracked files or left untracked ones:\n{status.stdout}"
     assert (clone / "results" / "runs").is_dir() and (clone / "results" / "RESULTS.md").is_file()
+
+
+def test_the_full_profiles_stated_training_time_is_the_one_the_report_measured():
+    """The profile's header and description and the quickstart say how long the headline trains on 2 cores: the
+    report's measured number (results.json's training_time), so a re-trained row cannot leave them stale."""
+    import re
+
+    records = json.loads((REFERENCE / "results.json").read_text(encoding="utf-8"))["training_time"]
+    full = next(t for t in records if t["profile"] == "full" and not t["on_gpu"])
+    measured = f"{full['core_seconds'] / 2 / 3600:.2f} h on 2 CPU cores"
+    for path, times in ((REPO / "configs" / "profiles" / "full.yaml", 2), (REPO / "docs" / "quickstart.md", 1)):
+        said = re.findall(r"\d+(?:\.\d+)? h on 2 CPU cores", path.read_text(encoding="utf-8"))
+        assert said == [measured] * times, f"{path.name} says {said}; the report measured {measured}"
