@@ -16,6 +16,12 @@
 #            sampled every 2 s; beside it benchmarks/gpu_bridge.py trains the CPU's compute-optimal transformers of
 #            3e12 FLOPs at batch 16 and 64 (BRIDGE=0: not). Takes about 5 minutes on an H100 (the 100 runs: 4).
 #            SCALING_ONLY (models) trains fewer.
+#   ray      The scaling-gpu profile twice, back to back, from nothing: through Ray (tinylm suite --backend ray,
+#            --gpus-per-run 1/JOBS, --cpus-per-run 1) and with --jobs $JOBS, each run on the card through MPS;
+#            both wall times in ray-timing.json. A Python without ray takes the bundle that
+#            benchmarks/ray_bundle.sh builds in .ray-bundle/ (carry it). SCALING_ONLY as for scaling.
+#            Takes about 8 minutes with SCALING_ONLY="linear mlp attention transformer lstm" (2 x 100 runs,
+#            which took 3.4 minutes with --jobs 12 on an H100).
 #   sweep    The full profile's Tiny Shakespeare transformer (d=192 x 6 layers, context 128, 12M tokens, fp32 with
 #            TF32 products), PAR runs at a time: SWEEP=changes (default) trains it with one change per run (20
 #            runs), SWEEP=seeds with 6 more seeds and its 4-layer variant with 4 (11 runs); each run is chosen on
@@ -47,13 +53,13 @@
 #                a copy of the verified datasets; DATA_DIR (/tmp/gpu-data) the token caches.
 #   INSTALL      (1 on cuda, 0 on cpu) pip install --no-deps --no-build-isolation -q -e . first.
 #   A timeout per task, in seconds: TESTS_TIMEOUT (120), BENCH_TIMEOUT (240), PROFILE_TIMEOUT (600),
-#   SCALING_TIMEOUT (480), SWEEP_TIMEOUT (900), TRAIN_TIMEOUT (300, each train).
+#   SCALING_TIMEOUT (480), RAY_TIMEOUT (900), SWEEP_TIMEOUT (900), TRAIN_TIMEOUT (300, each train).
 #   JOBS, BRIDGE (scaling); SWEEP, PAR (10; 2 on cpu), TOKENS_SCALE (1; 0.0005 on cpu) (sweep).
 # The exit status is 0 when every task exited 0, else 1; 2 for an unknown task (nothing is run).
 set -u
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$SELF")/.."
-TASKS="tests bench profile scaling sweep train"
+TASKS="tests bench profile scaling ray sweep train"
 OUT=${OUT:-/tmp/gpu-out}
 WORK=${WORK:-/tmp/gpu-work}
 DEVICE=${DEVICE:-cuda}
@@ -71,7 +77,7 @@ for arg in "$@"; do
   case "$arg" in
     -h|--help) usage; exit 0 ;;
     train) in_train=1 ;;
-    tests|bench|profile|scaling|sweep) ;;
+    tests|bench|profile|scaling|ray|sweep) ;;
     *) echo "gpu.sh: unknown task '$arg'; tasks: $TASKS (bash benchmarks/gpu.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -167,27 +173,34 @@ start_mps() {
   fi
 }
 
-task_scaling() {
-  local jobs=${JOBS:-12} results=$WORK/scaling config=configs/default.yaml extra=() bridge_flops=() bridge=""
-  start_task "scaling-gpu, $jobs workers" "${SCALING_TIMEOUT:-480}"
-  if [ "$DEVICE" = cpu ]; then  # the same suite at budgets 1e4 times smaller
-    config=$WORK/scaling-gpu-cpu.yaml
-    python - "$config" <<'EOF' || return 1
+# The scaling-gpu profile for a dry run on a CPU: the suite's config folder copied with its budgets 1e4 times
+# smaller; prints the copy's default.yaml.
+cpu_scaling_config() {
+  rm -rf "$WORK/cpu-configs" && cp -r configs "$WORK/cpu-configs" || return 1
+  python - "$WORK/cpu-configs/profiles/scaling-gpu.yaml" <<'EOF' || return 1
 import sys
 
 import yaml
 
-raw = yaml.safe_load(open("configs/default.yaml", encoding="utf-8"))
+path = sys.argv[1]
+prof = yaml.safe_load(open(path, encoding="utf-8"))
 
 
 def scale(v):
     return [b * 1e-4 for b in v] if isinstance(v, list) else {k: scale(b) for k, b in v.items()}
 
 
-prof = raw["profiles"]["scaling-gpu"]
 prof["flop_budgets"] = scale(prof["flop_budgets"])
-yaml.safe_dump(raw, open(sys.argv[1], "w", encoding="utf-8"))
+yaml.safe_dump(prof, open(path, "w", encoding="utf-8"))
 EOF
+  echo "$WORK/cpu-configs/default.yaml"
+}
+
+task_scaling() {
+  local jobs=${JOBS:-12} results=$WORK/scaling config=configs/default.yaml extra=() bridge_flops=() bridge=""
+  start_task "scaling-gpu, $jobs workers" "${SCALING_TIMEOUT:-480}"
+  if [ "$DEVICE" = cpu ]; then  # the same suite at budgets 1e4 times smaller
+    config=$(cpu_scaling_config) || return 1
     extra=(--device cpu --set train.eval_tokens=1024)
     bridge_flops=(1e10)
   fi
@@ -228,6 +241,50 @@ EOF
   pack scaling "$results"
   stop_mps
   return $code
+}
+
+# Ray from the carried bundle where this Python has none (benchmarks/ray_bundle.sh).
+use_ray_bundle() {
+  python -c "import ray" 2> /dev/null && return 0
+  [ -f .ray-bundle/ray.tar.xz ] || { echo "no ray here: pip install ray, or carry .ray-bundle/" \
+    "(bash benchmarks/ray_bundle.sh)" >&2; return 1; }
+  mkdir -p /tmp/ray-site && tar xJf .ray-bundle/ray.tar.xz -C /tmp/ray-site \
+    && python -m pip install -q --no-index --no-deps --target /tmp/ray-site .ray-bundle/*.whl > /dev/null || return 1
+  export PYTHONPATH=/tmp/ray-site${PYTHONPATH:+:$PYTHONPATH}
+  python -c "import ray; print('ray', ray.__version__, 'from the bundle')"
+}
+
+task_ray() {
+  local jobs=${JOBS:-12} config=configs/default.yaml extra=() backend start code walls=() runs=()
+  start_task "scaling-gpu through Ray, then with --jobs $jobs" "${RAY_TIMEOUT:-900}"
+  use_ray_bundle || return 1
+  local ray_args=(--backend ray --cpus-per-run 1 --gpus-per-run "$(python -c "print(round(1 / $jobs, 4))")")
+  if [ "$DEVICE" = cpu ]; then  # the dry run: budgets 1e4 times smaller, CPU tasks
+    config=$(cpu_scaling_config) || return 1
+    extra=(--device cpu --set train.eval_tokens=1024)
+    ray_args=(--backend ray --cpus-per-run 1)
+  fi
+  # shellcheck disable=SC2206
+  [ -n "${SCALING_ONLY:-}" ] && extra+=(--only ${SCALING_ONLY})
+  start_mps
+  for backend in ray jobs; do  # each from an empty results folder: nothing skipped
+    rm -rf "$WORK/ray-$backend"
+    local how=("${ray_args[@]}")
+    [ "$backend" = jobs ] && how=(--jobs "$jobs")
+    start=$(date +%s.%N)
+    timeout "$(left)" python -m tinylm.cli suite --profile scaling-gpu --config "$config" "${how[@]}" \
+      --results-dir "$WORK/ray-$backend" --data-dir "$DATA_DIR" --quiet "${extra[@]}" > "$OUT/ray-$backend.log" 2>&1
+    code=$?
+    walls+=("$(python -c "import time; print(round(time.time() - $start, 1))")")
+    runs+=("$(grep -c trained "$OUT/ray-$backend.log")")
+    log "$backend: exit $code, ${walls[-1]} s, ${runs[-1]} runs trained"
+    [ $code -eq 0 ] || { grep -E "error|Traceback" "$OUT/ray-$backend.log" | head -5; stop_mps; return $code; }
+  done
+  python -c 'import json, sys; a = sys.argv[1:]; print(json.dumps({"profile": "scaling-gpu", "only": a[0],
+"jobs": int(a[1]), "ray": a[2], "mps": a[3], "ray_wall_seconds": float(a[4]), "jobs_wall_seconds": float(a[5]),
+"ray_runs": int(a[6]), "jobs_runs": int(a[7])}))' "${SCALING_ONLY:-}" "$jobs" "${ray_args[*]}" "$mps" \
+    "${walls[@]}" "${runs[@]}" | tee "$OUT/ray-timing.json"
+  stop_mps
 }
 
 task_sweep() {
