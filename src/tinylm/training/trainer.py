@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from tinylm.device import (
     pick_dtype,
     synchronize,
 )
-from tinylm.errors import TinyLMError, UsageError
+from tinylm.errors import TinyLMError, TinyLMWarning, UsageError
 from tinylm.models.base import LanguageModel
 from tinylm.models.registry import build_model
 from tinylm.run_metrics import RunMetrics, Status
@@ -140,6 +141,35 @@ class Plan:
         return cls(seq_len, fed, tokens_per_step, flops_per_step, max(1, min(limits)) if limits else None)
 
 
+class CompiledForward:
+    """torch.compile's forward of `body`, or `body` itself where compiling fails on the first call (a CPU without a
+    working C++ compiler, say): compiling changes the speed, not the run (it is not part of the run's identity), so
+    the run goes on eagerly and says so once. The first call's RNG state is restored before the eager retry."""
+
+    def __init__(self, body: torch.nn.Module) -> None:
+        self.body, self.compiled, self.tried = body, torch.compile(body), False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.compiled is None or self.tried:
+            return (self.compiled or self.body)(*args, **kwargs)
+        cpu = torch.get_rng_state()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        try:
+            out = self.compiled(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 -- only the compiler's own failures fall back; the rest is raised
+            if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
+            warnings.warn(f"torch.compile failed here ({str(e).strip().splitlines()[0][:200]}); training without "
+                          "it: the same run, slower", TinyLMWarning, stacklevel=2)
+            self.compiled = None
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+            return self.body(*args, **kwargs)
+        self.tried = True
+        return out
+
+
 class Trainer:
     """Trains one model on one corpus by its config's training section."""
 
@@ -166,7 +196,7 @@ class Trainer:
         if w.size > 1:  # broadcasts rank 0's weights, then averages gradients in backward
             body = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                            else None)
-        self.forward = torch.compile(body) if cfg.train.compile else body
+        self.forward = CompiledForward(body) if cfg.train.compile else body
         # numpy arrays (memory-mapped from the cache): batches and evaluation windows gather what they need
         self.train_tokens, self.valid_tokens, self.test_tokens = (corpus.splits[s] for s in ("train", "valid", "test"))
         if self.model.context_length >= len(self.valid_tokens):
