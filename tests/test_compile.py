@@ -57,3 +57,18 @@ def test_an_error_that_is_not_the_compilers_is_raised(monkeypatch):
     monkeypatch.setattr(torch, "compile", failing_compile(ValueError, []))
     with pytest.raises(ValueError, match="InvalidCxxCompiler"):
         CompiledForward(torch.nn.Linear(2, 2))(torch.zeros(1, 2))
+
+
+def test_the_compiled_forward_is_called_again_without_asking_its_truth(monkeypatch):
+    """torch.compile's module answers len() by its model's, which a language model need not support."""
+
+    class Compiled:
+        def __call__(self, x):
+            return x * 2
+
+        def __len__(self):
+            raise TypeError("MambaLM does not support len()")
+
+    monkeypatch.setattr(torch, "compile", lambda body: Compiled())
+    forward = CompiledForward(torch.nn.Identity())
+    assert [forward(torch.ones(1)).item() for _ in range(3)] == [2.0, 2.0, 2.0]

@@ -150,8 +150,10 @@ class CompiledForward:
         self.body, self.compiled, self.tried = body, torch.compile(body), False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.compiled is None or self.tried:
-            return (self.compiled or self.body)(*args, **kwargs)
+        if self.compiled is None:
+            return self.body(*args, **kwargs)
+        if self.tried:
+            return self.compiled(*args, **kwargs)
         cpu = torch.get_rng_state()
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
         try:
