@@ -9,8 +9,9 @@
 #            the baby GPT, eager and compiled (MFU_CASES, MFU_COMPILED, MFU_BATCHES, MFU_PADS pick fewer: see the
 #            script). Takes about 2 minutes on an H100 with every case.
 #   profile  tinylm suite --profile gpu: every architecture on every dataset at the sizes one GPU makes cheap
-#            (bf16 training, fp32 evaluation). Takes about 9 minutes on an H100 (5 of them training).
-#            PROFILE_ONLY (models) trains fewer, PROFILE_JOBS (1) runs that many side by side on the card.
+#            (bf16 training, fp32 evaluation). Takes about 9 minutes on an H100 for linear, mlp, attention and
+#            the transformer (5 of them training); the lstm, llama and mamba rows add minutes each (each has a
+#            420 s cap). PROFILE_ONLY (models) trains fewer, PROFILE_JOBS (1) runs that many side by side.
 #   scaling  tinylm suite --profile scaling-gpu --jobs $JOBS (default 12): the scaling study's two GPU budgets, the
 #            workers sharing the card through CUDA MPS where its daemon starts (else time-sliced), the GPU's use
 #            sampled every 2 s; beside it benchmarks/gpu_bridge.py trains the CPU's compute-optimal transformers of
