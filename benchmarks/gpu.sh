@@ -53,7 +53,7 @@
 #   TINYLM_DATA_MIRROR  (.gpu-data/ of the checkout, git-ignored) the dataset files carried to the machine, e.g.
 #                a copy of the verified datasets; DATA_DIR (/tmp/gpu-data) the token caches.
 #   INSTALL      (1 on cuda, 0 on cpu) pip install --no-deps --no-build-isolation -q -e . first.
-#   A timeout per task, in seconds: TESTS_TIMEOUT (120), BENCH_TIMEOUT (240), PROFILE_TIMEOUT (600),
+#   A timeout per task, in seconds: TESTS_TIMEOUT (120), BENCH_TIMEOUT (240), PROFILE_TIMEOUT (3600),
 #   SCALING_TIMEOUT (480), RAY_TIMEOUT (900), SWEEP_TIMEOUT (900), TRAIN_TIMEOUT (300, each train).
 #   JOBS, BRIDGE (scaling); SWEEP, PAR (10; 2 on cpu), TOKENS_SCALE (1; 0.0005 on cpu) (sweep).
 # The exit status is 0 when every task exited 0, else 1; 2 for an unknown task (nothing is run).
@@ -73,12 +73,17 @@ log() { echo "[$(date +%T)] $*"; }
 # Check every task name before running anything: a typo must not cost a device session.
 if [ $# -eq 0 ]; then usage; exit 2; fi
 in_train=0
+seen=" "
 for arg in "$@"; do
   if [ "$in_train" = 1 ]; then [ "$arg" = -- ] && in_train=0; continue; fi
   case "$arg" in
     -h|--help) usage; exit 0 ;;
     train) in_train=1 ;;
-    tests|bench|profile|scaling|ray|sweep) ;;
+    tests|bench|profile|scaling|ray|sweep)
+      if [ "${PARALLEL:-0}" = 1 ] && [[ "$seen" == *" $arg "* ]]; then  # one folder, log and flag a task
+        echo "gpu.sh: task '$arg' is given twice; side by side (PARALLEL=1) each task runs once" >&2; exit 2
+      fi
+      seen+="$arg " ;;
     *) echo "gpu.sh: unknown task '$arg'; tasks: $TASKS (bash benchmarks/gpu.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -144,7 +149,7 @@ task_bench() {
 }
 
 task_profile() {
-  start_task "profile gpu" "${PROFILE_TIMEOUT:-600}"
+  start_task "profile gpu" "${PROFILE_TIMEOUT:-3600}"
   local results=$WORK/profile extra=()
   [ "$DEVICE" = cpu ] && extra=(--device cpu --set train.max_time=1 --set train.eval_tokens=2048)
   # shellcheck disable=SC2206
@@ -161,6 +166,8 @@ task_profile() {
 
 start_mps() {
   [ "$DEVICE" = cpu ] || [ "$mps" = on ] && return 0
+  # side by side, the main shell has tried: a task that started it would stop it under the others
+  [ "${PARALLEL:-0}" = 1 ] && [ "$BASHPID" != "$$" ] && return 0
   command -v nvidia-cuda-mps-control > /dev/null || return 0
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
@@ -176,9 +183,10 @@ start_mps() {
 
 # The scaling-gpu profile for a dry run on a CPU: the suite's config folder copied with its budgets 1e4 times
 # smaller; prints the copy's default.yaml.
-cpu_scaling_config() {
-  rm -rf "$WORK/cpu-configs" && cp -r configs "$WORK/cpu-configs" || return 1
-  python - "$WORK/cpu-configs/profiles/scaling-gpu.yaml" <<'EOF' || return 1
+cpu_scaling_config() {  # TASK: a folder of its own, tasks may run side by side
+  local dir=$WORK/cpu-configs-$1
+  rm -rf "$dir" && cp -r configs "$dir" || return 1
+  python - "$dir/profiles/scaling-gpu.yaml" <<'EOF' || return 1
 import sys
 
 import yaml
@@ -194,14 +202,14 @@ def scale(v):
 prof["flop_budgets"] = scale(prof["flop_budgets"])
 yaml.safe_dump(prof, open(path, "w", encoding="utf-8"))
 EOF
-  echo "$WORK/cpu-configs/default.yaml"
+  echo "$dir/default.yaml"
 }
 
 task_scaling() {
   local jobs=${JOBS:-12} results=$WORK/scaling config=configs/default.yaml extra=() bridge_flops=() bridge=""
   start_task "scaling-gpu, $jobs workers" "${SCALING_TIMEOUT:-480}"
   if [ "$DEVICE" = cpu ]; then  # the same suite at budgets 1e4 times smaller
-    config=$(cpu_scaling_config) || return 1
+    config=$(cpu_scaling_config scaling) || return 1
     extra=(--device cpu --set train.eval_tokens=1024)
     bridge_flops=(1e10)
   fi
@@ -259,15 +267,18 @@ task_ray() {
   local jobs=${JOBS:-12} config=configs/default.yaml extra=() backend start code walls=() runs=()
   start_task "scaling-gpu through Ray, then with --jobs $jobs" "${RAY_TIMEOUT:-900}"
   use_ray_bundle || return 1
-  local ray_args=(--backend ray --cpus-per-run 1 --gpus-per-run "$(python -c "print(round(1 / $jobs, 4))")")
+  local ray_args=(--backend ray --cpus-per-run 1 --gpus-per-run "$(python -c "print(int(1e4 / $jobs) / 1e4)")")
   if [ "$DEVICE" = cpu ]; then  # the dry run: budgets 1e4 times smaller, CPU tasks
-    config=$(cpu_scaling_config) || return 1
+    config=$(cpu_scaling_config ray) || return 1
     extra=(--device cpu --set train.eval_tokens=1024)
     ray_args=(--backend ray --cpus-per-run 1)
   fi
   # shellcheck disable=SC2206
   [ -n "${SCALING_ONLY:-}" ] && extra+=(--only ${SCALING_ONLY})
   start_mps
+  for dataset in tinyshakespeare ptb; do  # tokenized once before either is timed
+    python -m tinylm.cli data info "$dataset" --data-dir "$DATA_DIR" > /dev/null || return 1
+  done
   for backend in ray jobs; do  # each from an empty results folder: nothing skipped
     rm -rf "$WORK/ray-$backend"
     local how=("${ray_args[@]}")
