@@ -18,6 +18,7 @@ import dataclasses
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,34 +142,44 @@ class Plan:
         return cls(seq_len, fed, tokens_per_step, flops_per_step, max(1, min(limits)) if limits else None)
 
 
+def rng_snapshot(device: torch.device) -> Callable[[], None]:
+    """torch's random state now (the CPU's and, on CUDA, `device`'s), as a function that puts it back."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    def restore() -> None:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+    return restore
+
+
 class CompiledForward:
     """torch.compile's forward of `body`, or `body` itself where compiling fails on the first call (a CPU without a
     working C++ compiler, say): compiling changes the speed, not the run (it is not part of the run's identity), so
-    the run goes on eagerly and says so once. The first call's RNG state is restored before the eager retry."""
+    the run goes on eagerly and says so once, from the random state the failed call began with."""
 
-    def __init__(self, body: torch.nn.Module) -> None:
-        self.body, self.compiled, self.tried = body, torch.compile(body), False
+    def __init__(self, body: torch.nn.Module, device: torch.device = torch.device("cpu")) -> None:
+        self.body, self.compiled, self.device = body, torch.compile(body), device
+        self.call: Callable[..., Any] = self._first_call
+        """The first call tries the compiled forward; then it is the compiled one, or `body` if that failed."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.compiled is None:
-            return self.body(*args, **kwargs)
-        if self.tried:
-            return self.compiled(*args, **kwargs)
-        cpu = torch.get_rng_state()
-        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        return self.call(*args, **kwargs)
+
+    def _first_call(self, *args: Any, **kwargs: Any) -> Any:
+        restore = rng_snapshot(self.device)
         try:
             out = self.compiled(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 -- only the compiler's own failures fall back; the rest is raised
             if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
                 raise
             warnings.warn(f"torch.compile failed here ({str(e).strip().splitlines()[0][:200]}); training without "
-                          "it: the same run, slower", TinyLMWarning, stacklevel=2)
-            self.compiled = None
-            torch.set_rng_state(cpu)
-            if cuda is not None:
-                torch.cuda.set_rng_state_all(cuda)
+                          "it: the same run, slower", TinyLMWarning, stacklevel=3)
+            restore()
+            self.call = self.body
             return self.body(*args, **kwargs)
-        self.tried = True
+        self.call = self.compiled
         return out
 
 
@@ -198,7 +209,7 @@ class Trainer:
         if w.size > 1:  # broadcasts rank 0's weights, then averages gradients in backward
             body = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                            else None)
-        self.forward = CompiledForward(body) if cfg.train.compile else body
+        self.forward = CompiledForward(body, self.device) if cfg.train.compile else body
         # numpy arrays (memory-mapped from the cache): batches and evaluation windows gather what they need
         self.train_tokens, self.valid_tokens, self.test_tokens = (corpus.splits[s] for s in ("train", "valid", "test"))
         if self.model.context_length >= len(self.valid_tokens):
@@ -283,8 +294,7 @@ class Trainer:
         """(seconds per training step, seconds per evaluated token) measured for about `seconds`, but never for more
         steps than the run has left, on throwaway copies of the model and optimizer: the run itself (weights,
         optimizer, every random state) is left untouched."""
-        rng_state = torch.get_rng_state()
-        cuda_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        restore = rng_snapshot(self.device)
         model = copy.deepcopy(self.model)
         optimizer = make_optimizer(model, self.cfg.train, self.device)
         generator = torch.Generator().manual_seed(0)
@@ -297,9 +307,7 @@ class Trainer:
         synchronize(self.device)
         step_seconds = (time.perf_counter() - start) / steps
         eval_seconds = self.eval_speed(model)
-        torch.set_rng_state(rng_state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state(cuda_state, self.device)
+        restore()
         return step_seconds, eval_seconds
 
     def forecast(self, speeds: tuple[float, float] | None = None, start: tuple[int, float] | None = None,
