@@ -401,18 +401,12 @@ fi
 while [ $# -gt 0 ]; do
   task=$1
   shift
+  cmd=("task_$task")
   if [ "$task" = train ]; then
-    args=()
-    while [ $# -gt 0 ] && [ "$1" != -- ]; do args+=("$1"); shift; done
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do cmd+=("$1"); shift; done
     [ $# -gt 0 ] && shift  # the --
     n_train=$((n_train + 1))
-    set -- task_train "${args[@]}" -- "$@"
-  else
-    set -- "task_$task" -- "$@"
   fi
-  cmd=()
-  while [ "$1" != -- ]; do cmd+=("$1"); shift; done
-  shift
   if [ "${PARALLEL:-0}" = 1 ]; then
     "${cmd[@]}" &
     pids+=($!)
