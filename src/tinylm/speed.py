@@ -122,13 +122,18 @@ def _alternated_rates(trainers: dict[str, Trainer], steps: int, repeats: int) ->
 
 
 def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: int, device: str,
-                sets: list[str] | None = None, compile: bool = False) -> dict[str, Any]:
-    """Tokens/s and achieved FLOP/s of the trainer's step (the utilisation is set once the peak is known)."""
-    cfg = resolve_run(model, dataset, suite=load_suite_file(), sets=sets,
+                sets: list[str] | None = None, compile: bool = False, profile: str | None = None) -> dict[str, Any]:
+    """Tokens/s and achieved FLOP/s of the trainer's step (the utilisation is set once the peak is known), of the
+    model as `profile` trains it on `dataset` (default: the suite's defaults); the warm-up's seconds (with
+    `compile`, mostly compiling) beside them."""
+    cfg = resolve_run(model, dataset, suite=load_suite_file(), sets=sets, profile=profile,
                       train_values={"max_steps": 10**9, "precision": precision, "device": device, "compile": compile})
     trainer = Trainer(cfg, random_corpus(dataset))
+    start = time.perf_counter()
     for _ in range(3):  # warm-up
         trainer.train_step(1e-4)
+    synchronize(trainer.device)
+    warmup = time.perf_counter() - start
     rates = [_step_rate(trainer, steps) for _ in range(repeats)]
     tps = statistics.median(rates)
     flops_per_token = trainer.plan.flops_per_step / trainer.plan.tokens_per_step
@@ -139,7 +144,7 @@ def train_speed(model: str, dataset: str, precision: str, steps: int, repeats: i
         "context_length": trainer.model.context_length,
         "train_flops_per_token": flops_per_token, "tokens_per_second": _median_spread(rates),
         "achieved_gflops": tps * flops_per_token / 1e9,
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "warmup_seconds": warmup,
     }
 
 
