@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -281,8 +282,6 @@ def test_a_fresh_clone_stays_clean_after_the_readme_and_original_commands(tmp_pa
 def test_the_full_profiles_stated_training_time_is_the_one_the_report_measured():
     """The profile's header and description and the quickstart say how long the headline trains on 2 cores: the
     report's measured number (results.json's training_time), so a re-trained row cannot leave them stale."""
-    import re
-
     records = json.loads((REFERENCE / "results.json").read_text(encoding="utf-8"))["training_time"]
     full = next(t for t in records if t["profile"] == "full" and not t["on_gpu"])
     measured = f"{full['core_seconds'] / 2 / 3600:.2f} h on 2 CPU cores"
