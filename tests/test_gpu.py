@@ -66,6 +66,7 @@ def test_the_hand_written_backwards_pass_gradcheck_on_cuda():
     from tinylm.models.base import RMSNormFunction
     from tinylm.models.llama import GatedUnit, rotary_tables, rotate
     from tinylm.models.mamba import CausalConv
+    from tinylm.models.ssd import SSD
 
     g = torch.Generator(device="cuda").manual_seed(0)
 
@@ -77,3 +78,6 @@ def test_the_hand_written_backwards_pass_gradcheck_on_cuda():
     assert torch.autograd.gradcheck(lambda a, w: RMSNormFunction.apply(a, w, 1e-5), (rand(3, 4, 6), rand(6)))
     cos, sin = (t.double().cuda() for t in rotary_tables(8, 7, 10000.0))
     assert torch.autograd.gradcheck(lambda t: rotate(t, cos, sin), (rand(2, 3, 7, 8),))
+    decays = (-torch.rand(2, 9, 3, dtype=torch.float64, device="cuda", generator=g)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda *x: SSD.apply(*x, 4), (rand(2, 9, 3, 4), decays, rand(2, 9, 5),
+                                                                  rand(2, 9, 5), rand(2, 3, 4, 5)))

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tinylm.models import build_model
-from tinylm.models.mamba import CausalConv, ssd, ssd_step
+from tinylm.models.mamba import CausalConv
+from tinylm.models.ssd import SSD, ssd, ssd_step
 
 SMALL = {"vocab_size": 30, "embed_dim": 16, "n_layers": 2, "head_dim": 8, "d_state": 4, "dropout": 0.0,
          "context_length": 64}
@@ -115,3 +116,31 @@ def test_causal_conv_and_its_gradient_are_the_shifted_products():
     reference = bias + sum(weight[:, j] * seq[:, j : j + T] for j in range(k))
     assert torch.allclose(CausalConv.apply(seq, weight, bias), reference)
     assert torch.autograd.gradcheck(CausalConv.apply, (seq, weight, bias))
+
+
+@pytest.mark.parametrize("T, chunk, with_state", [(9, 4, True), (8, 4, False), (5, 16, True)])
+def test_the_hand_written_ssd_backward_is_the_gradient(T, chunk, with_state):
+    """Every input's gradient, the entering state's included, through both outputs, padding or not."""
+    g = torch.Generator().manual_seed(T)
+    b, H, P, N = 2, 3, 4, 5
+    u, B, C = (torch.randn(b, T, *shape, dtype=torch.float64, generator=g, requires_grad=True)
+               for shape in ((H, P), (N,), (N,)))
+    a = (-torch.rand(b, T, H, dtype=torch.float64, generator=g)).requires_grad_()
+    state = torch.randn(b, H, P, N, dtype=torch.float64, generator=g, requires_grad=True) if with_state else None
+    assert torch.autograd.gradcheck(lambda *x: SSD.apply(*x, chunk), (u, a, B, C, state))
+
+
+def test_strong_decays_stay_finite_and_the_mask_stays_exact():
+    """Log-decays summing far below the floor inside a chunk change no output beyond fp32's resolution, and what
+    comes after a position never reaches it."""
+    g = torch.Generator().manual_seed(0)
+    b, T, H, P, N = 2, 32, 2, 4, 3
+    u, B, C = torch.randn(b, T, H, P, generator=g), torch.randn(b, T, N, generator=g), torch.randn(b, T, N, generator=g)
+    a = -8 * torch.rand(b, T, H, generator=g)  # down to about -128 within a chunk
+    state = torch.zeros(b, H, P, N)
+    y, final = ssd(u, a, B, C, 32, state)
+    y_ref, final_ref = recurrence(u, a, B, C, state)
+    assert torch.allclose(y.double(), y_ref, atol=1e-5) and torch.allclose(final.double(), final_ref, atol=1e-5)
+    later = u.clone()
+    later[:, 20:] += 1
+    assert torch.equal(ssd(later, a, B, C, 32, state)[0][:, :20], y[:, :20])

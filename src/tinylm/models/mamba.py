@@ -32,6 +32,7 @@ from torch import nn
 
 from tinylm.models.base import Dropout, LanguageModel, LMConfig, RMSNorm, init_weights, scale_residual_projections
 from tinylm.models.heads import make_head
+from tinylm.models.ssd import ssd, ssd_step
 
 
 @dataclass
@@ -109,37 +110,6 @@ class MambaState:
             self.layers[int(i)][k] = v
 
 
-def ssd(u: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor, chunk: int,
-        state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SSM over a sequence, chunk by chunk, in fp32.
-
-    u (b, T, H, P): inputs already scaled by dt; a (b, T, H): log-decays dt A (<= 0); B, C (b, T, N); state
-    (b, H, P, N) entering the sequence (None: zero). Returns y (b, T, H, P) without the skip, and the state after T.
-    """
-    b, T, H, P = u.shape
-    N = B.size(-1)
-    Q = min(chunk, T)
-    pad = -T % Q  # zero inputs with zero log-decay at the end leave the state as it was
-    if pad:
-        u, a, B, C = F.pad(u, (0, 0, 0, 0, 0, pad)), F.pad(a, (0, 0, 0, pad)), F.pad(B, (0, 0, 0, pad)), F.pad(
-            C, (0, 0, 0, pad))
-    n = (T + pad) // Q
-    u = u.view(b, n, Q, H, P).permute(0, 3, 1, 2, 4)  # (b, H, n, Q, P)
-    cum = a.view(b, n, Q, H).permute(0, 3, 1, 2).cumsum(-1)  # (b, H, n, Q): log-decay from the chunk's start
-    B, C = B.view(b, 1, n, Q, N), C.view(b, 1, n, Q, N)
-    causal = torch.ones(Q, Q, dtype=torch.bool, device=u.device).tril()
-    L = torch.where(causal, cum[..., :, None] - cum[..., None, :], -math.inf).exp()  # (b, H, n, Q, Q)
-    y = ((C @ B.transpose(-1, -2)) * L) @ u  # inside each chunk: (C B^T ∘ L) u
-    ends = (u * torch.exp(cum[..., -1:] - cum)[..., None]).transpose(-1, -2) @ B  # (b, H, n, P, N): chunk states
-    s = state if state is not None else u.new_zeros(b, H, P, N)
-    entering = []
-    for k in range(n):  # the scan: one step per chunk
-        entering.append(s)
-        s = torch.exp(cum[:, :, k, -1])[..., None, None] * s + ends[:, :, k]
-    y = y + (C @ torch.stack(entering, 2).transpose(-1, -2)) * torch.exp(cum)[..., None]  # the states before
-    return y.permute(0, 2, 3, 1, 4).reshape(b, n * Q, H, P)[:, :T], s
-
-
 class CausalConv(torch.autograd.Function):
     """The depthwise causal convolution as k shifted multiply-adds: seq (b, k-1+T, C), the last k-1 inputs before
     the sequence first; weight (C, k), oldest tap first; bias (C) -> (b, T, C). Written out rather than left to
@@ -167,16 +137,6 @@ class CausalConv(torch.autograd.Function):
             grad_seq[:, j : j + T].addcmul_(grad, taps[j])
         grad_weight = torch.stack([(grad * seq[:, j : j + T]).sum((0, 1)) for j in range(k)], dim=1)
         return grad_seq, grad_weight, grad.sum((0, 1))
-
-
-def ssd_step(u: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-             state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One position of `ssd` (T = 1) by the recurrence itself: u (b, H, P), a (b, H), B, C (b, N), state
-    (b, H, P, N)."""
-    b, H, P = u.shape
-    N = B.size(-1)
-    s = torch.addcmul(state * torch.exp(a)[..., None, None], u[..., None], B[:, None, None, :])  # (b, H, P, N)
-    return torch.bmm(s.view(b, H * P, N), C[:, :, None]).view(b, H, P), s  # one product per sample, not per head
 
 
 def rms_over_root(x: torch.Tensor, root_eps: torch.Tensor) -> torch.Tensor:
