@@ -164,3 +164,17 @@ def test_two_seeded_recipes_are_compared_by_their_means_and_a_rising_row_is_left
     assert "mamba" not in found["text"] and found["source"].endswith("and the seed spreads under it")
     record["seeds"]["tinyshakespeare"].pop("transformer")
     assert "seeds" not in ladder(record)["text"]  # no band on the top rung: nothing to read against
+
+
+def test_each_step_up_the_ladder_between_two_seeded_rungs_is_read_against_seed_noise():
+    best = {"tinyshakespeare": {"linear": cell(-2.3), "mlp": cell(-1.823), "attention": cell(-1.800),
+                                "transformer": cell(-1.703)}}
+    seeds = {"mlp": {"n": 3, "test_mean": -1.826, "test_sd": 0.006},
+             "attention": {"n": 3, "test_mean": -1.815, "test_sd": 0.013},
+             "transformer": {"n": 4, "test_mean": -1.708, "test_sd": 0.012}}
+    text = ladder({**headline(best, level="char"), "seeds": {"tinyshakespeare": seeds}})["text"]
+    # sd of the difference sqrt(0.006^2/3 + 0.013^2/3) = 0.0083: a gap of 0.011 is 1.3 sd; 0.107 is 10+ sd
+    assert ("Over seeds, the step from `mlp` to `attention` +0.011 nats (3 and 3 seeds, 1.3 sd: within seed noise) "
+            "and `attention` to `transformer` +0.107 nats (3 and 4 seeds, 11.1 sd: separated).") in text
+    seeds.pop("attention")
+    assert "the step from" not in ladder({**headline(best, level="char"), "seeds": {"tinyshakespeare": seeds}})["text"]

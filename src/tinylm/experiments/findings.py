@@ -47,7 +47,7 @@ def ladder(headline: dict[str, Any]) -> Finding | None:
     beside = [m for m in model_names() if m in cells and m not in rungs]
     reached = [f"`{m}` {'reaches ' * (i == 0)}{_score(cells[m], level)}" for i, m in enumerate(beside)]
     extra = f"; beside the ladder, {joined(reached)}" if beside else ""
-    band = _band_clause(headline, ds, cells)
+    band = _steps_clause((headline.get("seeds") or {}).get(ds, {}), rungs) + _band_clause(headline, ds, cells)
     return {"text": f"Architecture decides much: on {ds} {lead}: {scores}{extra}.{band}",
             "source": f"the headline table, best run on valid of the `{headline['profile']}` profile"
                       + (", and the seed spreads under it" if band else "")}
@@ -168,6 +168,21 @@ def _against_band(m: str, own: dict[str, Any] | None, score: float, band: dict[s
     z = gap / sd if sd > 0 else math.copysign(math.inf, gap) if gap else 0.0  # identical seeds: any gap separates
     verdict = "separated" if abs(z) >= 2 else "within seed noise"
     return f"{what} {abs(z):.1f} sd {'above' if z > 0 else 'below'} it ({verdict})"
+
+
+def _steps_clause(seeded: dict[str, dict[str, Any]], rungs: list[str]) -> str:
+    """Each step up the ladder between two rungs that were both trained with several seeds: whether their means
+    are further apart than seed noise (2 sd of the difference); "" where no two neighbours are seeded."""
+    texts = []
+    for a, b in zip(rungs, rungs[1:]):
+        if a in seeded and b in seeded:
+            lo, hi = seeded[a], seeded[b]
+            sd = math.hypot(lo["test_sd"] / math.sqrt(lo["n"]), hi["test_sd"] / math.sqrt(hi["n"]))
+            gap = hi["test_mean"] - lo["test_mean"]
+            z = gap / sd if sd > 0 else math.copysign(math.inf, gap) if gap else 0.0
+            verdict = "separated" if z >= 2 else "within seed noise"
+            texts.append(f"`{a}` to `{b}` {gap:+.3f} nats ({lo['n']} and {hi['n']} seeds, {z:.1f} sd: {verdict})")
+    return f" Over seeds, the step from {joined(texts)}." if texts else ""
 
 
 def _band_clause(headline: dict[str, Any], ds: str, cells: dict[str, dict[str, Any]]) -> str:
