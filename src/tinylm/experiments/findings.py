@@ -159,15 +159,23 @@ def _against_band(m: str, own: dict[str, Any] | None, score: float, band: dict[s
     """One row's test score against the top rung's seed band: the gap in standard deviations of the difference (a
     lone run is taken to spread as the band's recipe does), and whether it clears 2 of them."""
     if own:  # both seeded: the difference of the two means
-        score = own["test_mean"]
-        sd = math.hypot(own["test_sd"] / math.sqrt(own["n"]), band["test_sd"] / math.sqrt(band["n"]))
+        score, sd = own["test_mean"], _sd_of_means(own, band)
         what = f"`{m}` (mean of {own['n']} seeds {own['test_mean']:.3f} ± {own['test_sd']:.3f})"
     else:
         sd, what = band["test_sd"] * math.sqrt(1 + 1 / band["n"]), f"`{m}`"
-    gap = score - band["test_mean"]
-    z = gap / sd if sd > 0 else math.copysign(math.inf, gap) if gap else 0.0  # identical seeds: any gap separates
-    verdict = "separated" if abs(z) >= 2 else "within seed noise"
+    z, verdict = _in_sds(score - band["test_mean"], sd)
     return f"{what} {abs(z):.1f} sd {'above' if z > 0 else 'below'} it ({verdict})"
+
+
+def _sd_of_means(one: dict[str, Any], other: dict[str, Any]) -> float:
+    """The standard deviation of the difference of two seed spreads' mean test scores."""
+    return math.hypot(one["test_sd"] / math.sqrt(one["n"]), other["test_sd"] / math.sqrt(other["n"]))
+
+
+def _in_sds(gap: float, sd: float) -> tuple[float, str]:
+    """A gap in standard deviations of the difference, and whether it clears 2 of them."""
+    z = gap / sd if sd > 0 else math.copysign(math.inf, gap) if gap else 0.0  # identical seeds: any gap separates
+    return z, "separated" if abs(z) >= 2 else "within seed noise"
 
 
 def _steps_clause(seeded: dict[str, dict[str, Any]], rungs: list[str]) -> str:
@@ -177,10 +185,8 @@ def _steps_clause(seeded: dict[str, dict[str, Any]], rungs: list[str]) -> str:
     for a, b in zip(rungs, rungs[1:]):
         if a in seeded and b in seeded:
             lo, hi = seeded[a], seeded[b]
-            sd = math.hypot(lo["test_sd"] / math.sqrt(lo["n"]), hi["test_sd"] / math.sqrt(hi["n"]))
             gap = hi["test_mean"] - lo["test_mean"]
-            z = gap / sd if sd > 0 else math.copysign(math.inf, gap) if gap else 0.0
-            verdict = "separated" if z >= 2 else "within seed noise"
+            z, verdict = _in_sds(gap, _sd_of_means(lo, hi))
             texts.append(f"`{a}` to `{b}` {gap:+.3f} nats ({lo['n']} and {hi['n']} seeds, {z:.1f} sd: {verdict})")
     return f" Over seeds, the step from {joined(texts)}." if texts else ""
 

@@ -33,16 +33,16 @@ def _chunks(x: torch.Tensor, n: int, Q: int) -> torch.Tensor:
     return x.view(b, n, Q, H, P).permute(0, 3, 1, 2, 4).contiguous()
 
 
-def _unchunk(x: torch.Tensor) -> torch.Tensor:
-    """(b, H, n, Q, P) -> (b, nQ, H, P)."""
-    b, H, n, Q, P = x.shape
-    return x.permute(0, 2, 3, 1, 4).reshape(b, n * Q, H, P)
-
-
 def _over_heads(x: torch.Tensor) -> torch.Tensor:
     """(b, H, n, Q, P) -> (b, n, Q, H P): the heads side by side, so that one product sums over them."""
     b, H, n, Q, P = x.shape
     return x.permute(0, 2, 3, 1, 4).reshape(b, n, Q, H * P)
+
+
+def _unchunk(x: torch.Tensor) -> torch.Tensor:
+    """(b, H, n, Q, P) -> (b, nQ, H, P): `_over_heads`, positions back in one row."""
+    b, H, n, Q, P = x.shape
+    return _over_heads(x).view(b, n * Q, H, P)
 
 
 def _heads_first(x: torch.Tensor) -> torch.Tensor:
