@@ -12,7 +12,8 @@ Prints one JSON record (a row per model and copy: eager and compiled ms a step, 
 seconds). Takes about 5 minutes on 2 CPU cores with the defaults, most of it compiling mamba; inductor needs a C++
 compiler (without one the compiled step falls back to eager, with a warning). On an Intel Xeon with AMX,
 2026-12-04: mamba 1.20x alone and 1.22x side by side, llama 0.96-0.97x, the transformer 0.94-0.97x
-(benchmarks/logs/cpu-compile-2026-12-04.json).
+(benchmarks/logs/cpu-compile-2026-12-04.json); on an AMD EPYC, mamba 1.14x alone
+(benchmarks/logs/cpu-amd-mamba-compiled-2026-12-04.json).
 """
 
 import argparse
