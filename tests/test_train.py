@@ -404,3 +404,20 @@ def test_the_decay_starts_from_the_peak_after_warmup_when_asked(tiny_text_file, 
         assert rates[5] < peak
         assert rates[5] == pytest.approx(floor + (peak - floor) * 0.5 * (1 + math.cos(0.2 * math.pi)))
     assert ("decay_from_warmup" in cfg.to_dict()["train"]) == from_warmup  # saved only when set: ids unchanged
+
+
+def test_the_speed_forecast_takes_the_median_step_so_a_compiling_step_does_not_count():
+    from types import SimpleNamespace
+
+    from tinylm.training.loop import _Forecast
+
+    asked, announced = [], []
+    trainer = SimpleNamespace(state=SimpleNamespace(step=0, seconds=0.0, stopped_early=False), done=lambda: False,
+                              eval_speed=lambda: 1e-4,
+                              forecast=lambda speeds, start: asked.append(speeds) or {"speeds": speeds})
+    forecast = _Forecast(trainer, announced.append)
+    for took in (90.0, 60.0, 1.0, 1.1, 0.9):  # the first call compiles, the second recompiles
+        forecast.step_took(took)
+    assert announced == []  # 60 s of steps, but only 4 after the first
+    forecast.step_took(1.0)
+    assert asked == [(pytest.approx(1.0), 1e-4)] and len(announced) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -30,9 +31,10 @@ FAULT_KILL_ENV = "TINYLM_FAULT_KILL_FILE"
 itself SIGKILL (once: whoever resumes the run trains on)."""
 FIRST_STEP_ENV = "TINYLM_FIRST_STEP_FILE"
 """For the start-up benchmark: the main process writes the wall-clock time its first step began to this file."""
-ANNOUNCE_STEPS, ANNOUNCE_SECONDS = 20, 1.0
-"""The forecast is announced once this many steps after the first (which pays first-call allocations), or this
-many seconds of them, are timed."""
+ANNOUNCE_STEPS, ANNOUNCE_SECONDS, ANNOUNCE_MIN_STEPS = 20, 1.0, 5
+"""The forecast is announced once this many steps after the first (which pays first-call allocations) are timed,
+or this many seconds of at least ANNOUNCE_MIN_STEPS of them; it takes their median step, which a step that
+compiles or recompiles does not move."""
 
 
 class Recorder(Protocol):
@@ -113,9 +115,11 @@ class _Forecast:
             return
         self.timed.append(seconds)
         t, steady = self.trainer, self.timed[1:] or self.timed
-        if len(steady) < ANNOUNCE_STEPS and sum(steady) < ANNOUNCE_SECONDS and not (t.done() or t.state.stopped_early):
+        n = len(steady)
+        enough = n >= ANNOUNCE_STEPS or (n >= ANNOUNCE_MIN_STEPS and sum(steady) >= ANNOUNCE_SECONDS)
+        if not (enough or t.done() or t.state.stopped_early):
             return
-        info = t.forecast(speeds=(sum(steady) / len(steady), t.eval_speed()), start=self.start)
+        info = t.forecast(speeds=(statistics.median(steady), t.eval_speed()), start=self.start)
         with tqdm.external_write_mode():  # the line goes above the progress bar, which is redrawn below it
             self.announce(info)
         self.announce = None
