@@ -161,3 +161,14 @@ def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on
     [line] = profile_times(shared + later)
     assert line.endswith("`scaling-gpu` 5 runs, 8.3 min on GPUs, within 4.0 min of wall-clock time (several at a "
                          "time).")
+
+
+def test_a_run_is_labelled_with_its_axis_value_and_budget_even_when_its_config_file_omits_them():
+    """A config file holds only the fields a run set: an axis left at its default reads as that default, and a
+    FLOP budget keeps its significant digits (1.2e14 is not 1e14)."""
+    run = dataclasses.replace(make_run("r", "mamba", [5.0], -4.6),
+                              config={"model": {"n_layers": 12}, "train": {"max_flops": 1.2e14}})
+    assert run.variant({"mamba": "d_state", "lstm": "hidden_dim"}) == "d_state=32, 1.2e+14 FLOPs"
+    assert run.variant({"mamba": "n_layers"}) == "n_layers=12, 1.2e+14 FLOPs"
+    plugin = dataclasses.replace(run, metrics=dataclasses.replace(run.metrics, model="not-registered"))
+    assert plugin.variant({"not-registered": "width"}) == "width=None, 1.2e+14 FLOPs"

@@ -11,7 +11,7 @@ from typing import Any
 
 from tinylm.data.sources import DATASETS, dataset_order, registered_base
 from tinylm.errors import TinyLMError, TinyLMWarning
-from tinylm.models.registry import model_names
+from tinylm.models.registry import config_class, model_names
 from tinylm.run_folders import RunFolder, find_runs, read_config
 from tinylm.run_metrics import RunMetrics
 from tinylm.suite_file import SuiteFile
@@ -68,13 +68,20 @@ class ReportRow:
         return not (self.metrics.device or "cpu").startswith("cpu")
 
     def variant(self, axes: dict[str, str]) -> str:
-        """The ablation setting of this run and its FLOP budget if it had one, e.g. 'n_heads=4, 1e+12 FLOPs'."""
+        """The ablation setting of this run and its FLOP budget if it had one, e.g. 'n_heads=4, 1.2e+14 FLOPs'."""
         key = axes.get(self.model)
-        parts = [f"{key}={self.config.get('model', {}).get(key)}"] if key else []
+        parts = [f"{key}={self.model_field(key)}"] if key else []
         budget = self.config.get("train", {}).get("max_flops")
         if isinstance(budget, (int, float)):
-            parts.append(f"{budget:.0e} FLOPs")
+            parts.append(f"{budget:.3g} FLOPs")
         return ", ".join(parts)
+
+    def model_field(self, key: str) -> Any:
+        """A model config field as the run trained with it (a run's config file holds only the fields it set)."""
+        saved = self.config.get("model", {})
+        if key in saved or self.model not in model_names():
+            return saved.get(key)
+        return getattr(config_class(self.model)(), key, None)
 
     def label(self, axes: dict[str, str]) -> str:
         """A readable name: 'transformer n_layers=6 (full)'."""
