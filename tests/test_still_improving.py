@@ -20,6 +20,7 @@ from tinylm.experiments.tables import (
     summary,
     summary_table,
 )
+from tinylm.models.registry import make_config
 from tinylm.run_metrics import RunMetrics
 
 
@@ -166,9 +167,9 @@ def test_each_profile_states_its_summed_training_time_and_on_the_cpu_its_time_on
 def test_a_run_is_labelled_with_its_axis_value_and_budget_even_when_its_config_file_omits_them():
     """A config file holds only the fields a run set: an axis left at its default reads as that default, and a
     FLOP budget keeps its significant digits (1.2e14 is not 1e14)."""
-    run = dataclasses.replace(make_run("r", "mamba", [5.0], -4.6),
+    run = dataclasses.replace(make_run("r", "mamba", [5.0], -4.6), model_config=make_config("mamba", {"n_layers": 12}),
                               config={"model": {"n_layers": 12}, "train": {"max_flops": 1.2e14}})
     assert run.variant({"mamba": "d_state", "lstm": "hidden_dim"}) == "d_state=32, 1.2e+14 FLOPs"
     assert run.variant({"mamba": "n_layers"}) == "n_layers=12, 1.2e+14 FLOPs"
-    plugin = dataclasses.replace(run, metrics=dataclasses.replace(run.metrics, model="not-registered"))
-    assert plugin.variant({"not-registered": "width"}) == "width=None, 1.2e+14 FLOPs"
+    unresolved = dataclasses.replace(run, model_config=None)  # a row built from its config file alone
+    assert unresolved.variant({"mamba": "n_layers"}) == "n_layers=12, 1.2e+14 FLOPs"

@@ -11,7 +11,7 @@ from typing import Any
 
 from tinylm.data.sources import DATASETS, dataset_order, registered_base
 from tinylm.errors import TinyLMError, TinyLMWarning
-from tinylm.models.registry import config_class, model_names
+from tinylm.models.registry import model_names
 from tinylm.run_folders import RunFolder, find_runs, read_config
 from tinylm.run_metrics import RunMetrics
 from tinylm.suite_file import SuiteFile
@@ -47,6 +47,8 @@ class ReportRow:
     """"reference" (shipped) or "yours" (the working folder)."""
     profile: str = ADHOC
     """The profile whose unchanged suite trains exactly this config, else "adhoc"."""
+    model_config: Any = None
+    """The model's config as the run was built from it, every field filled (`config` holds only the ones set)."""
 
     @property
     def model(self) -> str:
@@ -77,11 +79,8 @@ class ReportRow:
         return ", ".join(parts)
 
     def model_field(self, key: str) -> Any:
-        """A model config field as the run trained with it (a run's config file holds only the fields it set)."""
-        saved = self.config.get("model", {})
-        if key in saved or self.model not in model_names():
-            return saved.get(key)
-        return getattr(config_class(self.model)(), key, None)
+        """A model config field as the run trained with it, its default included."""
+        return getattr(self.model_config, key, self.config.get("model", {}).get(key))
 
     def label(self, axes: dict[str, str]) -> str:
         """A readable name: 'transformer n_layers=6 (full)'."""
@@ -143,7 +142,8 @@ def _as_run(found: RunFolder, labels: ProfileLabels) -> ReportRow | None:
         warnings.warn(f"skipped {found.path}: {e}", TinyLMWarning, stacklevel=2)
         return None
     profile = labels.label(cfg, found.metrics.profile)
-    return ReportRow(found.path, found.metrics, cfg.to_dict(), _read_history(found.path), found.source, profile)
+    return ReportRow(found.path, found.metrics, cfg.to_dict(), _read_history(found.path), found.source, profile,
+                     cfg.model)
 
 
 def load_runs(working: Path | None, reference: Path | None, suite: SuiteFile) -> list[ReportRow]:
