@@ -17,6 +17,7 @@ from tinylm.speed import (
     projected_time,
     random_corpus,
     run_bench,
+    speed_corpus,
     summary_lines,
     time_to_target,
 )
@@ -95,6 +96,13 @@ def test_adaptive_head_speed_compares_both_heads_on_the_same_body(mirror, data_d
 def test_the_stand_in_corpus_follows_zipfs_law():
     counts = np.bincount(random_corpus("wikitext2", zipf=True).splits["train"], minlength=33_278)
     assert counts[0] / counts[9] == pytest.approx(10, rel=0.15) and counts[0] > counts[1] > counts[3]
+
+
+def test_training_speed_trains_words_on_zipf_tokens_and_characters_on_uniform_ones():
+    words = np.bincount(speed_corpus("ptb").splits["train"], minlength=10_000)
+    chars = np.bincount(speed_corpus("tinyshakespeare").splits["train"], minlength=65)
+    assert words[0] / words[9] == pytest.approx(10, rel=0.15)  # an adaptive head's tails see as few as in the text
+    assert chars.max() / chars.min() < 1.3
 
 
 def test_profile_bench_times_each_run_of_the_profile_in_both_precisions(tmp_path, mirror, data_dir):
