@@ -101,7 +101,7 @@ def random_corpus(dataset: str, n_train: int = 400_000, zipf: bool = False) -> C
 
 def speed_corpus(dataset: str) -> Corpus:
     """The random tokens `train_speed` trains on: Zipf-distributed at word level, since uniform ones would send most
-    tokens to an adaptive head's tail clusters (the full profile's PTB transformer: 42% of a step in the tails'
+    tokens to an adaptive head's tail clusters (the full profile's PTB transformer: 42% of a step in the head's
     log-softmax backward, against 7% on the real split); uniform characters."""
     return random_corpus(dataset, zipf=DATASETS[dataset].level == "word")
 
