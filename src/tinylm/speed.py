@@ -165,7 +165,7 @@ def head_speed(dataset: str, steps: int, repeats: int, device: str, paths: Paths
     try:
         corpus, source = load_corpus(DataConfig(name=dataset), paths.data, paths.mirror, quiet=True), "training split"
     except TinyLMError:
-        corpus, source = random_corpus(dataset, zipf=True), "Zipf-distributed random tokens (dataset not available)"
+        corpus, source = speed_corpus(dataset), "Zipf-distributed random tokens (dataset not available)"
     suite = load_suite_file()
     trainers = {}
     for head in ("full", "adaptive"):
